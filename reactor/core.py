@@ -1,0 +1,637 @@
+"""The reactor: one selector, timers, a ready queue, and one turn at a time.
+
+What can go wrong in an event loop, and what we chose
+----------------------------------------------------
+*Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
+for I/O, then dispatches.  Here a turn (`Reactor.run_once`) is written down as
+a numbered spec, as libuv does for ``uv_run``:
+
+1. Count the callbacks that are ready now (``call_soon``); only those run in
+   this turn, so a callback that reschedules itself cannot starve I/O.
+2. Work out how long we may wait: 0 if anything is ready, else until the
+   earliest timer, capped by the caller's ``timeout``.
+3. Wait for I/O once (``selector.select``).
+4. Run the callbacks of ready file descriptors (reader, then writer).
+5. Run every timer whose due time has come, in order of due time, ties in
+   scheduling order.
+6. Run the callbacks counted in step 1.
+
+Waiting (steps 2-3) is separate from dispatching (4-6), which is what makes
+embedding possible: a host loop waits on `fileno()` for at most `timeout()`
+seconds and calls ``run_once(0)``, and nothing is lost.
+
+*Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks ties
+in scheduling order.  Cancelling only marks the handle (O(1)); the heap is
+rebuilt without the dead entries when they are more than half of it, so
+scheduling and cancelling a million timers keeps a heap of a few hundred, not
+a million.  ``call_every`` keeps its cadence from the first due time (no
+drift) and, when the loop falls behind, skips missed beats instead of firing a
+burst.
+
+*Threads.*  Only `call_soon_threadsafe` and `stop` may be called from another
+thread.  They append to a deque (atomic in CPython) and write one byte to a
+socketpair the selector watches, so a reactor blocked in ``select`` wakes.  The
+same wakeup keeps the embedding contract honest: when host code (outside a
+turn) schedules a callback or a timer, the reactor's fd is made readable once,
+so a host that sleeps on `fileno()` learns that `timeout()` changed.  Inside a
+turn this costs nothing.
+
+*Errors.*  A callback that raises ``Exception`` is reported to the exception
+handler (by default: logged with its traceback on the ``reactor`` logger) and
+the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always escape.
+
+The core never starts a thread and imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time as _time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from .futures import Future
+
+__all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
+
+logger = logging.getLogger("reactor")
+
+T = TypeVar("T")
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+#: Rebuild the timer heap when cancelled entries exceed this many *and* half of it.
+_MIN_CANCELLED_FOR_COMPACTION = 100
+
+
+class FileLike(Protocol):
+    """Anything with a ``fileno()`` method (sockets, pipes, files)."""
+
+    def fileno(self) -> int: ...
+
+
+def _fileno(fd: int | FileLike) -> int:
+    if isinstance(fd, int):
+        n = fd
+    else:
+        try:
+            n = int(fd.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"invalid file object: {fd!r} (need an int or an object with fileno())") from None
+    if n < 0:
+        raise ValueError(f"invalid file descriptor: {fd!r} (closed?)")
+    return n
+
+
+class ManualClock:
+    """A clock that moves only when told to: inject it for tests that never sleep.
+
+    >>> clock = ManualClock()
+    >>> r = Reactor(clock=clock)
+    >>> clock.advance(5.0)   # five seconds pass, instantly
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (never backward)."""
+        if seconds < 0:
+            raise ValueError("a monotonic clock cannot go backward")
+        self.now += seconds
+
+
+class Handle:
+    """A scheduled callback; `cancel()` it to stop it from running."""
+
+    __slots__ = ("_callback", "_args", "_cancelled", "__weakref__")
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<{type(self).__name__}{state} {getattr(self._callback, '__qualname__', self._callback)!r}>"
+
+    def cancel(self) -> None:
+        """Prevent the callback from running (a no-op if it already ran)."""
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        """True once `cancel()` was called."""
+        return self._cancelled
+
+
+class TimerHandle(Handle):
+    """A callback scheduled at a time (``call_later``/``call_at``/``call_every``)."""
+
+    __slots__ = ("when", "interval", "_reactor", "_in_heap")
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        reactor: Reactor,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__(callback, args)
+        #: The reactor time at which the callback is (next) due.
+        self.when = when
+        #: The period of a ``call_every`` timer, None for a one-shot timer.
+        self.interval = interval
+        self._reactor = reactor
+        self._in_heap = False
+
+    def cancel(self) -> None:
+        """Prevent the callback from running again; O(1) (removal is lazy)."""
+        if not self._cancelled:
+            self._cancelled = True
+            if self._in_heap:
+                self._reactor._timer_cancelled()
+
+
+ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
+
+
+class Reactor:
+    """A single-threaded event reactor driven by a `selectors` selector.
+
+    ``Reactor(clock=None, selector=None)``: ``clock`` is a zero-argument
+    callable returning monotonic seconds (default `time.monotonic`; inject a
+    `ManualClock` in tests); ``selector`` defaults to `selectors.DefaultSelector`
+    (epoll on Linux).
+
+    Methods for the owner thread: everything.  Methods safe from any thread:
+    `call_soon_threadsafe` and `stop`.  The reactor is a context manager that
+    closes itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        selector: selectors.BaseSelector | None = None,
+    ) -> None:
+        self._clock: Callable[[], float] = clock if clock is not None else _time.monotonic
+        self._selector = selector if selector is not None else selectors.DefaultSelector()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_cancelled_count = 0
+        self._seq = itertools.count()
+        self._stopping = False
+        self._closed = False
+        self._in_turn = False
+        self._running_thread: int | None = None
+        self._exception_handler: ExceptionHandler | None = None
+        self._wakeup_pending = False
+        #: The connection table: fd -> connection row.  Server and client
+        #: layers add a row per accepted or outgoing stream connection and
+        #: remove it when the connection closes; timeouts, limits, graceful
+        #: shutdown and introspection all read it.  The core only holds it.
+        self.connections: dict[int, Any] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self._selector.register(self._wake_fd, _READ, (None, None))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._running_thread else "idle")
+        return f"<Reactor {state} fds={len(self._selector.get_map()) - (0 if self._closed else 1)} timers={len(self._timers)}>"
+
+    # ------------------------------------------------------------------ time
+
+    def time(self) -> float:
+        """The reactor's monotonic clock, in seconds."""
+        return self._clock()
+
+    # ------------------------------------------------------------- callbacks
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Reactor is closed; create a new one")
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` in the next turn, after those already queued."""
+        if self._closed:
+            self._check_closed()
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        if not self._in_turn:
+            self._wake_host()
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Like `call_soon`, from any thread; wakes a reactor blocked on I/O."""
+        self._check_closed()
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        self._write_wakeup()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` ``delay`` seconds from now."""
+        return self.call_at(self._clock() + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` when `time()` reaches ``when``."""
+        if self._closed:
+            self._check_closed()
+        timer = TimerHandle(when, callback, args, self)
+        self._push_timer(timer)
+        return timer
+
+    def call_every(self, interval: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` every ``interval`` seconds until cancelled.
+
+        The first call is one interval from now; later calls keep that cadence
+        (due times are ``start + k * interval``, so there is no drift).  If the
+        reactor falls behind by more than an interval, the missed beats are
+        skipped rather than fired in a burst: the next call is at the next
+        beat still in the future.  Cancel the returned handle to stop.
+        """
+        if not interval > 0:
+            raise ValueError(f"call_every interval must be > 0, got {interval!r}")
+        self._check_closed()
+        timer = TimerHandle(self._clock() + interval, callback, args, self, interval)
+        self._push_timer(timer)
+        return timer
+
+    def _push_timer(self, timer: TimerHandle) -> None:
+        timer._in_heap = True
+        heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
+        if not self._in_turn:
+            self._wake_host()
+
+    def _timer_cancelled(self) -> None:
+        self._timer_cancelled_count += 1
+        n = self._timer_cancelled_count
+        if n > _MIN_CANCELLED_FOR_COMPACTION and n * 2 > len(self._timers):
+            live = [entry for entry in self._timers if not entry[2]._cancelled]
+            for entry in self._timers:
+                if entry[2]._cancelled:
+                    entry[2]._in_heap = False
+            heapq.heapify(live)
+            self._timers = live
+            self._timer_cancelled_count = 0
+
+    # ------------------------------------------------------------------ I/O
+
+    def add_reader(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
+        self._check_closed()
+        self._add_io(_fileno(fd), _READ, (callback, args))
+
+    def add_writer(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
+        self._check_closed()
+        self._add_io(_fileno(fd), _WRITE, (callback, args))
+
+    def remove_reader(self, fd: int | FileLike) -> bool:
+        """Stop watching ``fd`` for reading; True if a reader was registered."""
+        if self._closed:
+            return False
+        return self._remove_io(_fileno(fd), _READ)
+
+    def remove_writer(self, fd: int | FileLike) -> bool:
+        """Stop watching ``fd`` for writing; True if a writer was registered."""
+        if self._closed:
+            return False
+        return self._remove_io(_fileno(fd), _WRITE)
+
+    def _add_io(self, fd: int, event: int, callback: tuple[Callable[..., object], tuple[Any, ...]]) -> None:
+        if fd == self._wake_fd:
+            raise ValueError("that file descriptor is the reactor's own wakeup socket")
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            data = (callback, None) if event == _READ else (None, callback)
+            self._selector.register(fd, event, data)
+        else:
+            reader, writer = key.data
+            if event == _READ:
+                reader = callback
+            else:
+                writer = callback
+            self._selector.modify(fd, key.events | event, (reader, writer))
+        if not self._in_turn:
+            self._wake_host()
+
+    def _remove_io(self, fd: int, event: int) -> bool:
+        if fd == self._wake_fd:
+            return False
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            return False
+        reader, writer = key.data
+        if event == _READ:
+            had, reader = reader is not None, None
+        else:
+            had, writer = writer is not None, None
+        if not had:
+            return False
+        remaining = key.events & ~event
+        if not remaining:
+            self._selector.unregister(fd)
+        else:
+            self._selector.modify(fd, remaining, (reader, writer))
+        return True
+
+    # ------------------------------------------------------------- wakeups
+
+    def _write_wakeup(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # the buffer is full: the reactor is already going to wake
+        except OSError:
+            if not self._closed:
+                raise
+
+    def _wake_host(self) -> None:
+        # Called when host code (outside a turn) schedules work: make fileno()
+        # readable once so a host sleeping on it re-reads timeout().
+        if not self._wakeup_pending and not self._closed:
+            self._wakeup_pending = True
+            self._write_wakeup()
+
+    def _drain_wakeup(self) -> None:
+        self._wakeup_pending = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # ------------------------------------------------------------- running
+
+    def timeout(self) -> float | None:
+        """Seconds until the reactor needs a turn even without I/O.
+
+        0 when callbacks are ready, None when nothing is scheduled.  With
+        `fileno()` this is the embedding contract: wait on ``fileno()`` for at
+        most ``timeout()`` seconds, then call ``run_once(0)``.
+        """
+        if self._ready:
+            return 0.0
+        timers = self._timers
+        while timers and timers[0][2]._cancelled:
+            heapq.heappop(timers)[2]._in_heap = False
+            self._timer_cancelled_count -= 1
+        if not timers:
+            return None
+        return max(0.0, timers[0][0] - self._clock())
+
+    def fileno(self) -> int:
+        """A file descriptor that is readable whenever the reactor has I/O to process.
+
+        It is also made readable when callbacks are scheduled from another
+        thread or by host code outside a turn.  Requires a selector with a
+        pollable fd (epoll, kqueue, devpoll) — the default on Linux, macOS, BSD.
+        """
+        self._check_closed()
+        try:
+            return self._selector.fileno()  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            raise RuntimeError(
+                f"{type(self._selector).__name__} has no pollable fd; embed with an "
+                "EpollSelector/KqueueSelector (the default on Linux/macOS)"
+            ) from None
+
+    def run_once(self, timeout: float | None = None) -> int:
+        """Do exactly one turn; return how many callbacks ran.
+
+        Waits at most ``timeout`` seconds for I/O (None: until something
+        happens or a timer is due; 0: not at all), then runs ready I/O
+        callbacks, due timers, and the callbacks queued before the turn began.
+        """
+        self._check_closed()
+        if self._in_turn:
+            raise RuntimeError("run_once() called from inside a reactor callback")
+        ready = self._ready
+        ntodo = len(ready)
+        if ntodo:
+            wait: float | None = 0.0
+        else:
+            wait = self.timeout()
+            if timeout is not None and (wait is None or timeout < wait):
+                wait = max(0.0, timeout)
+        self._in_turn = True
+        ran = 0
+        try:
+            events = self._selector.select(wait)
+            wake_fd = self._wake_fd
+            for key, mask in events:
+                if key.fd == wake_fd:
+                    self._drain_wakeup()
+                    continue
+                reader, writer = key.data
+                if mask & _READ and reader is not None:
+                    ran += 1
+                    try:
+                        reader[0](*reader[1])
+                    except Exception as exc:
+                        self._report(exc, reader[0])
+                if mask & _WRITE and writer is not None:
+                    # The reader may have removed or replaced the writer.
+                    current = self._selector.get_map().get(key.fd) if mask & _READ else key
+                    if current is not None and current.data[1] is not None:
+                        cb, args = current.data[1]
+                        ran += 1
+                        try:
+                            cb(*args)
+                        except Exception as exc:
+                            self._report(exc, cb)
+            timers = self._timers
+            if timers:
+                now = self._clock()
+                while timers and timers[0][0] <= now:
+                    timer = heapq.heappop(timers)[2]
+                    timer._in_heap = False
+                    if timer._cancelled:
+                        self._timer_cancelled_count -= 1
+                        continue
+                    if timer.interval is not None:
+                        self._reschedule(timer, now)
+                    ran += 1
+                    try:
+                        timer._callback(*timer._args)
+                    except Exception as exc:
+                        self._report(exc, timer._callback)
+            for _ in range(ntodo):
+                handle = ready.popleft()
+                if handle._cancelled:
+                    continue
+                ran += 1
+                try:
+                    handle._callback(*handle._args)
+                except Exception as exc:
+                    self._report(exc, handle._callback)
+        finally:
+            self._in_turn = False
+        return ran
+
+    def _reschedule(self, timer: TimerHandle, now: float) -> None:
+        interval = timer.interval
+        assert interval is not None
+        when = timer.when + interval
+        if when <= now:  # fell behind: skip the missed beats
+            when += interval * ((now - when) // interval + 1)
+        timer.when = when
+        timer._in_heap = True
+        heapq.heappush(self._timers, (when, next(self._seq), timer))
+
+    def run(self) -> None:
+        """Run turns until `stop()` is called (from a callback or another thread)."""
+        self._check_closed()
+        if self._running_thread is not None:
+            raise RuntimeError("this Reactor is already running")
+        self._running_thread = threading.get_ident()
+        try:
+            while not self._stopping:
+                self.run_once(None)
+        finally:
+            self._stopping = False
+            self._running_thread = None
+
+    def stop(self) -> None:
+        """Make `run()` return after the current turn.  Safe from any thread."""
+        self._stopping = True
+        if self._running_thread is not None and self._running_thread != threading.get_ident():
+            self._write_wakeup()
+
+    def is_running(self) -> bool:
+        """True while `run()` is executing."""
+        return self._running_thread is not None
+
+    def is_closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+    def run_until_complete(self, future: Future[T], timeout: float | None = None) -> T:
+        """Run turns until ``future`` is done; return its result (or raise its exception).
+
+        Raises `TimeoutError` if ``timeout`` seconds of reactor time pass first
+        (the future itself is left untouched).
+        """
+        self._check_closed()
+        if not isinstance(future, Future):
+            raise TypeError(f"run_until_complete() needs a reactor Future, got {type(future).__name__}")
+        if future.reactor is not self:
+            raise ValueError("that future belongs to another reactor")
+        deadline = None if timeout is None else self._clock() + timeout
+        while not future.done():
+            if deadline is None:
+                self.run_once(None)
+            else:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise TimeoutError(f"the future did not complete within {timeout} s")
+                self.run_once(remaining)
+        return future.result()
+
+    def create_future(self) -> Future[Any]:
+        """A new pending `Future` bound to this reactor."""
+        self._check_closed()
+        return Future(self)
+
+    # --------------------------------------------------------------- errors
+
+    def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
+        """Replace the reporting of callback errors: ``handler(reactor, context)``.
+
+        ``context`` has ``message``, ``exception`` and ``callback``.  None
+        restores the default (log with traceback on the ``reactor`` logger).
+        """
+        if handler is not None and not callable(handler):
+            raise TypeError(f"exception handler must be callable or None, got {handler!r}")
+        self._exception_handler = handler
+
+    def _report(self, exc: Exception, callback: object) -> None:
+        context = {"message": "exception in callback", "exception": exc, "callback": callback}
+        self.call_exception_handler(context)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        """Report an error the way a failing callback is reported."""
+        handler = self._exception_handler
+        if handler is not None:
+            try:
+                handler(self, context)
+                return
+            except Exception:
+                logger.exception("exception in the reactor's exception handler")
+        exc = context.get("exception")
+        logger.error(
+            "%s: %r",
+            context.get("message", "unhandled error"),
+            context.get("callback"),
+            exc_info=(type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None,
+        )
+
+    # -------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Release the selector and the wakeup sockets; idempotent.
+
+        Callbacks and timers still scheduled are dropped.  Closing a running
+        reactor is an error: `stop()` it first.
+        """
+        if self._closed:
+            return
+        if self._running_thread is not None:
+            raise RuntimeError("cannot close a running Reactor; call stop() first")
+        self._closed = True
+        self._ready.clear()
+        for _, _, timer in self._timers:
+            timer._in_heap = False
+        self._timers.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Reactor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+_default_reactor: Reactor | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_reactor() -> Reactor:
+    """The process-wide default reactor, created on first use.
+
+    Servers and clients built without ``reactor=`` share it.  A closed
+    default reactor is replaced by a new one.
+    """
+    global _default_reactor
+    with _default_lock:
+        if _default_reactor is None or _default_reactor.is_closed():
+            _default_reactor = Reactor()
+        return _default_reactor
+

@@ -1,0 +1,201 @@
+"""Futures: the result of an operation that completes later, on a reactor.
+
+A `Future` belongs to one reactor and is completed in that reactor's thread.
+Its done-callbacks are never run re-entrantly from `set_result` /
+`set_exception` / `cancel`: completion *schedules* them with
+`Reactor.call_soon`, so user code runs only from the reactor's turn (the house
+rule "one place calls user code").  This is asyncio's contract, and for the
+same reason: a callback that runs inside `set_result` sees half-updated state
+in whoever called `set_result`.
+
+`result()` on a pending future never blocks.  Blocking there would deadlock a
+single-threaded reactor (the thread that would complete the future is the one
+waiting), so it raises `InvalidStateError` naming the two ways out:
+`Reactor.run_until_complete(future)` or `add_done_callback`.
+
+A reactor future is awaitable from an asyncio coroutine when the reactor is
+driven by that asyncio loop (see `reactor.embed.attach_asyncio`): `__await__`
+bridges to an `asyncio.Future` of the running loop, so asyncio's Task machinery
+sees one of its own futures and the two loops never share internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .core import Reactor
+
+__all__ = ["Future", "InvalidStateError", "CancelledError"]
+
+T = TypeVar("T")
+
+CancelledError = asyncio.CancelledError
+"""Raised by `Future.result()` of a cancelled future (asyncio's class, so
+``except asyncio.CancelledError`` works for both)."""
+
+
+class InvalidStateError(RuntimeError):
+    """A future was used in a state that does not allow the operation
+    (result of a pending future, or completing a future twice)."""
+
+
+_PENDING = "PENDING"
+_CANCELLED = "CANCELLED"
+_FINISHED = "FINISHED"
+
+
+class Future(Generic[T]):
+    """The eventual result of an operation, completed on a reactor.
+
+    Create one with `Reactor.create_future()`.  Not thread-safe: complete it
+    from the reactor's thread (from another thread, use
+    ``reactor.call_soon_threadsafe(fut.set_result, value)``).
+    """
+
+    __slots__ = ("_reactor", "_state", "_result", "_exception", "_callbacks", "__weakref__")
+
+    def __init__(self, reactor: Reactor) -> None:
+        self._reactor = reactor
+        self._state = _PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[Future[T]], object]] = []
+
+    def __repr__(self) -> str:
+        if self._state == _FINISHED:
+            if self._exception is not None:
+                return f"<Future finished exception={self._exception!r}>"
+            return f"<Future finished result={self._result!r}>"
+        return f"<Future {self._state.lower()}>"
+
+    @property
+    def reactor(self) -> Reactor:
+        """The reactor this future belongs to."""
+        return self._reactor
+
+    def done(self) -> bool:
+        """True when the future has a result, an exception, or was cancelled."""
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        """True when the future was cancelled."""
+        return self._state == _CANCELLED
+
+    def result(self) -> T:
+        """Return the result, raise the exception, or raise `CancelledError`.
+
+        Never blocks: on a pending future this raises `InvalidStateError`.
+        """
+        if self._state == _FINISHED:
+            if self._exception is not None:
+                raise self._exception
+            return self._result  # type: ignore[no-any-return]
+        if self._state == _CANCELLED:
+            raise CancelledError("the future was cancelled")
+        raise InvalidStateError(
+            "Future.result() called on a pending future; it never blocks. Wait for it "
+            "with reactor.run_until_complete(future, timeout) or react to it with "
+            "future.add_done_callback(fn)."
+        )
+
+    def exception(self) -> BaseException | None:
+        """Return the exception (None if the future succeeded).
+
+        Raises `CancelledError` if cancelled and `InvalidStateError` if pending.
+        """
+        if self._state == _FINISHED:
+            return self._exception
+        if self._state == _CANCELLED:
+            raise CancelledError("the future was cancelled")
+        raise InvalidStateError(
+            "Future.exception() called on a pending future; use "
+            "reactor.run_until_complete(future) or future.add_done_callback(fn)."
+        )
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call ``fn(future)`` from the reactor once the future is done.
+
+        If it is already done, the call is scheduled with `Reactor.call_soon`.
+        """
+        if self._state != _PENDING:
+            self._reactor.call_soon(fn, self)
+        else:
+            self._callbacks.append(fn)
+
+    def remove_done_callback(self, fn: Callable[[Future[T]], object]) -> int:
+        """Remove every registration of ``fn``; return how many were removed."""
+        kept = [cb for cb in self._callbacks if cb != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks[:] = kept
+        return removed
+
+    def cancel(self) -> bool:
+        """Cancel the future; False if it was already done."""
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._schedule_callbacks()
+        return True
+
+    def set_result(self, result: T) -> None:
+        """Complete the future with ``result``."""
+        if self._state != _PENDING:
+            raise InvalidStateError(f"set_result() on a future that is already {self._state}")
+        self._result = result
+        self._state = _FINISHED
+        self._schedule_callbacks()
+
+    def set_exception(self, exception: BaseException | type[BaseException]) -> None:
+        """Complete the future with ``exception`` (a class is instantiated)."""
+        if self._state != _PENDING:
+            raise InvalidStateError(f"set_exception() on a future that is already {self._state}")
+        if isinstance(exception, type):
+            exception = exception()
+        if isinstance(exception, StopIteration):
+            raise TypeError("StopIteration cannot be raised into a Future")
+        self._exception = exception
+        self._state = _FINISHED
+        self._schedule_callbacks()
+
+    def _schedule_callbacks(self) -> None:
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        self._callbacks = []
+        call_soon = self._reactor.call_soon
+        for fn in callbacks:
+            call_soon(fn, self)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """Await from an asyncio coroutine whose loop drives this reactor."""
+        if self._state != _PENDING:
+            return self.result()
+        loop = asyncio.get_running_loop()
+        bridge: asyncio.Future[T] = loop.create_future()
+        owner = threading.get_ident()
+
+        def transfer(fut: Future[T]) -> None:
+            if threading.get_ident() == owner:
+                _copy_state(fut, bridge)
+            else:  # the reactor runs in another thread than the awaiting loop
+                loop.call_soon_threadsafe(_copy_state, fut, bridge)
+
+        self.add_done_callback(transfer)
+        return (yield from bridge.__await__())
+
+    __iter__ = __await__
+
+
+def _copy_state(source: Future[Any], target: asyncio.Future[Any]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source._exception is not None:
+        target.set_exception(source._exception)
+    else:
+        target.set_result(source._result)

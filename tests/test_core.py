@@ -1,0 +1,560 @@
+"""The reactor core: I/O callbacks, timers, running, errors, closing.
+
+Every test here runs with thread creation patched to raise (the core never
+starts a thread), on a manual clock, with socketpairs for I/O.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import selectors
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from reactor import Handle, ManualClock, Reactor, TimerHandle
+
+
+@pytest.fixture(autouse=True)
+def _forbid_threads(no_threads: None) -> None:
+    """The core must work where no thread may be started."""
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_no_threads_fixture_is_active() -> None:
+    """The autouse fixture really forbids threads in this module."""
+    with pytest.raises(AssertionError):
+        threading.Thread(target=lambda: None).start()
+
+
+# ---------------------------------------------------------------- I/O
+
+
+def test_add_reader_calls_back_with_args(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A readable fd runs its reader with the given args."""
+    a, b = pair
+    got: list[object] = []
+    reactor.add_reader(a, lambda tag: got.append((tag, a.recv(10))), "x")
+    b.send(b"hi")
+    assert reactor.run_once(0) == 1
+    assert got == [("x", b"hi")]
+    assert reactor.remove_reader(a) is True
+
+
+def test_fd_may_be_int_or_fileno_object(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    """add_reader takes an int fd or an object with fileno(); both name the same registration."""
+    a, b = pair
+    reactor.add_reader(a.fileno(), lambda: None)
+    assert reactor.remove_reader(a) is True
+    assert reactor.remove_reader(a.fileno()) is False
+
+
+def test_bad_fd_raises(reactor: Reactor) -> None:
+    """An object without fileno(), or a closed socket, is a clear ValueError."""
+    with pytest.raises(ValueError, match="fileno"):
+        reactor.add_reader(object(), lambda: None)  # type: ignore[arg-type]
+    s = socket.socket()
+    s.close()
+    with pytest.raises(ValueError, match="closed"):
+        reactor.add_reader(s, lambda: None)
+
+
+def test_reregistering_replaces_callback(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A second add_reader on an fd replaces the first callback."""
+    a, b = pair
+    got: list[str] = []
+    reactor.add_reader(a, got.append, "first")
+    reactor.add_reader(a, got.append, "second")
+    b.send(b"x")
+    reactor.run_once(0)
+    assert got == ["second"]
+    reactor.remove_reader(a)
+
+
+class CountingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """A selector that counts register/unregister/modify calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def register(self, fileobj, events, data=None):  # type: ignore[no-untyped-def]
+        self.calls.append("register")
+        return super().register(fileobj, events, data)
+
+    def unregister(self, fileobj):  # type: ignore[no-untyped-def]
+        self.calls.append("unregister")
+        return super().unregister(fileobj)
+
+    def modify(self, fileobj, events, data=None):  # type: ignore[no-untyped-def]
+        self.calls.append("modify")
+        return super().modify(fileobj, events, data)
+
+
+def test_reader_and_writer_share_one_registration(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Reader and writer on one fd modify one registration; they never unregister/re-register."""
+    sel = CountingSelector()
+    r = Reactor(selector=sel, clock=ManualClock())
+    a, b = pair
+    sel.calls.clear()
+    got: list[str] = []
+    r.add_reader(a, got.append, "r")
+    r.add_writer(a, got.append, "w")
+    b.send(b"x")
+    r.run_once(0)
+    assert sorted(got) == ["r", "w"]
+    assert r.remove_writer(a) is True
+    assert r.remove_writer(a) is False
+    assert r.remove_reader(a) is True
+    assert sel.calls == ["register", "modify", "modify", "unregister"]
+    r.close()
+
+
+def test_writer_removed_by_reader_in_same_turn_does_not_run(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    """When the reader removes the writer, the stale writer callback is not called."""
+    a, b = pair
+    got: list[str] = []
+
+    def on_read() -> None:
+        got.append("r")
+        reactor.remove_writer(a)
+
+    reactor.add_reader(a, on_read)
+    reactor.add_writer(a, got.append, "w")
+    b.send(b"x")
+    reactor.run_once(0)
+    assert got == ["r"]
+    reactor.remove_reader(a)
+
+
+def test_remove_unknown_fd_returns_false(reactor: Reactor) -> None:
+    """Removing what was never registered is False, not an error."""
+    assert reactor.remove_reader(12345) is False
+    assert reactor.remove_writer(12345) is False
+
+
+def test_writer_runs_when_writable(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A fresh socket is writable: its writer runs once per turn until removed."""
+    a, _ = pair
+    got: list[int] = []
+    reactor.add_writer(a, lambda: got.append(1))
+    reactor.run_once(0)
+    reactor.run_once(0)
+    assert got == [1, 1]
+    reactor.remove_writer(a)
+    reactor.run_once(0)
+    assert got == [1, 1]
+
+
+def test_wakeup_fd_is_protected(reactor: Reactor) -> None:
+    """The reactor's own wakeup socket cannot be hijacked."""
+    with pytest.raises(ValueError):
+        reactor.add_reader(reactor._wake_fd, lambda: None)
+
+
+# ---------------------------------------------------------------- time
+
+
+def test_time_uses_injected_clock(clock: ManualClock) -> None:
+    """time() is the injected clock."""
+    r = Reactor(clock=clock)
+    assert r.time() == clock.now
+    clock.advance(2.5)
+    assert r.time() == clock.now
+    r.close()
+
+
+def test_default_clock_is_monotonic() -> None:
+    """Without a clock the reactor uses a monotonic, non-decreasing time."""
+    with Reactor() as r:
+        t1 = r.time()
+        assert r.time() >= t1
+
+
+def test_manual_clock_cannot_go_back() -> None:
+    """A monotonic clock refuses negative steps."""
+    with pytest.raises(ValueError):
+        ManualClock().advance(-1)
+
+
+def test_call_soon_runs_in_next_turn_in_order(reactor: Reactor) -> None:
+    """call_soon callbacks run FIFO in the next turn."""
+    got: list[int] = []
+    for i in range(5):
+        reactor.call_soon(got.append, i)
+    assert got == []
+    assert reactor.run_once(0) == 5
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_callbacks_added_during_turn_wait_for_next_turn(reactor: Reactor) -> None:
+    """Only callbacks queued before the turn began run in it."""
+    got: list[str] = []
+
+    def first() -> None:
+        got.append("first")
+        reactor.call_soon(got.append, "second")
+
+    reactor.call_soon(first)
+    assert reactor.run_once(0) == 1
+    assert got == ["first"]
+    assert reactor.run_once(0) == 1
+    assert got == ["first", "second"]
+
+
+def test_handles_cancel(reactor: Reactor) -> None:
+    """Every scheduling call returns a handle whose cancel() prevents the call."""
+    got: list[str] = []
+    handles: list[Handle] = [
+        reactor.call_soon(got.append, "soon"),
+        reactor.call_later(1, got.append, "later"),
+        reactor.call_at(reactor.time() + 1, got.append, "at"),
+        reactor.call_every(1, got.append, "every"),
+    ]
+    for h in handles:
+        assert not h.cancelled()
+        h.cancel()
+        assert h.cancelled()
+    reactor._clock.advance(5)  # type: ignore[attr-defined]
+    assert reactor.run_once(0) == 0
+    assert got == []
+
+
+def test_call_later_fires_when_due_not_before(reactor: Reactor, clock: ManualClock) -> None:
+    """A timer fires once its due time is reached, never earlier."""
+    got: list[str] = []
+    reactor.call_later(2.0, got.append, "t")
+    clock.advance(1.999)
+    reactor.run_once(0)
+    assert got == []
+    clock.advance(0.001)
+    reactor.run_once(0)
+    assert got == ["t"]
+
+
+def test_timers_fire_in_due_order_ties_in_scheduling_order(reactor: Reactor, clock: ManualClock) -> None:
+    """Due-time order, and FIFO among equal due times."""
+    got: list[str] = []
+    now = reactor.time()
+    reactor.call_at(now + 3, got.append, "c")
+    reactor.call_at(now + 1, got.append, "a1")
+    reactor.call_at(now + 2, got.append, "b")
+    reactor.call_at(now + 1, got.append, "a2")
+    reactor.call_later(1, got.append, "a3")
+    clock.advance(10)
+    assert reactor.run_once(0) == 5
+    assert got == ["a1", "a2", "a3", "b", "c"]
+
+
+def test_call_every_keeps_cadence_without_drift(reactor: Reactor, clock: ManualClock) -> None:
+    """call_every fires at start + k*interval even when turns run late."""
+    fired: list[float] = []
+    handle = reactor.call_every(1.0, lambda: fired.append(reactor.time()))
+    assert isinstance(handle, TimerHandle)
+    start = reactor.time()
+    for late in (1.25, 1.0, 0.75):  # each turn happens a bit off the beat
+        clock.advance(late)
+        reactor.run_once(0)
+    # beats are at +1, +2, +3: fired at 1.25, 2.25, 3.0
+    assert [t - start for t in fired] == [1.25, 2.25, 3.0]
+    assert handle.when == start + 4.0
+    handle.cancel()
+
+
+def test_call_every_skips_missed_beats(reactor: Reactor, clock: ManualClock) -> None:
+    """A loop that falls 5 beats behind fires once, then resumes on the grid."""
+    fired: list[float] = []
+    handle = reactor.call_every(1.0, lambda: fired.append(reactor.time()))
+    start = reactor.time()
+    clock.advance(5.5)
+    assert reactor.run_once(0) == 1
+    assert len(fired) == 1
+    assert handle.when == start + 6.0
+    clock.advance(0.5)
+    reactor.run_once(0)
+    assert len(fired) == 2
+    handle.cancel()
+
+
+def test_call_every_cancel_from_inside(reactor: Reactor, clock: ManualClock) -> None:
+    """A periodic callback can cancel its own handle."""
+    count = 0
+
+    def tick() -> None:
+        nonlocal count
+        count += 1
+        if count == 3:
+            handle.cancel()
+
+    handle = reactor.call_every(1, tick)
+    for _ in range(6):
+        clock.advance(1)
+        reactor.run_once(0)
+    assert count == 3
+    assert reactor.timeout() is None
+
+
+def test_call_every_rejects_bad_interval(reactor: Reactor) -> None:
+    """A zero or negative interval is a ValueError."""
+    with pytest.raises(ValueError):
+        reactor.call_every(0, lambda: None)
+    with pytest.raises(ValueError):
+        reactor.call_every(-1, lambda: None)
+
+
+def test_cancelled_timers_are_compacted(reactor: Reactor) -> None:
+    """Scheduling and cancelling 200,000 timers keeps the heap small."""
+    peak = 0
+    keep = reactor.call_later(1e6, lambda: None)
+    for i in range(200_000):
+        reactor.call_later(10 + i, lambda: None).cancel()
+        peak = max(peak, len(reactor._timers))
+    assert peak < 1000
+    assert not keep.cancelled()
+    assert any(entry[2] is keep for entry in reactor._timers)
+    keep.cancel()
+
+
+def test_cancel_is_lazy_and_counted(reactor: Reactor, clock: ManualClock) -> None:
+    """A cancelled timer stays in the heap until popped or compacted, and is then skipped."""
+    got: list[int] = []
+    handles = [reactor.call_later(1, got.append, i) for i in range(10)]
+    for h in handles[::2]:
+        h.cancel()
+    assert len(reactor._timers) == 10
+    clock.advance(1)
+    assert reactor.run_once(0) == 5
+    assert got == [1, 3, 5, 7, 9]
+    assert reactor._timers == []
+    assert reactor._timer_cancelled_count == 0
+
+
+# ---------------------------------------------------------------- running
+
+
+def test_run_until_stop(reactor: Reactor, clock: ManualClock) -> None:
+    """run() runs turns until a callback calls stop(), and can run again."""
+    got: list[int] = []
+    reactor.call_soon(got.append, 1)
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+    assert got == [1]
+    assert not reactor.is_running()
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+
+
+def test_run_is_not_reentrant(reactor: Reactor) -> None:
+    """Calling run() or run_once() from a callback is an error, reported, not a crash."""
+    errors: list[BaseException] = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx["exception"]))
+    reactor.call_soon(reactor.run_once, 0)
+    reactor.call_soon(reactor.run)
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+    assert len(errors) == 2 and all(isinstance(e, RuntimeError) for e in errors)
+
+
+def test_run_once_returns_callback_count(reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]) -> None:
+    """run_once counts I/O callbacks, due timers and ready callbacks."""
+    a, b = pair
+    reactor.add_reader(a, lambda: a.recv(10))
+    b.send(b"x")
+    reactor.call_later(1, lambda: None)
+    reactor.call_soon(lambda: None)
+    clock.advance(1)
+    assert reactor.run_once(0) == 3
+    assert reactor.run_once(0) == 0
+    reactor.remove_reader(a)
+
+
+def test_run_once_waits_at_most_timeout_when_idle() -> None:
+    """An idle run_once(timeout) returns 0 after waiting (real clock, tiny timeout)."""
+    with Reactor() as r:
+        t0 = r.time()
+        assert r.run_once(0.01) == 0
+        assert r.time() - t0 >= 0.009
+
+
+def test_run_until_complete_returns_result(reactor: Reactor, clock: ManualClock) -> None:
+    """run_until_complete runs until the future is done and returns its result."""
+    fut = reactor.create_future()
+    reactor.call_soon(reactor.call_soon, fut.set_result, 42)
+    assert reactor.run_until_complete(fut) == 42
+
+
+def test_run_until_complete_raises_future_exception(reactor: Reactor) -> None:
+    """The future's exception propagates out of run_until_complete."""
+    fut = reactor.create_future()
+    reactor.call_soon(fut.set_exception, KeyError("k"))
+    with pytest.raises(KeyError):
+        reactor.run_until_complete(fut)
+
+
+def test_run_until_complete_timeout() -> None:
+    """TimeoutError when the timeout passes first; the future stays pending."""
+    with Reactor() as r:
+        fut = r.create_future()
+        with pytest.raises(TimeoutError):
+            r.run_until_complete(fut, timeout=0.02)
+        assert not fut.done()
+
+
+def test_run_until_complete_checks_its_argument(reactor: Reactor) -> None:
+    """A non-future or another reactor's future is refused."""
+    with pytest.raises(TypeError):
+        reactor.run_until_complete(object())  # type: ignore[arg-type]
+    with Reactor() as other:
+        with pytest.raises(ValueError):
+            reactor.run_until_complete(other.create_future())
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_failing_callback_is_logged_and_loop_goes_on(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in a callback is logged with traceback on 'reactor'; later callbacks still run."""
+    got: list[int] = []
+
+    def boom() -> None:
+        raise ZeroDivisionError("boom")
+
+    reactor.call_soon(boom)
+    reactor.call_soon(got.append, 1)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        assert reactor.run_once(0) == 2
+    assert got == [1]
+    [record] = [r for r in caplog.records if r.name == "reactor"]
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    assert "boom" in record.getMessage() or "boom" in caplog.text
+
+
+def test_failing_io_and_timer_callbacks_are_reported(reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]) -> None:
+    """I/O and timer callbacks that raise are reported too."""
+    a, b = pair
+    seen: list[str] = []
+    reactor.set_exception_handler(lambda r, ctx: seen.append(type(ctx["exception"]).__name__))
+
+    def bad_reader() -> None:
+        a.recv(10)
+        raise ValueError
+
+    reactor.add_reader(a, bad_reader)
+    reactor.call_later(0, lambda: 1 / 0)
+    b.send(b"x")
+    clock.advance(0)
+    reactor.run_once(0)
+    assert seen == ["ValueError", "ZeroDivisionError"]
+    reactor.remove_reader(a)
+
+
+def test_set_exception_handler_none_restores_default(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """Passing None restores logging; a non-callable is refused."""
+    reactor.set_exception_handler(lambda r, c: None)
+    reactor.set_exception_handler(None)
+    reactor.call_soon(lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.run_once(0)
+    assert "ZeroDivisionError" in caplog.text
+    with pytest.raises(TypeError):
+        reactor.set_exception_handler(42)  # type: ignore[arg-type]
+
+
+def test_broken_exception_handler_falls_back_to_logging(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """If the handler itself raises, both errors are logged and the loop goes on."""
+
+    def handler(r: Reactor, ctx: dict[str, object]) -> None:
+        raise RuntimeError("handler broke")
+
+    reactor.set_exception_handler(handler)
+    reactor.call_soon(lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.run_once(0)
+    assert "handler broke" in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+def test_keyboard_interrupt_escapes(reactor: Reactor) -> None:
+    """KeyboardInterrupt and SystemExit are not swallowed."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    reactor.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    reactor.call_soon(lambda: (_ for _ in ()).throw(SystemExit(3)))
+    with pytest.raises(SystemExit):
+        reactor.run_once(0)
+
+
+# ---------------------------------------------------------------- closing
+
+
+def test_closed_reactor_raises_clear_error(clock: ManualClock) -> None:
+    """Every use of a closed reactor raises RuntimeError saying it is closed."""
+    r = Reactor(clock=clock)
+    r.close()
+    r.close()  # idempotent
+    for call in (
+        lambda: r.call_soon(lambda: None),
+        lambda: r.call_later(1, lambda: None),
+        lambda: r.call_at(1, lambda: None),
+        lambda: r.call_every(1, lambda: None),
+        lambda: r.call_soon_threadsafe(lambda: None),
+        lambda: r.add_reader(0, lambda: None),
+        lambda: r.run_once(0),
+        lambda: r.run(),
+        lambda: r.create_future(),
+        lambda: r.fileno(),
+    ):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
+    assert r.remove_reader(0) is False
+
+
+def test_context_manager_closes(clock: ManualClock) -> None:
+    """`with Reactor() as r` closes r at the end."""
+    with Reactor(clock=clock) as r:
+        r.call_later(1, lambda: None)
+    assert r.is_closed()
+
+
+def test_cannot_close_while_running(reactor: Reactor) -> None:
+    """close() from a callback of a running reactor is an error."""
+    errors: list[BaseException] = []
+    reactor.set_exception_handler(lambda r, ctx: errors.append(ctx["exception"]))
+    reactor.call_soon(reactor.close)
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+    assert isinstance(errors[0], RuntimeError)
+
+
+def test_unclosed_reactor_warns() -> None:
+    """Dropping an open reactor emits ResourceWarning."""
+    r = Reactor()
+    with pytest.warns(ResourceWarning):
+        del r
+        gc.collect()
+
+
+def test_connections_table_exists_and_is_empty(reactor: Reactor) -> None:
+    """The connection table is a dict fd -> row, empty on a fresh reactor."""
+    assert reactor.connections == {}
+    assert isinstance(reactor.connections, dict)
+
+
+def test_repr(reactor: Reactor) -> None:
+    """repr shows state and counts."""
+    assert "idle" in repr(reactor)
