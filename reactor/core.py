@@ -515,6 +515,11 @@ class Reactor:
         if self._running_thread is not None and self._running_thread != threading.get_ident():
             self._write_wakeup()
 
+    @property
+    def thread_ident(self) -> int | None:
+        """The ident of the thread inside `run()`, or None when not running."""
+        return self._running_thread
+
     def is_running(self) -> bool:
         """True while `run()` is executing."""
         return self._running_thread is not None
