@@ -163,7 +163,11 @@ _serving_lock = threading.Lock()
 
 def _serve_in_background(reactor: Reactor) -> None:
     try:
-        reactor.run()
+        if not reactor.is_running():  # another layer may have started a thread meanwhile
+            reactor.run()
+    except RuntimeError:
+        if not reactor.is_running():
+            raise
     finally:
         with _serving_lock:
             if _serving_threads.get(reactor) is threading.current_thread():
@@ -394,7 +398,7 @@ class _DatagramEndpoint:
     def _in_reactor_thread(self) -> bool:
         # The thread that runs the reactor: the one inside run() if any, else the
         # one that last drove our reader (an embedding host), else our creator.
-        running = self._reactor._running_thread
+        running = self._reactor.thread_ident
         owner = running if running is not None else self._driver_thread
         return threading.get_ident() == owner
 
