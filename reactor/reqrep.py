@@ -55,6 +55,7 @@ import socket
 import stat
 import sys
 import threading
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -629,8 +630,6 @@ class RequestServer:
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
         if sock is not None and sock.fileno() >= 0:
-            import warnings
-
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
 
 

@@ -1,0 +1,172 @@
+"""The command line: ``python -m reactor`` (also installed as ``reactor``).
+
+``serve [ADDRESS ...] [--handler module:Class]``
+    Serve every address from one reactor in one thread.  On Ctrl-C or
+    SIGTERM: stop accepting, finish the requests in flight (at most
+    ``--grace`` seconds), exit 0.
+``request ADDRESS TEXT [--timeout S]``
+    Print the reply.  Exit 0 on a reply, 1 on timeout, 2 on a connection
+    error, with a one-line message on stderr.
+``demo``
+    Two servers on two ports in one thread, answered by ``request``; ends
+    on its own.
+``bench ...``
+    The benchmark suite (see ``python -m reactor bench --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from .client import do_request
+from .core import Reactor
+from .futures import Future
+from .reqrep import RequestServer
+
+__all__ = ["main"]
+
+logger = logging.getLogger("reactor.cli")
+
+
+def _load_handler(spec: str) -> type[RequestServer]:
+    module_name, sep, class_name = spec.partition(":")
+    if not sep or not module_name or not class_name:
+        raise SystemExit(f"reactor serve: --handler must look like module:Class, got {spec!r}")
+    try:
+        cls: Any = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"reactor serve: cannot load handler {spec!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, RequestServer)):
+        raise SystemExit(f"reactor serve: {spec!r} is not a RequestServer subclass")
+    return cls
+
+
+def serve(addresses: list[str], handler: str | None = None, grace: float = 10.0, verbose: int = 0) -> int:
+    """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0."""
+    cls = _load_handler(handler) if handler else RequestServer
+    with Reactor() as reactor:
+        servers: list[RequestServer] = []
+        try:
+            for address in addresses:
+                try:
+                    servers.append(cls(address, verbose=verbose, reactor=reactor))
+                except (OSError, ValueError) as exc:
+                    print(f"reactor serve: cannot listen on {address!r}: {exc}", file=sys.stderr)
+                    return 2
+            for server in servers:
+                print(f"serving {cls.__name__} on {server.address}", flush=True)
+            stopping = False
+
+            def begin_shutdown() -> None:
+                nonlocal stopping
+                if stopping:
+                    return
+                stopping = True
+                logger.info("shutting down: no new connections; finishing requests in flight")
+                drains = [server.drain() for server in servers]
+                remaining = len(drains)
+
+                def one_done(_: Future[None]) -> None:
+                    nonlocal remaining
+                    remaining -= 1
+                    if remaining == 0:
+                        reactor.stop()
+
+                for fut in drains:
+                    fut.add_done_callback(one_done)
+                reactor.call_later(grace, reactor.stop)
+
+            def on_signal(signum: int, frame: object) -> None:
+                reactor.call_soon_threadsafe(begin_shutdown)
+
+            previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                reactor.run()
+            finally:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+            print("stopped", flush=True)
+        finally:
+            for server in servers:
+                server.close()
+    return 0
+
+
+def request(address: str, text: str, timeout: float) -> int:
+    """Send one request; print the reply.  Exit status 0 reply, 1 timeout, 2 connection error."""
+    try:
+        reply = do_request(address, text, timeout)
+    except ValueError as exc:
+        print(f"reactor request: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"reactor request: {address}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if reply is None:
+        print(f"reactor request: no reply from {address} within {timeout} s", file=sys.stderr)
+        return 1
+    print(reply)
+    return 0
+
+
+class _Upper(RequestServer):
+    """A demo handler: answers in upper case."""
+
+    def handle_request(self, request: str) -> str:
+        return request.upper()
+
+
+def demo() -> int:
+    """Two servers on two ports in one thread, answered by concurrent requests; then exit."""
+    with Reactor() as reactor:
+        echo = RequestServer("localhost:0", reactor=reactor)
+        upper = _Upper("localhost:0", reactor=reactor)
+        try:
+            print(f"echo server on {echo.address}, upper-case server on {upper.address}, one thread")
+            futures = [reactor.request(echo.address, f"ping {i}", timeout=5) for i in range(3)]  # type: ignore[attr-defined]
+            futures += [reactor.request(upper.address, text, timeout=5) for text in ("hello", "reactor")]  # type: ignore[attr-defined]
+            for fut in futures:
+                reactor.run_until_complete(fut, timeout=10)
+                print("reply:", fut.result())
+            for server in (echo, upper):
+                stats = server.statistics()
+                print(f"{server.address}: {stats['completed']} requests answered, {stats['active']} open")
+        finally:
+            echo.close()
+            upper.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m reactor`` and the ``reactor`` script."""
+    parser = argparse.ArgumentParser(prog="reactor", description="A single-threaded event reactor: request/reply servers and clients.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="serve request/reply on one or more addresses, in one thread")
+    p_serve.add_argument("addresses", nargs="*", default=["localhost:8000"], metavar="ADDRESS", help="host:port, [::1]:port or unix:/path (default localhost:8000)")
+    p_serve.add_argument("--handler", metavar="module:Class", help="a RequestServer subclass (default: echo 'Requested: ...')")
+    p_serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish requests in flight on shutdown")
+    p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
+    p_req = sub.add_parser("request", help="send one request and print the reply")
+    p_req.add_argument("address")
+    p_req.add_argument("text")
+    p_req.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
+    sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from . import bench
+
+        return int(bench.main(rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(args.addresses, args.handler, args.grace, args.verbose)
+    if args.command == "request":
+        return request(args.address, args.text, args.timeout)
+    return demo()

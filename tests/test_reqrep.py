@@ -1,0 +1,630 @@
+"""RequestServer: wire format, many servers per thread, limits, faults, handlers."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import run_until
+from reactor import Future, ManualClock, Reactor, RequestServer, do_request
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Read a blocking socket until EOF."""
+    chunks = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def connect(server: RequestServer) -> socket.socket:
+    """A plain blocking client socket connected to ``server``."""
+    return socket.create_connection(server.server_address[:2], timeout=5)
+
+
+class Upper(RequestServer):
+    def handle_request(self, request: str) -> str:
+        return request.upper()
+
+
+@pytest.fixture
+def server(reactor: Reactor) -> Iterator[RequestServer]:
+    s = RequestServer("localhost:0", reactor=reactor)
+    yield s
+    s.close()
+
+
+# ------------------------------------------------------------ basics
+
+
+def test_bound_address_is_known_after_construction(server: RequestServer) -> None:
+    """Port 0 works: server_address is the bound tuple, address the host:port string."""
+    host, port = server.server_address
+    assert host == "127.0.0.1" and port > 0
+    assert server.address == f"127.0.0.1:{port}"
+
+
+def test_exact_wire_bytes(reactor: Reactor, server: RequestServer) -> None:
+    """Request + CRLF, half-close -> reply + CRLF, then the server closes."""
+    c = connect(server)
+    c.sendall(b"hello\r\n")
+    c.shutdown(socket.SHUT_WR)
+    run_until(reactor, lambda: server.stats.completed == 1)
+    assert recv_all(c) == b"Requested: hello\r\n"
+    c.close()
+    assert reactor.connections == {}
+
+
+def test_request_ends_at_eof_without_terminator(reactor: Reactor, server: RequestServer) -> None:
+    """A request without CRLF ends at EOF (half-close), as in yoton."""
+    c = connect(server)
+    c.sendall(b"no terminator")
+    c.shutdown(socket.SHUT_WR)
+    run_until(reactor, lambda: server.stats.completed == 1)
+    assert recv_all(c) == b"Requested: no terminator\r\n"
+    c.close()
+
+
+def test_unicode_both_ways(reactor: Reactor) -> None:
+    """UTF-8 text survives both directions."""
+    s = Upper("localhost:0", reactor=reactor)
+    c = connect(s)
+    c.sendall("grüße ☃ 東京\r\n".encode())
+    c.shutdown(socket.SHUT_WR)
+    run_until(reactor, lambda: s.stats.completed == 1)
+    assert recv_all(c).decode() == "GRÜSSE ☃ 東京\r\n"
+    c.close()
+    s.close()
+
+
+def test_request_arriving_in_pieces(reactor: Reactor, server: RequestServer) -> None:
+    """A request dribbled in byte by byte is assembled (the row waits in READING)."""
+    c = connect(server)
+    run_until(reactor, lambda: server.stats.accepted == 1)
+    [row] = reactor.connections.values()
+    assert row.state == "READING" and row.owner is server
+    for b in b"abc\r\n":
+        c.send(bytes([b]))
+        reactor.run_once(0.05)
+    run_until(reactor, lambda: server.stats.completed == 1)
+    assert recv_all(c) == b"Requested: abc\r\n"
+    c.close()
+
+
+def test_async_val_alias_and_default_handler(reactor: Reactor) -> None:
+    """async_val= is accepted (newer yoton spelling); the default handler echoes."""
+    s = RequestServer("localhost:0", async_val=True, reactor=reactor)
+    assert s.async_ is True
+    fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: x"
+    s.close()
+
+
+def test_invalid_limits_raise(reactor: Reactor) -> None:
+    """Nonsense limits are ValueErrors naming the parameter."""
+    for kwargs in ({"max_request_size": 0}, {"timeout": 0}, {"max_connections": 0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            RequestServer("localhost:0", reactor=reactor, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_address_raises(reactor: Reactor) -> None:
+    """A malformed address is a ValueError quoting it."""
+    with pytest.raises(ValueError, match="nocolon"):
+        RequestServer("nocolon", reactor=reactor)
+
+
+def test_servers_without_reactor_share_the_default() -> None:
+    """Servers built without reactor= share one default reactor."""
+    a = RequestServer("localhost:0")
+    b = RequestServer("localhost:0")
+    try:
+        assert a.reactor is b.reactor
+    finally:
+        a.close()
+        b.close()
+
+
+# ------------------------------------------------------------ many servers, many requests
+
+
+def test_three_servers_one_thread_200_concurrent_requests(reactor: Reactor) -> None:
+    """Three servers on three ports in one thread answer 200 concurrent requests correctly."""
+
+    class Tag(RequestServer):
+        def __init__(self, tag: str, **kw: object) -> None:
+            self.tag = tag
+            super().__init__("localhost:0", reactor=reactor, **kw)  # type: ignore[arg-type]
+
+        def handle_request(self, request: str) -> str:
+            return f"{self.tag}:{request}"
+
+    servers = [Tag(t) for t in "abc"]
+    futures = []
+    for i in range(200):
+        s = servers[i % 3]
+        futures.append((s.tag, i, reactor.request(s.address, str(i), timeout=10)))  # type: ignore[attr-defined]
+    run_until(reactor, lambda: all(f.done() for _, _, f in futures), turns=5000)
+    for tag, i, fut in futures:
+        assert fut.result() == f"{tag}:{i}"
+    assert sum(s.stats.completed for s in servers) == 200
+    assert threading.active_count() == 1 or all(t.name != "reactor" for t in threading.enumerate())
+    for s in servers:
+        s.close()
+
+
+def test_thousand_requests_in_flight(reactor: Reactor, server: RequestServer) -> None:
+    """1,000 request() futures in flight on one reactor all complete."""
+    futures = [reactor.request(server.address, f"r{i}", timeout=30) for i in range(1000)]  # type: ignore[attr-defined]
+    assert len(reactor.connections) >= 1000
+    run_until(reactor, lambda: all(f.done() for f in futures), turns=20000)
+    assert [f.result() for f in futures] == [f"Requested: r{i}" for i in range(1000)]
+    assert server.stats.completed == 1000
+    assert reactor.connections == {}
+
+
+def test_start_runs_one_thread_for_all_servers() -> None:
+    """start() on several servers of one reactor starts one thread; stop()/join() end it."""
+    r = Reactor()
+    a = RequestServer("localhost:0", reactor=r)
+    b = Upper("localhost:0", reactor=r)
+    before = threading.active_count()
+    a.start()
+    b.start()
+    assert threading.active_count() == before + 1
+    assert do_request(a.address, "one", 5) == "Requested: one"
+    assert do_request(b.address, "two", 5) == "TWO"
+    a.stop()
+    a.join(5)
+    assert threading.active_count() == before
+    a.close()
+    b.close()
+    r.close()
+
+
+def test_run_serves_until_stop(reactor: Reactor) -> None:
+    """run() serves in the calling thread; a handler can stop it."""
+
+    class StopAfter(RequestServer):
+        def handle_request(self, request: str) -> str:
+            self.stop()
+            return "bye"
+
+    s = StopAfter("localhost:0", reactor=reactor)
+    fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    s.run()
+    run_until(reactor, fut.done)
+    assert fut.result() == "bye"
+    s.close()
+
+
+# ------------------------------------------------------------ large messages, slow peers
+
+
+class SmallSendBuffer:
+    """Wraps a listener so accepted sockets get an 8 KiB send buffer: replies go out in partial writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def accept(self) -> tuple[socket.socket, object]:
+        conn, peer = self.sock.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        return conn, peer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server: RequestServer) -> None:
+    """A 1 MiB request and reply pass through partial writes; a slow reader blocks no one."""
+    big = "x" * (1 << 20)
+    listener = server._sock
+    server._sock = SmallSendBuffer(listener)  # type: ignore[assignment]
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    c.connect(server.server_address)
+    c.setblocking(False)
+    out = memoryview(big.encode() + b"\r\n")
+    while out:
+        try:
+            out = out[c.send(out):]
+        except BlockingIOError:
+            pass
+        reactor.run_once(0)
+    c.shutdown(socket.SHUT_WR)
+    run_until(reactor, lambda: any(r.state == "WRITING" for r in reactor.connections.values()), turns=200)
+    # The big reply is stuck on a reader that does not read: others are still served.
+    fut = reactor.request(server.address, "small", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: small"
+    got = bytearray()
+    while True:
+        reactor.run_once(0)
+        try:
+            data = c.recv(65536)
+        except BlockingIOError:
+            continue
+        if not data:
+            break
+        got += data
+    assert bytes(got) == ("Requested: " + big).encode() + b"\r\n"
+    assert server.stats.completed == 2
+    server._sock = listener
+    c.close()
+
+
+# ------------------------------------------------------------ limits
+
+
+def test_oversized_request_is_rejected_logged_and_counted(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """A request over max_request_size closes the connection with a warning and counts it."""
+    s = RequestServer("localhost:0", reactor=reactor, max_request_size=100)
+    c = connect(s)
+    with caplog.at_level(logging.WARNING, logger="reactor.reqrep"):
+        c.sendall(b"y" * 500)
+        run_until(reactor, lambda: s.stats.rejected == 1)
+    assert "max_request_size" in caplog.text
+    assert recv_all(c) == b""
+    assert reactor.connections == {}
+    ok = reactor.request(s.address, "fine", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(ok, 5) == "Requested: fine"
+    c.close()
+    s.close()
+
+
+def test_ten_mib_without_terminator_keeps_server_serving(reactor: Reactor, server: RequestServer) -> None:
+    """10 MiB with no terminator: rejected at the 1 MiB default; the server keeps serving."""
+    c = connect(server)
+    c.setblocking(False)
+    blob = memoryview(b"z" * (10 << 20))
+    sent = 0
+    while sent < len(blob) and server.stats.rejected == 0:
+        try:
+            sent += c.send(blob[sent:sent + 65536])
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        reactor.run_once(0)
+    run_until(reactor, lambda: server.stats.rejected == 1)
+    assert reactor.connections == {}
+    fut = reactor.request(server.address, "next", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: next"
+    c.close()
+
+
+def test_silent_client_times_out(reactor: Reactor, clock: ManualClock) -> None:
+    """A client that never sends is closed at the deadline and counted."""
+    s = RequestServer("localhost:0", reactor=reactor, timeout=5)
+    c = connect(s)
+    run_until(reactor, lambda: s.stats.accepted == 1)
+    clock.advance(4.9)
+    reactor.run_once(0)
+    assert s.stats.active == 1
+    clock.advance(0.2)
+    reactor.run_once(0)
+    assert s.stats.timeouts == 1 and s.stats.active == 0
+    assert reactor.connections == {}
+    assert recv_all(c) == b""
+    c.close()
+    s.close()
+
+
+def test_slowloris_cannot_hold_a_connection(reactor: Reactor, clock: ManualClock) -> None:
+    """Dripping a byte per second does not extend the deadline: the row is closed on time."""
+    s = RequestServer("localhost:0", reactor=reactor, timeout=5)
+    c = connect(s)
+    run_until(reactor, lambda: s.stats.accepted == 1)
+    for _ in range(10):
+        try:
+            c.send(b"a")
+        except OSError:
+            break
+        clock.advance(1)
+        reactor.run_once(0.01)
+    assert s.stats.timeouts == 1
+    assert reactor.connections == {}
+    c.close()
+    s.close()
+
+
+def test_timeouts_expire_in_order_for_many_rows(reactor: Reactor, clock: ManualClock) -> None:
+    """Rows accepted at different times each expire at their own deadline."""
+    s = RequestServer("localhost:0", reactor=reactor, timeout=3)
+    clients = []
+    for i in range(3):
+        clients.append(connect(s))
+        run_until(reactor, lambda: s.stats.accepted == i + 1)
+        clock.advance(1)
+        reactor.run_once(0)
+    # accepted at t=0,1,2; now t=3: the first expires
+    assert s.stats.timeouts == 1
+    clock.advance(1)
+    reactor.run_once(0)
+    assert s.stats.timeouts == 2
+    clock.advance(1)
+    reactor.run_once(0)
+    assert s.stats.timeouts == 3 and reactor.connections == {}
+    for c in clients:
+        c.close()
+    s.close()
+
+
+def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor) -> None:
+    """At the limit the listener stops accepting; below it, it accepts again."""
+    s = RequestServer("localhost:0", reactor=reactor, max_connections=2)
+    c1, c2, c3 = connect(s), connect(s), connect(s)
+    for _ in range(20):
+        reactor.run_once(0.01)
+    assert s.stats.accepted == 2 and s.stats.active == 2
+    assert s.stats.accept_pauses >= 1
+    assert reactor.remove_reader(s._sock) is False  # the listener is not registered
+    c1.sendall(b"one\r\n")
+    run_until(reactor, lambda: s.stats.completed == 1)
+    run_until(reactor, lambda: s.stats.accepted == 3)  # c3 accepted once c1 finished
+    for c in (c2, c3):
+        c.sendall(b"more\r\n")
+    run_until(reactor, lambda: s.stats.completed == 3)
+    for c in (c1, c2, c3):
+        c.close()
+    s.close()
+
+
+class EmfileSocket:
+    """Wraps a listener; accept() fails with EMFILE while ``fail`` is set."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fail = True
+        self.calls = 0
+
+    def accept(self) -> tuple[socket.socket, object]:
+        self.calls += 1
+        if self.fail:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock.accept()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_emfile_pauses_accepting_without_spinning(reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE on accept pauses accepting for accept_backoff, then resumes; no busy loop."""
+    s = RequestServer("localhost:0", reactor=reactor, accept_backoff=0.5)
+    fake = EmfileSocket(s._sock)
+    s._sock = fake  # type: ignore[assignment]
+    c = connect(s)
+    with caplog.at_level(logging.WARNING, logger="reactor.reqrep"):
+        run_until(reactor, lambda: fake.calls >= 1)
+        for _ in range(50):
+            reactor.run_once(0)
+    assert fake.calls == 1  # paused: the pending connection does not cause a spin
+    assert "Too many open files" in caplog.text
+    fake.fail = False
+    clock.advance(0.5)
+    c.sendall(b"later\r\n")
+    run_until(reactor, lambda: s.stats.completed == 1)
+    assert recv_all(c) == b"Requested: later\r\n"
+    s._sock = fake.sock
+    c.close()
+    s.close()
+
+
+# ------------------------------------------------------------ faults
+
+
+def test_client_reset_mid_request(reactor: Reactor, server: RequestServer) -> None:
+    """A client that resets mid-request costs only its own row."""
+    c = connect(server)
+    c.send(b"partial")
+    run_until(reactor, lambda: server.stats.accepted == 1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # RST
+    run_until(reactor, lambda: reactor.connections == {})
+    fut = reactor.request(server.address, "still here", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: still here"
+
+
+def test_client_disconnects_before_reply(reactor: Reactor) -> None:
+    """The client leaves while a (future) reply is pending; the row is cleaned up, others served."""
+    pending: list[Future[str]] = []
+
+    class Later(RequestServer):
+        def handle_request(self, request: str) -> Future[str]:
+            fut: Future[str] = self.reactor.create_future()
+            pending.append(fut)
+            return fut
+
+    s = Later("localhost:0", reactor=reactor)
+    c = connect(s)
+    c.sendall(b"q\r\n")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    run_until(reactor, lambda: len(pending) == 1)
+    c.close()
+    pending[0].set_result("too late")
+    run_until(reactor, lambda: reactor.connections == {})
+    assert s.stats.active == 0
+    c2 = connect(s)
+    c2.sendall(b"q2\r\n")
+    run_until(reactor, lambda: len(pending) == 2)
+    pending[1].set_result("on time")
+    run_until(reactor, lambda: s.stats.completed >= 1)
+    assert recv_all(c2) == b"on time\r\n"
+    c2.close()
+    s.close()
+
+
+def test_handler_raising_closes_only_its_connection(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that raises is logged with traceback; other connections are unaffected."""
+
+    class Picky(RequestServer):
+        def handle_request(self, request: str) -> str:
+            if request == "bad":
+                raise ValueError("I do not like this request")
+            return "ok " + request
+
+    s = Picky("localhost:0", reactor=reactor)
+    with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
+        bad = reactor.request(s.address, "bad", timeout=5)  # type: ignore[attr-defined]
+        good = reactor.request(s.address, "good", timeout=5)  # type: ignore[attr-defined]
+        assert reactor.run_until_complete(good, 5) == "ok good"
+        assert reactor.run_until_complete(bad, 5) == ""  # closed without a reply
+    assert "I do not like this request" in caplog.text
+    assert any(r.exc_info for r in caplog.records)
+    assert s.stats.errors == 1
+    s.close()
+
+
+def test_handler_returning_non_string_is_an_error(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler returning something else than str (or a Future) is logged; the connection closes."""
+
+    class Wrong(RequestServer):
+        def handle_request(self, request: str) -> str:
+            return 42  # type: ignore[return-value]
+
+    s = Wrong("localhost:0", reactor=reactor)
+    with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
+        fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        assert reactor.run_until_complete(fut, 5) == ""
+    assert "int, not str" in caplog.text
+    assert s.stats.errors == 1
+    s.close()
+
+
+def test_invalid_utf8_request_is_rejected(reactor: Reactor, server: RequestServer) -> None:
+    """Bytes that are not UTF-8 close the connection and count as rejected."""
+    c = connect(server)
+    c.sendall(b"\xff\xfe\r\n")
+    run_until(reactor, lambda: server.stats.rejected == 1)
+    assert recv_all(c) == b""
+    c.close()
+
+
+def test_future_reply_and_failing_future(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """A Future reply is sent when it resolves; a failed one closes the connection and is logged."""
+
+    class Deferred(RequestServer):
+        def handle_request(self, request: str) -> Future[str]:
+            fut: Future[str] = self.reactor.create_future()
+            if request == "fail":
+                self.reactor.call_soon(fut.set_exception, KeyError("nope"))
+            else:
+                self.reactor.call_soon(fut.set_result, "later " + request)
+            return fut
+
+    s = Deferred("localhost:0", reactor=reactor)
+    ok = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
+        bad = reactor.request(s.address, "fail", timeout=5)  # type: ignore[attr-defined]
+        assert reactor.run_until_complete(ok, 5) == "later x"
+        assert reactor.run_until_complete(bad, 5) == ""
+    assert "nope" in caplog.text
+    s.close()
+
+
+def test_async_slow_handler_does_not_delay_others(real_reactor: Reactor) -> None:
+    """async_=True: a blocked handler in the pool does not delay other connections."""
+    release = threading.Event()
+
+    class Slow(RequestServer):
+        def handle_request(self, request: str) -> str:
+            if request == "slow":
+                release.wait(10)
+            return "done " + request
+
+    s = Slow("localhost:0", async_=True, reactor=real_reactor, workers=4)
+    slow = real_reactor.request(s.address, "slow", timeout=10)  # type: ignore[attr-defined]
+    fast = real_reactor.request(s.address, "fast", timeout=10)  # type: ignore[attr-defined]
+    assert real_reactor.run_until_complete(fast, 5) == "done fast"
+    assert not slow.done()
+    release.set()
+    assert real_reactor.run_until_complete(slow, 5) == "done slow"
+    s.close()
+
+
+def test_async_handler_error_is_logged(real_reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """async_=True: an exception in the worker is logged and the connection closed."""
+
+    class Boom(RequestServer):
+        def handle_request(self, request: str) -> str:
+            raise RuntimeError("worker boom")
+
+    s = Boom("localhost:0", async_=True, reactor=real_reactor)
+    with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
+        fut = real_reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        assert real_reactor.run_until_complete(fut, 5) == ""
+    assert "worker boom" in caplog.text and s.stats.errors == 1
+    s.close()
+
+
+# ------------------------------------------------------------ logging, counters, lifecycle
+
+
+def test_verbose_logs_each_accepted_connection(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """verbose=1 logs every accepted connection through logging."""
+    s = RequestServer("localhost:0", verbose=1, reactor=reactor)
+    with caplog.at_level(logging.INFO, logger="reactor.reqrep"):
+        fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        reactor.run_until_complete(fut, 5)
+    assert "accepted connection from" in caplog.text
+    s.close()
+
+
+def test_statistics_counters(reactor: Reactor, server: RequestServer) -> None:
+    """statistics() reports accepted, active, completed, errors, timeouts, rejected."""
+    for i in range(3):
+        reactor.run_until_complete(reactor.request(server.address, str(i), timeout=5), 5)  # type: ignore[attr-defined]
+    stats = server.statistics()
+    assert stats["accepted"] == 3 and stats["completed"] == 3 and stats["active"] == 0
+    assert stats["errors"] == stats["timeouts"] == stats["rejected"] == 0
+
+
+def test_drain_waits_for_inflight_requests(reactor: Reactor) -> None:
+    """drain() stops accepting and completes when the last open connection is done."""
+    pending: list[Future[str]] = []
+
+    class Later(RequestServer):
+        def handle_request(self, request: str) -> Future[str]:
+            fut: Future[str] = self.reactor.create_future()
+            pending.append(fut)
+            return fut
+
+    s = Later("localhost:0", reactor=reactor)
+    req = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    run_until(reactor, lambda: len(pending) == 1)
+    drained = s.drain()
+    reactor.run_once(0)
+    assert not drained.done()
+    pending[0].set_result("finished")
+    assert reactor.run_until_complete(req, 5) == "finished"
+    run_until(reactor, drained.done)
+    s.close()
+
+
+def test_close_closes_open_connections(reactor: Reactor, server: RequestServer) -> None:
+    """close() closes the listener and every row of the server; the table empties."""
+    c = connect(server)
+    run_until(reactor, lambda: server.stats.accepted == 1)
+    server.close()
+    server.close()  # idempotent
+    assert reactor.connections == {}
+    assert recv_all(c) == b""
+    c.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        server.run()
+
+
+def test_unclosed_server_warns(reactor: Reactor) -> None:
+    """Dropping an open server emits ResourceWarning."""
+    s = RequestServer("localhost:0", reactor=reactor)
+    reactor.remove_reader(s._sock)
+    with pytest.warns(ResourceWarning):
+        s.__del__()
+    s.close()
