@@ -523,19 +523,31 @@ class _DatagramEndpoint:
         """Make `run` return, or end the `start` thread (waiting up to ``timeout`` s).
 
         This stops the reactor, so every endpoint sharing it stops serving.
-        A no-op when nothing is running.  Safe from any thread.
+        Safe from any thread; from another thread the stop is queued behind
+        the `send` calls that thread made before, so they go out first.  A
+        no-op when nothing is running.
         """
         reactor = self._reactor
         with _serving_lock:
             thread = _serving_threads.get(reactor)
         if thread is not None and thread.is_alive():
-            reactor.stop()
+            self._stop_reactor()
             if thread is not threading.current_thread():
                 thread.join(timeout)
                 if thread.is_alive():
                     logger.warning("%r: the reactor thread did not stop within %s s", self, timeout)
         elif reactor.is_running():
+            self._stop_reactor()
+
+    def _stop_reactor(self) -> None:
+        reactor = self._reactor
+        if reactor.thread_ident == threading.get_ident():
             reactor.stop()
+            return
+        try:
+            reactor.call_soon_threadsafe(reactor.stop)
+        except RuntimeError:  # closed meanwhile: nothing runs any more
+            pass
 
     def _check_open(self) -> None:
         if self._closed:
