@@ -1,0 +1,75 @@
+"""The architecture: imports only point down the layer stack (docs/design.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "reactor"
+
+# Lower number = lower layer.  A module may import from its own layer or below;
+# the pure layers import nothing of ours.  Modules of a sub-package (bench)
+# importing each other are not package layers and are not checked.
+LAYER = {
+    "futures": 0, "core": 0,
+    "addresses": 1, "framing": 1,
+    "connections": 2, "embed": 2,
+    "client": 3, "reqrep": 3, "socketserver": 3, "easy": 3,
+    "cli": 4, "bench": 4, "__init__": 5, "__main__": 5,
+}
+PURE = {"addresses", "framing"}  # import nothing from the package
+
+
+def package_imports(path: Path) -> set[str]:
+    """The reactor modules a file imports (first component after the package)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level >= 1:
+                if node.module:
+                    found.add(node.module.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+            elif node.module and node.module.split(".")[0] == "reactor":
+                parts = node.module.split(".")
+                found.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "reactor":
+                    found.add(parts[1] if len(parts) > 1 else "__init__")
+    return found
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    if rel.parts[0] == "bench":
+        return "bench"
+    name = rel.stem
+    return name.lstrip("_").split("_")[0] if name not in LAYER else name
+
+
+def test_imports_point_down() -> None:
+    """No module imports from a layer above its own; pure layers import nothing of ours."""
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = layer_of(path)
+        if me not in LAYER:
+            problems.append(f"{path.name}: unknown layer {me!r} (add it to LAYER)")
+            continue
+        for target in package_imports(path):
+            them = layer_of(PACKAGE / f"{target}.py") if target in LAYER else target
+            if them not in LAYER:
+                continue
+            if me in PURE:
+                problems.append(f"{path.name} is pure but imports {target}")
+            elif LAYER[them] > LAYER[me]:
+                problems.append(f"{path.relative_to(PACKAGE)} ({me}) reaches up to {target}")
+    assert problems == []
+
+
+def test_core_imports_nothing_above() -> None:
+    """core.py and futures.py import only each other."""
+    assert package_imports(PACKAGE / "core.py") <= {"futures"}
+    assert package_imports(PACKAGE / "futures.py") <= {"core"}
