@@ -396,10 +396,13 @@ class _DatagramEndpoint:
     # ---------------------------------------------------------------- sending
 
     def _in_reactor_thread(self) -> bool:
-        # The thread that runs the reactor: the one inside run() if any, else the
-        # one that last drove our reader (an embedding host), else our creator.
-        running = self._reactor.thread_ident
-        owner = running if running is not None else self._driver_thread
+        # The thread that runs the reactor: the one inside run() if any, else a
+        # start() thread about to enter run(), else the one that last drove our
+        # reader (an embedding host), else our creator.
+        owner = self._reactor.thread_ident
+        if owner is None:
+            thread = _serving_threads.get(self._reactor)
+            owner = thread.ident if thread is not None else self._driver_thread
         return threading.get_ident() == owner
 
     def send(self, message: str | bytes, address: Address) -> None:
