@@ -1,0 +1,130 @@
+"""RequestServer and clients over Unix sockets and IPv6 loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from reactor import Reactor, RequestServer, do_request
+
+
+def has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_unix_server_request_and_do_request(reactor: Reactor, tmp_path: Path) -> None:
+    """A unix: server answers Reactor.request and do_request; the file goes on close."""
+    path = tmp_path / "rr.sock"
+    server = RequestServer(f"unix:{path}", reactor=reactor)
+    assert server.address == f"unix:{path}"
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    fut = reactor.request(server.address, "over unix", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: over unix"
+    server.start()
+    try:
+        assert do_request(f"unix:{path}", "blocking", 5) == "Requested: blocking"
+    finally:
+        server.stop()
+        server.join(5)
+    server.close()
+    assert not path.exists()
+
+
+def test_unix_permissions_follow_umask(reactor: Reactor, tmp_path: Path) -> None:
+    """The socket file's permissions follow the process umask."""
+    old = os.umask(0o077)
+    try:
+        server = RequestServer(f"unix:{tmp_path / 'p.sock'}", reactor=reactor)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "p.sock").stat().st_mode)
+    assert mode & 0o077 == 0
+    server.close()
+
+
+def test_stale_unix_socket_is_replaced(reactor: Reactor, tmp_path: Path) -> None:
+    """A socket file nobody listens on is replaced."""
+    path = tmp_path / "stale.sock"
+    old = socket.socket(socket.AF_UNIX)
+    old.bind(str(path))
+    old.close()  # leaves the file behind, with no listener
+    server = RequestServer(f"unix:{path}", reactor=reactor)
+    fut = reactor.request(server.address, "fresh", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: fresh"
+    server.close()
+
+
+def test_live_unix_socket_is_not_replaced(reactor: Reactor, tmp_path: Path) -> None:
+    """A socket file with a live listener is refused with EADDRINUSE, and still works."""
+    path = tmp_path / "live.sock"
+    first = RequestServer(f"unix:{path}", reactor=reactor)
+    with pytest.raises(OSError, match="already listening"):
+        RequestServer(f"unix:{path}", reactor=reactor)
+    fut = reactor.request(first.address, "still mine", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: still mine"
+    first.close()
+
+
+def test_regular_file_is_never_replaced(reactor: Reactor, tmp_path: Path) -> None:
+    """A path that is a regular file is refused, not deleted."""
+    path = tmp_path / "data.txt"
+    path.write_text("precious")
+    with pytest.raises(FileExistsError):
+        RequestServer(f"unix:{path}", reactor=reactor)
+    assert path.read_text() == "precious"
+
+
+def test_unix_path_errors(reactor: Reactor, tmp_path: Path) -> None:
+    """Too long a path, or a missing directory, is a clear error."""
+    with pytest.raises(ValueError, match="too long"):
+        RequestServer("unix:" + str(tmp_path / ("x" * 200)), reactor=reactor)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RequestServer(f"unix:{tmp_path / 'nodir' / 's.sock'}", reactor=reactor)
+
+
+def test_unix_file_replaced_by_another_is_not_removed(reactor: Reactor, tmp_path: Path) -> None:
+    """close() removes only its own socket file, not one that replaced it."""
+    path = tmp_path / "mine.sock"
+    server = RequestServer(f"unix:{path}", reactor=reactor)
+    path.unlink()
+    path.write_text("someone else's")
+    server.close()
+    assert path.read_text() == "someone else's"
+
+
+def test_unix_refused_and_missing(reactor: Reactor, tmp_path: Path) -> None:
+    """A missing unix socket is RequestRefused for both clients."""
+    missing = f"unix:{tmp_path / 'none.sock'}"
+    with pytest.raises(ConnectionRefusedError):
+        do_request(missing, "x", 1)
+    fut = reactor.request(missing, "x", timeout=1)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError):
+        reactor.run_until_complete(fut, 5)
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_ipv6_loopback(reactor: Reactor) -> None:
+    """RequestServer('[::1]:0') answers request() and do_request('[::1]:port')."""
+    server = RequestServer("[::1]:0", reactor=reactor)
+    port = server.server_address[1]
+    assert server.address == f"[::1]:{port}"
+    fut = reactor.request(f"[::1]:{port}", "v6", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: v6"
+    server.start()
+    try:
+        assert do_request(f"[::1]:{port}", "v6 blocking", 5) == "Requested: v6 blocking"
+    finally:
+        server.stop()
+        server.join(5)
+    server.close()
