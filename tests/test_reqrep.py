@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import struct
 import threading
@@ -214,10 +215,11 @@ class SmallSendBuffer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def accept(self) -> tuple[socket.socket, object]:
-        conn, peer = self.sock.accept()
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
-        return conn, peer
+    def _accept(self) -> tuple[int, object]:
+        fd, peer = self.sock._accept()  # type: ignore[attr-defined]
+        with socket.socket(fileno=os.dup(fd)) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        return fd, peer
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.sock, name)
@@ -385,11 +387,11 @@ class EmfileSocket:
         self.fail = True
         self.calls = 0
 
-    def accept(self) -> tuple[socket.socket, object]:
+    def _accept(self) -> tuple[int, object]:
         self.calls += 1
         if self.fail:
             raise OSError(errno.EMFILE, "Too many open files")
-        return self.sock.accept()
+        return self.sock._accept()  # type: ignore[attr-defined,no-any-return]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.sock, name)
