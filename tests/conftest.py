@@ -61,3 +61,14 @@ def no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threading.Thread, "start", refuse)
     monkeypatch.setattr(_thread, "start_new_thread", refuse)
     monkeypatch.setattr(threading, "_start_new_thread", refuse, raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_default_reactor() -> Iterator[None]:
+    """Close the process-wide default reactor if a test created one."""
+    yield
+    from reactor import core
+
+    default = core._default_reactor
+    if default is not None and not default.is_closed() and not default.is_running():
+        default.close()
