@@ -818,6 +818,7 @@ def test_flood_is_counted_and_the_reactor_stays_responsive(real_reactor: Reactor
             b.send(b"p")
 
     server, result = flood(r, probe)
+    run_until(r, lambda: len(echo_rtts) == len(sent_at))
     r.remove_reader(a)
     a.close()
     b.close()
@@ -828,8 +829,9 @@ def test_flood_is_counted_and_the_reactor_stays_responsive(real_reactor: Reactor
         assert result.received <= result.sent
     assert result.received > 0
     assert result.elapsed < 8.0
-    assert result.ticks >= 3 and result.max_tick_gap < 0.25
-    assert len(echo_rtts) >= 2 and max(echo_rtts) < 0.25
+    # However short the flood, the timer kept its beat (one per 50 ms at worst).
+    assert result.ticks >= 1 + int(result.elapsed / 0.05) and result.max_tick_gap < 0.25
+    assert len(echo_rtts) >= 1 and max(echo_rtts) < 0.25
 
 
 def test_flood_keeps_a_request_server_on_the_same_reactor_responsive(real_reactor: Reactor) -> None:
@@ -860,7 +862,8 @@ def test_flood_keeps_a_request_server_on_the_same_reactor_responsive(real_reacto
     server.close()
     if result.kernel_drops is not None:
         assert result.received + result.kernel_drops == result.sent
-    assert len(replies) >= 2 and set(replies) == {"Requested: ping"}
+    assert len(replies) >= 1 + int(result.elapsed / 0.1)
+    assert set(replies) == {"Requested: ping"}
     assert max(rtts) < 0.25
 
 
