@@ -634,57 +634,47 @@ def test_several_udp_servers_in_one_reactor(reactor: Reactor, no_threads: None) 
         s.close()
 
 
-def test_udp_and_request_servers_share_a_reactor(real_reactor: Reactor) -> None:
-    """A UDP server and a TCP RequestServer answer side by side on one reactor."""
+def test_udp_request_and_socketserver_servers_share_one_reactor(real_reactor: Reactor) -> None:
+    """Two UDP servers, a TCP RequestServer and a socketserver TCPServer answer on one reactor."""
     reqrep = pytest.importorskip("reactor.reqrep")
+    ss = pytest.importorskip("reactor.socketserver")
     r = real_reactor
 
     class Upper(reqrep.RequestServer):  # type: ignore[name-defined,misc]
         def handle_request(self, request: str) -> str:
             return request.upper()
 
-    tcp = Upper(f"{LOOPBACK}:0", reactor=r)
-    udp = UDPServer(echo, 0, host=LOOPBACK, reactor=r)
-    client, got = collecting_client(r)
-    client.send("dgram", udp.address)
-    reply = r.request(tcp.address, "stream", 2.0)  # type: ignore[attr-defined]
-    run_until(r, lambda: bool(got) and reply.done())
-    assert got == [("dgram", udp.address)] and reply.result() == "STREAM"
-    for s in (tcp, udp, client):
-        s.close()
-
-
-def test_udp_and_socketserver_servers_share_a_reactor(real_reactor: Reactor) -> None:
-    """A UDP server and a reactor.socketserver TCP server answer side by side on one reactor."""
-    ss = pytest.importorskip("reactor.socketserver")
-    r = real_reactor
-
     class Handler(ss.StreamRequestHandler):  # type: ignore[name-defined,misc]
         def handle(self) -> None:
-            self.wfile.write(self.rfile.readline().upper())
+            self.wfile.write(self.rfile.readline()[::-1].strip() + b"\n")
 
-    tcp = ss.TCPServer((LOOPBACK, 0), Handler, reactor=r)
-    udp = UDPServer(echo, 0, host=LOOPBACK, reactor=r)
+    request_server = Upper(f"{LOOPBACK}:0", reactor=r)
+    stream_server = ss.TCPServer((LOOPBACK, 0), Handler, reactor=r)
+    udp_a = UDPServer(lambda m, a, s: s("a:" + m, a), 0, host=LOOPBACK, reactor=r)
+    udp_b = UDPServer(lambda m, a, s: s("b:" + m, a), 0, host=LOOPBACK, reactor=r)
     client, got = collecting_client(r)
-    client.send("dgram", udp.address)
-    conn = socket.create_connection(tcp.server_address, timeout=2)
+    client.send("x", udp_a.address)
+    client.send("y", udp_b.address)
+    reply = r.request(request_server.address, "stream", 2.0)  # type: ignore[attr-defined]
+    conn = socket.create_connection(stream_server.server_address, timeout=2)
     conn.setblocking(False)
-    conn.sendall(b"stream\n")
-    reply = bytearray()
+    conn.sendall(b"olleh\n")
+    line = bytearray()
 
-    def read_reply() -> bool:
+    def all_answered() -> bool:
         try:
-            reply.extend(conn.recv(100))
+            line.extend(conn.recv(100))
         except BlockingIOError:
             pass
-        return reply.endswith(b"\n") and bool(got)
+        return line.endswith(b"\n") and reply.done() and len(got) == 2
 
-    run_until(r, read_reply)
-    assert bytes(reply) == b"STREAM\n" and got == [("dgram", udp.address)]
+    run_until(r, all_answered)
+    assert sorted(got) == [("a:x", udp_a.address), ("b:y", udp_b.address)]
+    assert reply.result() == "STREAM" and bytes(line) == b"hello\n"
     conn.close()
-    for s in (udp, client):
-        s.close()
-    tcp.server_close()
+    for server in (request_server, udp_a, udp_b, client):
+        server.close()
+    stream_server.server_close()
 
 
 # ------------------------------------------------------------ floods
