@@ -175,3 +175,52 @@ def test_embed_select_example_runs() -> None:
     assert "reactor got: hello from a reactor timer" in out
     assert "host got: hello for the host" in out
     assert "reactor tick" in out and out.strip().endswith("done")
+
+
+class FakeTk:
+    """Just enough of a Tk root for the driver: file handlers and after() timers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, object] = {}
+        self.timers: dict[str, tuple[int, object]] = {}
+        self.tk = self
+        self._n = 0
+
+    def createfilehandler(self, fd: int, mask: int, fn: object) -> None:
+        self.handlers[fd] = fn
+
+    def deletefilehandler(self, fd: int) -> None:
+        del self.handlers[fd]
+
+    def after(self, ms: int, fn: object) -> str:
+        self._n += 1
+        key = f"after#{self._n}"
+        self.timers[key] = (ms, fn)
+        return key
+
+    def after_cancel(self, key: str) -> None:
+        self.timers.pop(key, None)
+
+
+def test_tkinter_driver_with_fake_root(clock: ManualClock) -> None:
+    """The Tk driver registers fileno(), arms after() from timeout(), and runs turns."""
+    pytest.importorskip("tkinter")
+    from reactor.embed import attach_tkinter
+
+    with Reactor(clock=clock) as r:
+        got: list[str] = []
+        r.call_later(0.25, got.append, "timer")
+        root = FakeTk()
+        driver = attach_tkinter(r, root)
+        assert list(root.handlers) == [r.fileno()]
+        [(ms, fire)] = root.timers.values()
+        assert ms == 250
+        clock.advance(0.25)
+        fire()  # type: ignore[operator]
+        assert got == ["timer"]
+        assert root.timers == {}  # nothing scheduled: no timer armed
+        r.call_soon(got.append, "soon")
+        root.handlers[r.fileno()](r.fileno(), 0)  # type: ignore[operator]
+        assert got == ["timer", "soon"]
+        driver.close()
+        assert root.handlers == {} and root.timers == {}
