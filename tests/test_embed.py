@@ -213,7 +213,8 @@ def test_tkinter_driver_with_fake_root(clock: ManualClock) -> None:
         root = FakeTk()
         driver = attach_tkinter(r, root)
         assert list(root.handlers) == [r.fileno()]
-        [(ms, fire)] = root.timers.values()
+        [key] = root.timers
+        ms, fire = root.timers.pop(key)  # Tk forgets a timer once it fires
         assert ms == 250
         clock.advance(0.25)
         fire()  # type: ignore[operator]
