@@ -48,7 +48,7 @@ Address = tuple[Any, ...]
 class User:
     """A logged-in user: where to reach them, and how many PINGs went unanswered."""
 
-    __slots__ = ("name", "address", "missed_pings")
+    __slots__ = ("address", "missed_pings", "name")
 
     def __init__(self, name: str, address: Address) -> None:
         self.name = name

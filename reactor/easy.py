@@ -50,6 +50,7 @@ an open door to running out of memory.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import sys
@@ -58,17 +59,17 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from .core import Reactor, TimerHandle, get_default_reactor
 
 __all__ = [
-    "UDPServer",
     "UDPClient",
+    "UDPServer",
     "UDPStatistics",
-    "every",
     "after",
     "create_thread",
+    "every",
 ]
 
 logger = logging.getLogger("reactor.easy")
@@ -582,7 +583,7 @@ class _DatagramEndpoint:
                 wait=not getattr(_in_worker, "active", False), cancel_futures=True
             )
 
-    def __enter__(self) -> _DatagramEndpoint:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -593,10 +594,8 @@ class _DatagramEndpoint:
         if not getattr(self, "_closed", True) and hasattr(self, "socket"):
             _warn(f"unclosed {type(self).__name__}", ResourceWarning, source=self)
             self._closed = True
-            try:
+            with contextlib.suppress(OSError):
                 self.socket.close()
-            except Exception:
-                pass
 
 
 class UDPServer(_DatagramEndpoint):
@@ -654,9 +653,6 @@ class UDPServer(_DatagramEndpoint):
             max_pending=max_pending,
         )
 
-    def __enter__(self) -> UDPServer:
-        return self
-
 
 class UDPClient(_DatagramEndpoint):
     """A UDP client: `send` datagrams anywhere; replies go to ``handle_function(message, address)``.
@@ -691,6 +687,3 @@ class UDPClient(_DatagramEndpoint):
             send_queue_size=send_queue_size,
             receive_buffer=receive_buffer,
         )
-
-    def __enter__(self) -> UDPClient:
-        return self
