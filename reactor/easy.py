@@ -45,6 +45,10 @@ server goes on in every case.
 bounded backlog (`max_pending`); when the backlog is full the datagram is
 counted as ``dropped_busy`` -- one thread per datagram, as easyservers did, is
 an open door to running out of memory.
+
+The module is longer than most because it is one whole surface (server,
+client, timers, threads, counters) that users import as a unit; the server
+and the client share one class, so nothing is written twice.
 """
 
 from __future__ import annotations
@@ -248,8 +252,15 @@ class _DatagramEndpoint:
                 else:
                     self._kernel_drops = 0
                     self._ancillary_size = socket.CMSG_SPACE(4)
-            sock.bind((host, port))
-            self._reactor.add_reader(sock, self._on_readable)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot bind UDP {host}:{port}: {exc.strerror}") from exc
+            if self._reactor.thread_ident not in (None, threading.get_ident()):
+                # Created while another thread runs the reactor: register from there.
+                self._reactor.call_soon_threadsafe(self._reactor.add_reader, sock, self._on_readable)
+            else:
+                self._reactor.add_reader(sock, self._on_readable)
         except BaseException:
             sock.close()
             if self._executor is not None:

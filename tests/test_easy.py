@@ -572,6 +572,26 @@ def test_sends_made_before_stop_go_out(raw: socket.socket) -> None:
         assert raw.recvfrom(20)[0] == b"last words"
 
 
+def test_server_created_while_the_reactor_runs_elsewhere(raw: socket.socket) -> None:
+    """A server created while a start() thread runs the reactor registers from that thread."""
+    with Reactor() as r:
+        first = UDPServer(echo, 0, host=LOOPBACK, reactor=r)
+        first.start()
+        second = UDPServer(lambda m, a, send: send("second", a), 0, host=LOOPBACK, reactor=r)
+        raw.sendto(b"?", second.address)
+        assert raw.recvfrom(10)[0] == b"second"
+        first.stop()
+        first.close()
+        second.close()
+
+
+def test_bind_conflict_names_the_address(raw: socket.socket, reactor: Reactor) -> None:
+    """Binding a port in use raises OSError naming host:port."""
+    port = raw.getsockname()[1]
+    with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+        UDPServer(echo, port, host=LOOPBACK, reactor=reactor)
+
+
 def test_stop_when_nothing_runs_is_a_no_op(reactor: Reactor, raw: socket.socket) -> None:
     """stop() before run() does not make a later run() return at once."""
     with UDPServer(lambda m, a, s: server.stop(), 0, host=LOOPBACK, reactor=reactor) as server:
