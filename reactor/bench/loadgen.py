@@ -1,0 +1,558 @@
+"""A pure-Python load generator for the one-shot request/reply protocol.
+
+It speaks the options and prints the result line of the C generator in
+``shared/tools`` (``reqrep-load``), so the benchmark runner can use either:
+
+- ``oneshot``: ``--concurrency`` slots, each doing connect, send
+  ``<payload>\\r\\n``, ``shutdown(SHUT_WR)``, read until ``\\r\\n`` or EOF,
+  close, and again, for ``--duration`` seconds (or ``--requests``).
+- ``idle``: open ``--connections`` connections (at most ``--concurrency``
+  connects in flight), print ``idle-ready ...``, hold them ``--hold`` seconds
+  or until SIGTERM, close them.
+
+One process drives ``select.epoll`` directly (no selector object, no
+per-socket registration dance: a socket is registered once, for reading,
+after its request is sent; closing it removes it from the epoll set).
+``--processes P`` runs P such processes and adds their results up, for
+machines with spare cores.  The result line ends with ``gen_cpu``, the
+generator's own CPU time over wall time (in cores): near 1.0 per process
+means the generator, not the server, set the pace.
+
+Ephemeral ports: the client closes last, so its side keeps the TIME_WAIT
+sockets.  With one source address, ``connect()`` searches a port range full
+of them and slows down, then fails with ``EADDRNOTAVAIL``.  ``--src-ips K``
+binds sources 127.0.0.F .. 127.0.0.F+K-1 with ``IP_BIND_ADDRESS_NO_PORT``
+(the port is chosen at ``connect()``, per destination, so the 4-tuple space
+is used fully).  Every failure is counted by kind (``err_refused``,
+``err_reset``, ``err_timeout``, ``err_addrnotavail``, ``err_eof``,
+``err_overflow``, ``err_other``), never hidden and never fatal.
+
+Result line (stdout)::
+
+    reqrep-load: mode=oneshot conc=16 ok=... errors=... mismatches=... secs=...
+    rps=... p50_us=... p90_us=... p99_us=... p999_us=... max_us=... mean_us=...
+    err_refused=... ... over_1s=... gen_cpu=... procs=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["ERROR_KINDS", "aggregate", "format_line", "parse_line", "percentile", "run_idle", "run_oneshot", "main"]
+
+#: Failure kinds, in the order of the C generator's output.
+ERROR_KINDS = ("refused", "reset", "timeout", "addrnotavail", "eof", "overflow", "other")
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EINPROGRESS = errno.EINPROGRESS
+_MAX_REPLY = 1 << 16
+
+_ERRNO_KIND = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.EPIPE: "reset",
+    errno.ETIMEDOUT: "timeout",
+    errno.EADDRNOTAVAIL: "addrnotavail",
+    errno.EADDRINUSE: "addrnotavail",
+}
+
+
+def raise_nofile_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (at most the hard limit); return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sources(src_ips: int, src_first: int) -> list[str] | None:
+    if src_ips <= 1 and src_first == 1:
+        return None
+    return [f"127.0.0.{src_first + i}" for i in range(src_ips)]
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT so a run ends cleanly and still prints its line."""
+
+    flag = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum: int, frame: object) -> None:
+            cls.flag = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+# ------------------------------------------------------------------ oneshot
+
+
+def run_oneshot(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    concurrency: int = 16,
+    duration: float = 5.0,
+    requests: int = 0,
+    payload_bytes: int = 16,
+    check: bool = False,
+    timeout: float = 5.0,
+    src_ips: int = 1,
+    src_first: int = 1,
+    warmup: float = 0.0,
+) -> dict[str, Any]:
+    """Run the one-shot workload in this process; return the raw result (histogram included)."""
+    raise_nofile_limit(concurrency + 64)
+    sources = _sources(src_ips, src_first)
+    nsources = len(sources) if sources else 1
+    dst = (host, port)
+    ep = select.epoll()
+    errors: Counter[str] = Counter()
+    latencies: list[int] = []  # µs, of the requests completed after the warm-up
+    ok = mismatches = issued = seq = 0
+    # fd -> [sock, t_start_ns, request, reply buffer, slot]
+    inflight: dict[int, list[Any]] = {}
+    retry: list[tuple[int, int]] = []  # (not before ns, slot)
+    pad = b"x" * payload_bytes
+    perf = time.perf_counter_ns
+    new_socket = socket.socket
+    family, kind = socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+    ipproto, bindopt = socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT
+    shut_wr = socket.SHUT_WR
+    register = ep.register
+    t0 = perf()
+    cpu0 = _cpu_seconds()
+    t_measure = t0 + int(warmup * 1e9)
+    t_deadline = t_measure + int(duration * 1e9)
+    timeout_ns = int(timeout * 1e9)
+
+    def fail(slot: int, exc_or_kind: BaseException | str, now: int, sock: socket.socket | None) -> None:
+        if sock is not None:
+            sock.close()
+        if isinstance(exc_or_kind, str):
+            what = exc_or_kind
+        else:
+            what = _ERRNO_KIND.get(getattr(exc_or_kind, "errno", None) or 0, "other")
+            if isinstance(exc_or_kind, ConnectionResetError):
+                what = "reset"
+        errors[what] += 1
+        # EADDRNOTAVAIL: let TIME_WAIT drain a little before this slot retries.
+        retry.append((now + (5_000_000 if what == "addrnotavail" else 0), slot))
+
+    def start(slot: int) -> None:
+        nonlocal issued, seq
+        if requests and issued >= requests:
+            return
+        issued += 1
+        seq += 1
+        head = b"%x.%x." % (slot, seq)
+        request = (head + pad)[: max(payload_bytes, len(head))] + b"\r\n"
+        t_start = perf()
+        sock = new_socket(family, kind)
+        try:
+            if sources is not None:
+                sock.setsockopt(ipproto, bindopt, 1)
+                sock.bind((sources[seq % nsources], 0))
+            err = sock.connect_ex(dst)
+            if err and err != _EINPROGRESS:
+                raise OSError(err, os.strerror(err))
+            fd = sock.fileno()
+            try:
+                sock.send(request)
+            except BlockingIOError:
+                # Not connected yet: wait for writability, send then.
+                inflight[fd] = [sock, t_start, request, None, slot]
+                register(fd, _EPOLLOUT)
+                return
+            sock.shutdown(shut_wr)
+            inflight[fd] = [sock, t_start, request, b"", slot]
+            register(fd, _EPOLLIN)
+        except OSError as exc:
+            fail(slot, exc, t_start, sock)
+
+    for slot in range(concurrency):
+        start(slot)
+    next_scan = perf() + 50_000_000
+    poll = ep.poll
+    while True:
+        now = perf()
+        if now >= t_deadline or _Stop.flag or not inflight and not retry:
+            break
+        for fd, _events in poll(0.01 if retry else 0.05):
+            entry = inflight.get(fd)
+            if entry is None:
+                continue
+            sock = entry[0]
+            if entry[3] is None:  # connecting: the request is still to send
+                try:
+                    sock.send(entry[2])
+                    sock.shutdown(shut_wr)
+                except OSError as exc:
+                    del inflight[fd]
+                    fail(entry[4], exc, perf(), sock)
+                    continue
+                entry[3] = b""
+                ep.modify(fd, _EPOLLIN)
+                continue
+            try:
+                data = sock.recv(_MAX_REPLY)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                del inflight[fd]
+                fail(entry[4], exc, perf(), sock)
+                continue
+            buffer = entry[3] + data if entry[3] else data
+            if data and not buffer.endswith(b"\r\n"):
+                if len(buffer) > _MAX_REPLY:
+                    del inflight[fd]
+                    fail(entry[4], "overflow", perf(), sock)
+                else:
+                    entry[3] = buffer
+                continue
+            del inflight[fd]
+            sock.close()
+            end = perf()
+            if not buffer.endswith(b"\r\n"):
+                errors["eof"] += 1
+            else:
+                if check and buffer != b"Requested: " + entry[2]:
+                    mismatches += 1
+                if end >= t_measure:
+                    ok += 1
+                    latencies.append((end - entry[1]) // 1000)
+            if end < t_deadline:
+                start(entry[4])
+        if retry:
+            now = perf()
+            due = [slot for when, slot in retry if when <= now]
+            if due:
+                retry[:] = [(when, slot) for when, slot in retry if when > now]
+                for slot in due:
+                    start(slot)
+        if now >= next_scan:
+            next_scan = now + 50_000_000
+            for fd, entry in list(inflight.items()):
+                if now - entry[1] > timeout_ns:
+                    del inflight[fd]
+                    fail(entry[4], "timeout", now, entry[0])
+    t_end = perf()
+    for entry in inflight.values():
+        entry[0].close()
+    ep.close()
+    cpu = _cpu_seconds() - cpu0
+    wall = (t_end - t0) / 1e9
+    secs = max(0.0, (t_end - t_measure) / 1e9)
+    return {
+        "mode": "oneshot",
+        "conc": concurrency,
+        "ok": ok,
+        "mismatches": mismatches,
+        "secs": secs,
+        "cpu": cpu,
+        "wall": wall,
+        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
+        "histogram": dict(Counter(latencies)),
+        "procs": 1,
+    }
+
+
+# --------------------------------------------------------------------- idle
+
+
+def run_idle(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    connections: int = 10_000,
+    concurrency: int = 256,
+    hold: float = 10.0,
+    timeout: float = 30.0,
+    src_ips: int = 1,
+    src_first: int = 1,
+    out: Any = None,
+) -> dict[str, Any]:
+    """Open ``connections`` idle connections, announce them, hold them, close them."""
+    out = out if out is not None else sys.stdout
+    raise_nofile_limit(connections + 64)
+    sources = _sources(src_ips, src_first)
+    nsources = len(sources) if sources else 1
+    ep = select.epoll()
+    errors: Counter[str] = Counter()
+    connecting: dict[int, socket.socket] = {}
+    held: dict[int, socket.socket] = {}
+    t0 = time.monotonic()
+    opened = failed = peer_closed = 0
+    while opened < connections and time.monotonic() - t0 < timeout and not _Stop.flag:
+        while opened < connections and len(connecting) < concurrency:
+            opened += 1
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            try:
+                if sources is not None:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                    sock.bind((sources[opened % nsources], 0))
+                err = sock.connect_ex((host, port))
+                if err and err != _EINPROGRESS:
+                    raise OSError(err, os.strerror(err))
+            except OSError as exc:
+                sock.close()
+                failed += 1
+                errors[_ERRNO_KIND.get(exc.errno or 0, "other")] += 1
+                continue
+            connecting[sock.fileno()] = sock
+            ep.register(sock.fileno(), _EPOLLOUT)
+        for fd, _events in ep.poll(0.05):
+            sock = connecting.pop(fd)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                ep.unregister(fd)
+                sock.close()
+                failed += 1
+                errors[_ERRNO_KIND.get(err, "other")] += 1
+                continue
+            held[fd] = sock
+            ep.modify(fd, _EPOLLIN)
+    for sock in connecting.values():
+        failed += 1
+        errors["timeout"] += 1
+        sock.close()
+    connecting.clear()
+    out.write(f"reqrep-load: idle-ready established={len(held)} failed={failed} "
+              f"connect_secs={time.monotonic() - t0:.2f}\n")
+    out.flush()
+    t_ready = time.monotonic()
+    while time.monotonic() - t_ready < hold and not _Stop.flag:
+        for fd, _events in ep.poll(0.1):
+            sock = held.pop(fd)
+            ep.unregister(fd)
+            sock.close()
+            peer_closed += 1
+    still = len(held)
+    for sock in held.values():
+        sock.close()
+    ep.close()
+    return {
+        "mode": "idle",
+        "connections": connections,
+        "established": opened - failed,
+        "failed": failed,
+        "peer_closed": peer_closed,
+        "still_open_at_end": still,
+        "held_secs": time.monotonic() - t_ready,
+        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
+    }
+
+
+# ---------------------------------------------------------- result handling
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> float:
+    """The ``fraction`` quantile of a {value: count} histogram (0.0 when empty)."""
+    total = sum(histogram.values())
+    if not total:
+        return 0.0
+    rank = max(1, int(fraction * total + 0.999999))
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return float(value)
+    return float(max(histogram))
+
+
+def aggregate(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add up the raw one-shot results of several generator processes."""
+    results = list(results)
+    histogram: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    for result in results:
+        histogram.update({int(k): v for k, v in result["histogram"].items()})
+        errors.update(result["errors"])
+    return {
+        "mode": results[0]["mode"] if results else "oneshot",
+        "conc": sum(r["conc"] for r in results),
+        "ok": sum(r["ok"] for r in results),
+        "mismatches": sum(r["mismatches"] for r in results),
+        "secs": max((r["secs"] for r in results), default=0.0),
+        "cpu": sum(r["cpu"] for r in results),
+        "wall": max((r["wall"] for r in results), default=0.0),
+        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
+        "histogram": dict(histogram),
+        "procs": sum(r.get("procs", 1) for r in results),
+    }
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """The flat key=value fields of a raw one-shot result (what `format_line` prints)."""
+    histogram = {int(k): v for k, v in result["histogram"].items()}
+    total = sum(histogram.values())
+    mean = sum(k * v for k, v in histogram.items()) / total if total else 0.0
+    errors = result["errors"]
+    secs = result["secs"]
+    fields: dict[str, Any] = {
+        "mode": result["mode"],
+        "conc": result["conc"],
+        "ok": result["ok"],
+        "errors": sum(errors.values()),
+        "mismatches": result["mismatches"],
+        "secs": round(secs, 2),
+        "rps": round(result["ok"] / secs) if secs > 0 else 0,
+        "p50_us": percentile(histogram, 0.50),
+        "p90_us": percentile(histogram, 0.90),
+        "p99_us": percentile(histogram, 0.99),
+        "p999_us": percentile(histogram, 0.999),
+        "max_us": float(max(histogram, default=0)),
+        "mean_us": round(mean, 1),
+    }
+    for kind in ERROR_KINDS:
+        fields[f"err_{kind}"] = errors.get(kind, 0)
+    fields["over_1s"] = sum(v for k, v in histogram.items() if k >= 1_000_000)
+    fields["gen_cpu"] = round(result["cpu"] / result["wall"], 2) if result["wall"] > 0 else 0.0
+    fields["procs"] = result.get("procs", 1)
+    return fields
+
+
+def format_line(fields: dict[str, Any]) -> str:
+    """``reqrep-load: key=value ...``, the C generator's result line."""
+    return "reqrep-load: " + " ".join(f"{key}={value}" for key, value in fields.items())
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def parse_line(output: str, *, prefix: str = "mode=") -> dict[str, Any] | None:
+    """The fields of the last result line in ``output`` (a generator's stdout), or None.
+
+    ``prefix`` picks the kind of line: ``"mode="`` for results,
+    ``"idle-ready"`` for the idle generator's ready announcement.
+    """
+    for line in reversed(output.splitlines()):
+        body = line.split("reqrep-load:", 1)[-1].strip()
+        if not body.startswith(prefix):
+            continue
+        fields: dict[str, Any] = {}
+        for token in body.split():
+            key, sep, value = token.partition("=")
+            if sep:
+                fields[key] = _number(value)
+        return fields
+    return None
+
+
+# -------------------------------------------------------------- processes
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _run_processes(args: argparse.Namespace) -> dict[str, Any]:
+    shares = [c for c in _split(args.concurrency, args.processes) if c > 0]
+    requests = _split(args.requests, len(shares)) if args.requests else [0] * len(shares)
+    children = []
+    for i, (conc, reqs) in enumerate(zip(shares, requests, strict=True)):
+        cmd = [sys.executable, "-m", "reactor.bench.loadgen", "--raw-json",
+               "--port", str(args.port), "--host", args.host, "--concurrency", str(conc),
+               "--duration", str(args.duration), "--requests", str(reqs),
+               "--payload-bytes", str(args.payload_bytes), "--timeout", str(args.timeout),
+               "--src-ips", str(args.src_ips), "--src-ip-first", str(args.src_ip_first),
+               "--warmup", str(args.warmup), "--worker-index", str(i)]
+        if args.check:
+            cmd.append("--check")
+        children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    results = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode == 0 and out.strip():
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    if not results:
+        raise SystemExit("reqrep-load: every generator process failed")
+    return aggregate(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; the options are those of the C ``reqrep-load``."""
+    parser = argparse.ArgumentParser(prog="python -m reactor.bench.loadgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", "-p", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--concurrency", "-c", type=int, default=64)
+    parser.add_argument("--duration", "-d", type=float, default=5.0)
+    parser.add_argument("--requests", "-n", type=int, default=0)
+    parser.add_argument("--mode", "-m", choices=["oneshot", "idle"], default="oneshot")
+    parser.add_argument("--payload-bytes", "-b", type=int, default=16)
+    parser.add_argument("--check", "-k", action="store_true", help="verify every reply")
+    parser.add_argument("--timeout", "-t", type=float, default=5.0)
+    parser.add_argument("--connections", "-C", type=int, default=10_000)
+    parser.add_argument("--hold", "-H", type=float, default=10.0)
+    parser.add_argument("--src-ips", "-s", type=int, default=1)
+    parser.add_argument("--src-ip-first", type=int, default=1)
+    parser.add_argument("--warmup", "-w", type=float, default=0.0)
+    parser.add_argument("--quiet", "-q", action="store_true")
+    parser.add_argument("--processes", "-P", type=int, default=1, help="generator processes (one-shot mode)")
+    parser.add_argument("--raw-json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536 or args.concurrency < 1 or args.src_ips < 1 or args.src_ip_first < 1 \
+            or args.src_ip_first + args.src_ips > 255:
+        parser.error("bad --port, --concurrency, --src-ips or --src-ip-first")
+    _Stop.install()
+    if args.mode == "idle":
+        result = run_idle(args.port, host=args.host, connections=args.connections,
+                          concurrency=args.concurrency,
+                          hold=args.hold, timeout=max(args.timeout, 30.0),
+                          src_ips=args.src_ips, src_first=args.src_ip_first)
+        fields = {key: value for key, value in result.items() if key != "errors"}
+        fields["held_secs"] = round(fields["held_secs"], 2)
+        for kind in ERROR_KINDS:
+            fields[f"err_{kind}"] = result["errors"][kind]
+        print(format_line(fields), flush=True)
+        return 0
+    if args.processes > 1 and not args.raw_json:
+        result = _run_processes(args)
+    else:
+        result = run_oneshot(args.port, host=args.host, concurrency=args.concurrency, duration=args.duration,
+                             requests=args.requests, payload_bytes=args.payload_bytes, check=args.check,
+                             timeout=args.timeout, src_ips=args.src_ips, src_first=args.src_ip_first,
+                             warmup=args.warmup)
+    if args.raw_json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(format_line(summarize(result)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,765 @@
+"""``python -m reactor bench``: this reactor against what users would pick instead.
+
+How the measurement is made, and why
+------------------------------------
+Each run starts a fresh server process (`reactor.bench.servers`) pinned to
+one CPU and a load generator pinned to the others (when the machine has two
+or more).  The servers alternate, A B C A B C …, ``--repeat`` times, so drift
+on a noisy machine (another job, thermal throttling, TIME_WAIT build-up)
+lands on all of them alike, and the table reports medians.
+
+Requests per second alone mislead on a small machine: the generator's core
+does the client half of every TCP handshake and saturates first, after
+which every fast server shows the same rate.  So each row also reports the
+server's CPU time per request (utime+stime from ``/proc/<pid>/stat`` over
+the run, divided by completed requests) and the generator's own CPU use; a
+generator near 1.0 core per process is marked as the bottleneck.
+
+Workloads: one-shot requests at concurrency 1, 16 and 128 (``c1``, ``c16``,
+``c128``); ``idle`` (hold 10,000 idle connections: server RSS per connection
+from ``/proc/<pid>/status``, and c=16 throughput with and without them);
+``timers`` (1,000,000 timers scheduled and cancelled, reactor vs asyncio);
+``embedded`` (the reactor driven from an asyncio loop through ``fileno()``
+against the reactor alone, c=16).
+
+The built-in generator is `reactor.bench.loadgen`; ``--loadgen CMD`` runs an
+external one that takes the same options and prints the same result line
+(the C ``reqrep-load``).  Both spread their source addresses over
+127.0.0.2-127.0.0.65 so TIME_WAIT sockets do not exhaust ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import selectors
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from .loadgen import ERROR_KINDS, parse_line
+from .servers import SERVERS, available
+
+__all__ = ["main", "Options", "run", "format_markdown"]
+
+ONESHOT = {"c1": 1, "c16": 16, "c128": 128}
+WORKLOADS = ("c1", "c16", "c128", "idle", "timers", "embedded")
+DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop", "tcpserver", "threading", "reactor-tcpserver", "reactor-threading")
+#: Servers that serve one connection at a time: a held idle connection stops them.
+SEQUENTIAL = frozenset({"tcpserver", "reactor-tcpserver"})
+SRC_IPS = ("--src-ips", "64", "--src-ip-first", "2")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_STARTUP_SECONDS = 0.4  # a server process starting and stopping, for the time-left estimate
+
+
+@dataclass
+class Options:
+    """What to run: servers, workloads, durations, repetitions, generator."""
+
+    servers: list[str]
+    workloads: list[str]
+    duration: float = 5.0
+    repeat: int = 3
+    idle_connections: int = 10_000
+    timers: int = 1_000_000
+    loadgen: list[str] | None = None
+    processes: int = 1
+    quiet: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------ /proc readers
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime+stime of process ``pid`` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        text = f.read()
+    fields = text[text.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def process_rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def open_fd_count(pid: int) -> int:
+    """How many file descriptors process ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def machine_description() -> dict[str, Any]:
+    """nproc, CPU model, Python, kernel: what the numbers were measured on."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": f"{platform.system()} {platform.release()}",
+    }
+
+
+def cpu_plan() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, generator CPUs): one CPU for the server, the rest for the generator."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:
+            pass
+
+
+# ------------------------------------------------------------ processes
+
+
+def _read_line(stream: IO[str], seconds: float) -> str:
+    """One line from a child's pipe, or '' after ``seconds`` or at EOF."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(seconds):
+            return ""
+    return stream.readline()
+
+
+class ServerProcess:
+    """A benchmark server in a child process, pinned; a context manager."""
+
+    def __init__(self, kind: str, cpus: set[int] | None) -> None:
+        self.kind = kind
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor.bench.servers", kind],
+            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
+        )
+        _pin(self.proc.pid, cpus)
+        assert self.proc.stdout is not None
+        line = _read_line(self.proc.stdout, 30.0)
+        if not line.startswith("port="):
+            self.close()
+            raise RuntimeError(f"server {kind} did not start: {self.errors() or line or 'no output'}")
+        self.port = int(line.split()[0].split("=")[1])
+        self.pid = self.proc.pid
+
+    def errors(self) -> str:
+        """What the server wrote on stderr (its last lines)."""
+        self._stderr.seek(0)
+        return "".join(self._stderr.readlines()[-5:]).strip()
+
+    def cpu(self) -> float:
+        """CPU seconds used so far."""
+        return process_cpu_seconds(self.pid)
+
+    def rss(self) -> int:
+        """Resident bytes now."""
+        return process_rss_bytes(self.pid)
+
+    def close(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Runner:
+    """Runs generators against servers and keeps every measurement."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.server_cpus, self.gen_cpus = cpu_plan()
+        self.runs: list[dict[str, Any]] = []
+        self._planned = 0.0
+        self._done = 0.0
+        self._count = 0
+        self._total = 0
+        self._started = time.monotonic()
+
+    # -------------------------------------------------------- progress
+
+    def plan(self, seconds: float, runs: int) -> None:
+        """Add work to the time-left estimate."""
+        self._planned += seconds
+        self._total += runs
+
+    def progress(self, what: str, seconds: float) -> None:
+        """Announce the next run on stderr, with the time left."""
+        self._count += 1
+        elapsed = time.monotonic() - self._started
+        left = max(0.0, self._planned - self._done)
+        if self._done > 0:
+            left *= elapsed / self._done  # calibrate the estimate as we go
+        if not self.options.quiet:
+            sys.stderr.write(f"[{self._count:>3}/{self._total}] {what:<40} ~{_duration(left)} left\n")
+            sys.stderr.flush()
+        self._done += seconds
+
+    # -------------------------------------------------------- generator
+
+    def generator(self, port: int, *extra: str) -> list[str]:
+        """The generator command line for ``port``."""
+        if self.options.loadgen:
+            base = list(self.options.loadgen)
+        else:
+            base = [sys.executable, "-m", "reactor.bench.loadgen", "--processes", str(self.options.processes)]
+        return base + ["--port", str(port), *SRC_IPS, "--quiet", *extra]
+
+    def oneshot(self, server: ServerProcess, concurrency: int, duration: float) -> dict[str, Any]:
+        """One timed one-shot run against ``server``; generator fields plus server CPU."""
+        cmd = self.generator(server.port, "--mode", "oneshot", "--concurrency", str(concurrency),
+                             "--duration", str(duration))
+        cpu0 = server.cpu()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _pin(proc.pid, self.gen_cpus)
+        try:
+            out, err = proc.communicate(timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        wall = time.monotonic() - t0
+        cpu = server.cpu() - cpu0
+        fields = parse_line(out)
+        if fields is None:
+            raise RuntimeError(f"the load generator printed no result line: {err.strip()[-500:] or out[-500:]}")
+        ok = int(fields.get("ok", 0))
+        fields["server_cpu_s"] = cpu
+        fields["server_cpu_us_per_req"] = cpu * 1e6 / ok if ok else None
+        fields["server_cpu_util"] = cpu / wall if wall > 0 else 0.0
+        return fields
+
+    # -------------------------------------------------------- workloads
+
+    def run_oneshot(self, workload: str, servers: list[str]) -> None:
+        """Alternate ``servers`` under one-shot load at the workload's concurrency."""
+        concurrency = ONESHOT[workload] if workload in ONESHOT else 16
+        duration = self.options.duration
+        for rep in range(self.options.repeat):
+            for kind in servers:
+                self.progress(f"{workload} {kind} (rep {rep + 1}/{self.options.repeat})", duration + _STARTUP_SECONDS)
+                try:
+                    with ServerProcess(kind, self.server_cpus) as server:
+                        fields = self.oneshot(server, concurrency, duration)
+                except RuntimeError as exc:
+                    self._failed(workload, kind, rep, exc)
+                    continue
+                self.runs.append({"workload": workload, "server": kind, "rep": rep, **fields})
+
+    def run_idle(self, servers: list[str]) -> None:
+        """Per server: c=16 one-shot, then hold N idle connections, measure RSS, c=16 again."""
+        n = self.options.idle_connections
+        duration = self.options.duration
+        for rep in range(self.options.repeat):
+            for kind in servers:
+                self.progress(f"idle {kind} (rep {rep + 1}/{self.options.repeat})", self._idle_seconds())
+                try:
+                    with ServerProcess(kind, self.server_cpus) as server:
+                        record = self._idle_once(server, n, duration)
+                except RuntimeError as exc:
+                    self._failed("idle", kind, rep, exc)
+                    continue
+                self.runs.append({"workload": "idle", "server": kind, "rep": rep, **record})
+
+    def _idle_seconds(self) -> float:
+        return 2 * self.options.duration + _STARTUP_SECONDS + self.options.idle_connections / 8000
+
+    def _idle_once(self, server: ServerProcess, n: int, duration: float) -> dict[str, Any]:
+        base = self.oneshot(server, 16, duration)
+        fds0 = open_fd_count(server.pid)
+        rss0 = server.rss()
+        cmd = self.generator(server.port, "--mode", "idle", "--connections", str(n), "--concurrency", "256",
+                             "--hold", "3600")
+        holder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _pin(holder.pid, self.gen_cpus)
+        try:
+            assert holder.stdout is not None
+            ready = parse_line(_read_line(holder.stdout, 120.0), prefix="idle-ready") or {}
+            established = int(ready.get("established", 0))
+            # A connect completes in the kernel's backlog; wait (bounded) until
+            # the server has accepted them all before reading its memory.
+            deadline = time.monotonic() + 30.0
+            while open_fd_count(server.pid) < fds0 + established and time.monotonic() < deadline:
+                time.sleep(0.05)
+            accepted = open_fd_count(server.pid) - fds0
+            time.sleep(0.2)
+            rss1 = server.rss()
+            loaded = self.oneshot(server, 16, duration)
+        finally:
+            if holder.poll() is None:
+                holder.send_signal(signal.SIGTERM)
+            try:
+                out, _ = holder.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                holder.kill()
+                out, _ = holder.communicate()
+        final = parse_line(out) or {}
+        return {
+            "connections": n,
+            "established": established,
+            "accepted": accepted,
+            "idle_failed": int(ready.get("failed", 0)),
+            "peer_closed": final.get("peer_closed"),
+            "rss_before": rss0,
+            "rss_after": rss1,
+            "rss_per_conn": (rss1 - rss0) / accepted if accepted > 0 else None,
+            "rps_base": base.get("rps"),
+            "rps": loaded.get("rps"),
+            "rps_ratio": loaded["rps"] / base["rps"] if base.get("rps") else None,
+            "p50_us": loaded.get("p50_us"),
+            "p99_us": loaded.get("p99_us"),
+            "server_cpu_us_per_req": loaded.get("server_cpu_us_per_req"),
+            "server_cpu_us_per_req_base": base.get("server_cpu_us_per_req"),
+            "gen_cpu": loaded.get("gen_cpu"),
+            "errors": int(base.get("errors", 0)) + int(loaded.get("errors", 0)),
+            **{f"err_{k}": int(base.get(f"err_{k}", 0)) + int(loaded.get(f"err_{k}", 0)) for k in ERROR_KINDS},
+        }
+
+    def run_timers(self) -> None:
+        """1,000,000 timers scheduled and cancelled in a pinned subprocess."""
+        n = self.options.timers
+        repeat = max(1, self.options.repeat)
+        self.progress(f"timers ({n:,} scheduled+cancelled)", self._timer_seconds())
+        proc = subprocess.Popen([sys.executable, "-m", "reactor.bench.timers", "--timers", str(n),
+                                 "--repeat", str(repeat)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _pin(proc.pid, self.server_cpus)
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            self._failed("timers", "reactor", 0, RuntimeError(err.strip()[-500:]))
+            return
+        self.runs.append({"workload": "timers", "server": "reactor/asyncio", "rep": 0, **json.loads(out)})
+
+    def _timer_seconds(self) -> float:
+        return self.options.timers / 1e6 * (3.5 * max(1, self.options.repeat) + 6)
+
+    def _failed(self, workload: str, kind: str, rep: int, exc: Exception) -> None:
+        message = f"{workload} {kind} rep {rep + 1}: {exc}"
+        self.options.notes.append(message)
+        sys.stderr.write(f"      failed: {message}\n")
+        self.runs.append({"workload": workload, "server": kind, "rep": rep, "failed": str(exc)})
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# ------------------------------------------------------------ orchestration
+
+
+def run(options: Options) -> dict[str, Any]:
+    """Run every selected workload; return the JSON-able report."""
+    runner = Runner(options)
+    servers = []
+    for kind in options.servers:
+        reason = available(kind)
+        if reason is None:
+            servers.append(kind)
+        else:
+            options.notes.append(f"{kind} skipped: {reason}")
+    oneshot_servers = [k for k in servers if k != "embedded"] if "embedded" not in options.servers else servers
+    idle_servers = [k for k in oneshot_servers if k not in SEQUENTIAL]
+    skipped_idle = [k for k in oneshot_servers if k in SEQUENTIAL]
+    if "idle" in options.workloads and skipped_idle:
+        options.notes.append(f"idle: {', '.join(skipped_idle)} skipped (one connection at a time: "
+                             "a held idle connection blocks every other client)")
+    embedded_servers = [k for k in ("reactor", "embedded") if available(k) is None]
+    if "idle" in options.workloads:
+        want = options.idle_connections + 256
+        soft = _raise_nofile(want)
+        if soft < want:
+            options.idle_connections = max(100, soft - 256)
+            options.notes.append(f"RLIMIT_NOFILE allows {soft} descriptors: idle workload scaled down to "
+                                 f"{options.idle_connections} connections")
+    if runner.server_cpus is None:
+        options.notes.append("fewer than 2 usable CPUs (or no sched_setaffinity): server and generator share CPUs")
+    for workload in options.workloads:
+        if workload in ONESHOT:
+            runner.plan((options.duration + _STARTUP_SECONDS) * len(oneshot_servers) * options.repeat,
+                        len(oneshot_servers) * options.repeat)
+        elif workload == "idle":
+            runner.plan(runner._idle_seconds() * len(idle_servers) * options.repeat, len(idle_servers) * options.repeat)
+        elif workload == "embedded":
+            runner.plan((options.duration + _STARTUP_SECONDS) * 2 * options.repeat, 2 * options.repeat)
+        elif workload == "timers":
+            runner.plan(runner._timer_seconds(), 1)
+    started = time.monotonic()
+    for workload in options.workloads:
+        if workload in ONESHOT:
+            runner.run_oneshot(workload, oneshot_servers)
+        elif workload == "idle":
+            runner.run_idle(idle_servers)
+        elif workload == "embedded":
+            runner.run_oneshot("embedded", embedded_servers)
+        elif workload == "timers":
+            runner.run_timers()
+    report: dict[str, Any] = {
+        "machine": machine_description(),
+        "command": None,
+        "options": {
+            "servers": options.servers, "workloads": options.workloads, "duration": options.duration,
+            "repeat": options.repeat, "idle_connections": options.idle_connections, "timers": options.timers,
+            "loadgen": " ".join(options.loadgen) if options.loadgen else "builtin (reactor.bench.loadgen)",
+            "processes": options.processes,
+            "server_cpus": sorted(runner.server_cpus) if runner.server_cpus else None,
+            "generator_cpus": sorted(runner.gen_cpus) if runner.gen_cpus else None,
+        },
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "runs": runner.runs,
+        "notes": options.notes,
+    }
+    report["summary"] = summarize(runner.runs)
+    report["targets"] = targets(report["summary"])
+    return report
+
+
+def _raise_nofile(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Medians per workload and server: {workload: {server: {field: median}}}."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in runs:
+        if "failed" in record:
+            continue
+        groups.setdefault((record["workload"], record["server"]), []).append(record)
+    for (workload, server), records in groups.items():
+        if workload == "timers":
+            summary[workload] = {server: records[0]}
+            continue
+        keys = ["rps", "p50_us", "p99_us", "server_cpu_us_per_req", "server_cpu_util", "gen_cpu"]
+        if workload == "idle":
+            keys += ["rss_per_conn", "rps_base", "rps_ratio", "established", "accepted", "server_cpu_us_per_req_base"]
+        row: dict[str, Any] = {key: _median([r.get(key) for r in records]) for key in keys}
+        row["errors"] = sum(int(r.get("errors", 0)) for r in records)
+        row["errors_by_kind"] = {k: sum(int(r.get(f"err_{k}", 0)) for r in records) for k in ERROR_KINDS}
+        row["runs"] = len(records)
+        summary.setdefault(workload, {})[server] = row
+    return summary
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with its measured value and whether it is met."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, goal: float, higher_is_better: bool, detail: str) -> None:
+        met = None if value is None else (value >= goal if higher_is_better else value <= goal)
+        out.append({"target": name, "value": value, "goal": goal, "met": met, "detail": detail})
+
+    c16 = summary.get("c16", {})
+    reactor = c16.get("reactor", {})
+    for other, goal in (("asyncio", 1.5), ("uvloop", 1.0)):
+        theirs = c16.get(other, {})
+        detail = ""
+        cpu = _ratio(theirs.get("server_cpu_us_per_req"), reactor.get("server_cpu_us_per_req"))
+        if cpu is not None:
+            detail = f"server CPU per request: {other} / reactor = {cpu:.2f}x"
+        add(f"one-shot c=16 req/s ≥ {goal}× {other}", _ratio(reactor.get("rps"), theirs.get("rps")), goal, True, detail)
+    c1 = summary.get("c1", {})
+    add("one-shot c=1 p50 latency ≤ 0.6× asyncio",
+        _ratio(c1.get("reactor", {}).get("p50_us"), c1.get("asyncio", {}).get("p50_us")), 0.6, False, "")
+    idle = summary.get("idle", {})
+    mine, theirs = idle.get("reactor", {}).get("rss_per_conn"), idle.get("asyncio", {}).get("rss_per_conn")
+    add("idle: server memory per connection ≤ asyncio's", _ratio(mine, theirs), 1.0, False,
+        f"reactor {_bytes(mine)} vs asyncio {_bytes(theirs)} per connection")
+    add("idle: one-shot req/s with idle connections ≥ 0.9× idle-free", idle.get("reactor", {}).get("rps_ratio"),
+        0.9, True, "")
+    embedded = summary.get("embedded", {})
+    cpu = _ratio(embedded.get("reactor", {}).get("server_cpu_us_per_req"),
+                 embedded.get("embedded", {}).get("server_cpu_us_per_req"))
+    add("embedded in asyncio ≥ 0.9× the reactor alone",
+        _ratio(embedded.get("embedded", {}).get("rps"), embedded.get("reactor", {}).get("rps")), 0.9, True,
+        f"server CPU per request: alone / embedded = {cpu:.2f}x" if cpu is not None else "")
+    return out
+
+
+# ------------------------------------------------------------ output
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 2**20:
+        return f"{value / 2**20:,.1f} MiB"
+    return f"{value / 1024:,.1f} KiB" if abs(value) >= 1024 else f"{value:,.0f} B"
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _gen(value: Any, procs: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" + (" ⚠" if value >= 0.9 * procs else "")
+
+
+def _errors(row: dict[str, Any]) -> str:
+    if not row.get("errors"):
+        return "0"
+    kinds = ", ".join(f"{k} {v}" for k, v in row.get("errors_by_kind", {}).items() if v)
+    return f"{row['errors']} ({kinds})" if kinds else str(row["errors"])
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables, one per workload, then the targets."""
+    summary = report["summary"]
+    opts = report["options"]
+    procs = int(opts.get("processes") or 1) if opts["loadgen"].startswith("builtin") else 1
+    lines: list[str] = []
+    m = report["machine"]
+    lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['python']}, {m['kernel']}. "
+                 f"Generator: {opts['loadgen']}. Server on CPU {opts['server_cpus']}, generator on "
+                 f"{opts['generator_cpus']}. Medians of {opts['repeat']} alternating runs of {opts['duration']:g} s.")
+    lines.append("")
+    oneshot = [w for w in ("c1", "c16", "c128") if w in summary]
+    if oneshot:
+        lines.append("| workload | server | req/s | × asyncio | p50 µs | p99 µs | server CPU µs/req | server CPU "
+                     "| gen CPU | errors |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for workload in oneshot:
+            rows = summary[workload]
+            base = rows.get("asyncio", {}).get("rps")
+            for server, row in rows.items():
+                lines.append(
+                    f"| {workload.replace('c', 'one-shot c=')} | {server} | {_num(row['rps'])} | "
+                    f"{_num(_ratio(row['rps'], base), 2)}{'×' if base and row['rps'] else ''} | "
+                    f"{_num(row['p50_us'])} | {_num(row['p99_us'])} | {_num(row['server_cpu_us_per_req'], 1)} | "
+                    f"{_num((row['server_cpu_util'] or 0) * 100)} % | {_gen(row['gen_cpu'], procs)} | {_errors(row)} |"
+                )
+        lines.append("")
+        lines.append("⚠: the generator used ≥ 90 % of its CPU, so it, not the server, set the pace; "
+                     "compare server CPU µs/req.")
+        lines.append("")
+    if "idle" in summary:
+        rows = summary["idle"]
+        n = report["options"]["idle_connections"]
+        lines.append(f"| idle ({n:,} connections) | server | accepted | RSS per connection | × asyncio | "
+                     "c=16 req/s idle-free | c=16 req/s with idle | ratio | errors |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        base = rows.get("asyncio", {}).get("rss_per_conn")
+        for server, row in rows.items():
+            lines.append(
+                f"| idle | {server} | {_num(row['accepted'])} | {_bytes(row['rss_per_conn'])} | "
+                f"{_num(_ratio(row['rss_per_conn'], base), 2)} | {_num(row['rps_base'])} | {_num(row['rps'])} | "
+                f"{_num(row['rps_ratio'], 2)} | {_errors(row)} |"
+            )
+        lines.append("")
+    if "embedded" in summary:
+        rows = summary["embedded"]
+        base = rows.get("reactor", {}).get("rps")
+        lines.append("| embedded (c=16) | server | req/s | × reactor alone | p50 µs | server CPU µs/req | gen CPU "
+                     "| errors |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---|")
+        for server, row in rows.items():
+            name = "reactor in asyncio (fileno)" if server == "embedded" else "reactor alone"
+            lines.append(f"| embedded | {name} | {_num(row['rps'])} | {_num(_ratio(row['rps'], base), 2)} | "
+                         f"{_num(row['p50_us'])} | {_num(row['server_cpu_us_per_req'], 1)} | "
+                         f"{_gen(row['gen_cpu'], procs)} | {_errors(row)} |")
+        lines.append("")
+    if "timers" in summary:
+        result = next(iter(summary["timers"].values()))
+        secs, peak = result["seconds"], result["peak_bytes"]
+        lines.append(f"| timers ({result['timers']:,} scheduled+cancelled) | reactor | asyncio | reactor / asyncio |")
+        lines.append("|---|---:|---:|---:|")
+        lines.append(f"| time | {secs['reactor']:.2f} s | {secs['asyncio']:.2f} s | "
+                     f"{secs['reactor'] / secs['asyncio']:.2f} |")
+        lines.append(f"| peak memory (tracemalloc) | {_bytes(peak['reactor'])} | {_bytes(peak['asyncio'])} | "
+                     f"{_num(_ratio(peak['reactor'], peak['asyncio']), 3)} |")
+        lines.append("")
+    if report["targets"]:
+        lines.append("| target | measured | met |")
+        lines.append("|---|---:|---|")
+        for t in report["targets"]:
+            value = "–" if t["value"] is None else f"{t['value']:.2f}×"
+            met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            detail = f" ({t['detail']})" if t["detail"] and t["value"] is not None else ""
+            lines.append(f"| {t['target']} | {value} | {met}{detail} |")
+        lines.append("")
+    for note in report["notes"]:
+        lines.append(f"- note: {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Draw the comparison to ``path`` (PNG) with matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'reactor[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = report["summary"]
+    oneshot = [w for w in ("c1", "c16", "c128") if w in summary]
+    servers: list[str] = []
+    for w in oneshot:
+        servers += [s for s in summary[w] if s not in servers]
+    panels = [p for p in ("rps", "cpu", "latency", "idle") if p != "idle" or "idle" in summary]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    axes = list(axes) if len(panels) > 1 else [axes]
+    width = 0.8 / max(1, len(servers))
+    for ax, panel in zip(axes, panels, strict=True):
+        if panel in ("rps", "cpu", "latency"):
+            key = {"rps": "rps", "cpu": "server_cpu_us_per_req", "latency": "p50_us"}[panel]
+            for i, server in enumerate(servers):
+                values = [summary[w].get(server, {}).get(key) or 0 for w in oneshot]
+                ax.bar([x + i * width for x in range(len(oneshot))], values, width, label=server)
+            ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(oneshot))])
+            ax.set_xticklabels([w.replace("c", "c=") for w in oneshot])
+            ax.set_title({"rps": "one-shot requests/s (higher is better)",
+                          "cpu": "server CPU µs per request (lower is better)",
+                          "latency": "p50 latency µs (lower is better)"}[panel], fontsize=10)
+            if panel == "latency":
+                ax.set_yscale("log")
+        else:
+            rows = summary["idle"]
+            names = list(rows)
+            ax.bar(names, [(rows[s].get("rss_per_conn") or 0) / 1024 for s in names],
+                   color=[f"C{servers.index(s) if s in servers else i}" for i, s in enumerate(names)])
+            ax.set_title("RSS per idle connection, KiB (lower is better)", fontsize=10)
+            ax.tick_params(axis="x", labelrotation=30)
+    axes[0].legend(fontsize=8)
+    m = report["machine"]
+    fig.suptitle(f"python -m reactor bench — {m['nproc']} CPUs, {m['python']}, generator: "
+                 f"{report['options']['loadgen'].split('/')[-1]}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------ command line
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m reactor bench",
+        description="Compare this reactor's RequestServer with asyncio, uvloop and the stdlib socketserver.",
+        epilog="workloads: " + ", ".join(WORKLOADS) + " (oneshot = c1,c16,c128); "
+        "`python -m reactor bench core [...]` runs the core micro-benchmark.",
+    )
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                        help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default: all)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 5; quick 1)")
+    parser.add_argument("--repeat", type=int, default=None, help="alternating repetitions (default 3; quick 1)")
+    parser.add_argument("--idle-connections", type=int, default=None, help="default 10000 (quick 2000)")
+    parser.add_argument("--timers", type=int, default=None, help="default 1000000 (quick 100000)")
+    parser.add_argument("--loadgen", metavar="CMD", help="external generator command (e.g. the C reqrep-load)")
+    parser.add_argument("--processes", type=int, default=1, help="built-in generator processes (default 1)")
+    parser.add_argument("--quick", action="store_true", help="short runs, one repetition: under a minute")
+    parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw the comparison (needs matplotlib)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    workloads: list[str] = []
+    for name in args.workloads.split(","):
+        name = name.strip()
+        names = list(ONESHOT) if name == "oneshot" else [name]
+        for w in names:
+            if w not in WORKLOADS:
+                parser.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}, oneshot")
+            if w not in workloads:
+                workloads.append(w)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in servers:
+        if s not in SERVERS:
+            parser.error(f"unknown server {s!r}; choose from {', '.join(SERVERS)}")
+    quick = args.quick
+    options = Options(
+        servers=servers,
+        workloads=workloads,
+        duration=args.duration if args.duration is not None else (1.0 if quick else 5.0),
+        repeat=args.repeat if args.repeat is not None else (1 if quick else 3),
+        idle_connections=args.idle_connections if args.idle_connections is not None else (2000 if quick else 10_000),
+        timers=args.timers if args.timers is not None else (100_000 if quick else 1_000_000),
+        loadgen=shlex.split(args.loadgen) if args.loadgen else None,
+        processes=max(1, args.processes),
+        quiet=args.quiet,
+    )
+    if options.duration <= 0 or options.repeat < 1:
+        parser.error("--duration must be positive and --repeat at least 1")
+    return options, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reactor bench [options]``, or ``bench core [...]`` for the core micro-benchmark."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "core":
+        from .core import main as core_main
+
+        return core_main(argv[1:])
+    options, args = parse_args(argv)
+    report = run(options)
+    report["command"] = "python -m reactor bench " + " ".join(shlex.quote(a) for a in argv)
+    sys.stdout.write(format_markdown(report))
+    sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.plot:
+        plot(report, args.plot)
+    return 0

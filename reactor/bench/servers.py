@@ -1,0 +1,285 @@
+"""The servers the benchmark compares, each answering the one-shot protocol.
+
+Every server reads until the first ``\\r\\n`` or EOF, replies ``"Requested: "``
+plus the request decoded as UTF-8 plus ``\\r\\n``, and closes.  Each one is
+written the way that library is meant to be used, as fast as it honestly
+goes, with the same listen backlog (``socket.SOMAXCONN``) for all of them:
+
+- ``reactor``: `RequestServer` with its default handler, ``run()``.
+- ``embedded``: the same `RequestServer`, its reactor driven from an asyncio
+  loop through ``fileno()`` (`reactor.embed.attach_asyncio`).
+- ``asyncio`` / ``uvloop``: an `asyncio.Protocol` that accumulates data until
+  ``\\r\\n`` or ``eof_received``, writes the reply and closes the transport.
+- ``tcpserver`` / ``threading``: the stdlib `socketserver.TCPServer` and
+  `socketserver.ThreadingTCPServer` with a `StreamRequestHandler` doing
+  ``rfile.readline()``.
+- ``reactor-tcpserver`` / ``reactor-threading``: the same handler on
+  ``reactor.socketserver`` when that module exists.
+
+Run one with ``python -m reactor.bench.servers KIND [--port 0]``: it binds
+127.0.0.1, prints ``port=N pid=P`` on stdout when it accepts connections, and
+serves until it receives SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import signal
+import socket
+import socketserver
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["SERVERS", "available", "serve"]
+
+_CRLF = b"\r\n"
+
+
+def _ready(port: int) -> None:
+    sys.stdout.write(f"port={port} pid={os.getpid()}\n")
+    sys.stdout.flush()
+
+
+def _stop_on_signals(stop: Callable[[], object]) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# ---------------------------------------------------------------- reactor
+
+
+def _bench_request_server(reactor: Any, port: int) -> Any:
+    from ..reqrep import RequestServer
+
+    # The defaults (1,024 connections, 30 s timeout) protect a production
+    # server; the idle workload holds 10,000 connections for longer than
+    # that, and no other server here has either limit.
+    return RequestServer(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0)
+
+
+def serve_reactor(port: int) -> None:
+    """`RequestServer` with the default handler, served by ``run()``."""
+    from ..core import Reactor
+
+    with Reactor() as reactor:
+        server = _bench_request_server(reactor, port)
+        # A signal handler runs on the reactor's own thread, between two
+        # system calls: only a wakeup makes the blocked select() return.
+        _stop_on_signals(lambda: reactor.call_soon_threadsafe(reactor.stop))
+        _ready(server.server_address[1])
+        try:
+            server.run()
+        finally:
+            server.close()
+
+
+def serve_embedded(port: int) -> None:
+    """The same `RequestServer`, its reactor driven by an asyncio loop."""
+    import asyncio
+
+    from ..core import Reactor
+    from ..embed import attach_asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        with Reactor() as reactor:
+            server = _bench_request_server(reactor, port)
+            driver = attach_asyncio(reactor, loop)
+            loop.add_signal_handler(signal.SIGTERM, loop.stop)
+            loop.add_signal_handler(signal.SIGINT, loop.stop)
+            _ready(server.server_address[1])
+            try:
+                loop.run_forever()
+            finally:
+                driver.close()
+                server.close()
+    finally:
+        loop.close()
+
+
+# ---------------------------------------------------------------- asyncio
+
+
+def _protocol_class() -> type[Any]:
+    import asyncio
+
+    class OneShot(asyncio.Protocol):
+        """Accumulate until CRLF or EOF, reply, close."""
+
+        __slots__ = ("transport", "buffer")
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data if self.buffer else data
+            end = buffer.find(_CRLF)
+            if end < 0:
+                self.buffer = buffer
+                return
+            self._reply(buffer[:end])
+
+        def eof_received(self) -> bool:
+            if self.transport is not None and not self.transport.is_closing():
+                self._reply(self.buffer)
+            return False
+
+        def _reply(self, request: bytes) -> None:
+            reply = "Requested: " + request.decode("utf-8")
+            transport = self.transport
+            transport.write(reply.encode("utf-8") + _CRLF)
+            transport.close()
+
+    return OneShot
+
+
+def _serve_asyncio(port: int, loop: Any) -> None:
+    import asyncio
+
+    asyncio.set_event_loop(loop)
+    try:
+        server = loop.run_until_complete(
+            loop.create_server(_protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN)
+        )
+        loop.add_signal_handler(signal.SIGTERM, loop.stop)
+        loop.add_signal_handler(signal.SIGINT, loop.stop)
+        _ready(server.sockets[0].getsockname()[1])
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def serve_asyncio(port: int) -> None:
+    """An `asyncio.Protocol` server on the stdlib selector loop."""
+    import asyncio
+
+    _serve_asyncio(port, asyncio.SelectorEventLoop())
+
+
+def serve_uvloop(port: int) -> None:
+    """The same Protocol on uvloop."""
+    import uvloop
+
+    _serve_asyncio(port, uvloop.new_event_loop())
+
+
+# ------------------------------------------------------------ socketserver
+
+
+class _LineHandler(socketserver.StreamRequestHandler):
+    """One request line in, one reply line out."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        if line.endswith(_CRLF):
+            line = line[:-2]
+        reply = "Requested: " + line.decode("utf-8")
+        self.wfile.write(reply.encode("utf-8") + _CRLF)
+
+
+def _serve_socketserver(cls: type[Any], port: int) -> None:
+    import threading
+
+    class Server(cls):  # type: ignore[misc]
+        allow_reuse_address = True
+        request_queue_size = socket.SOMAXCONN
+        daemon_threads = True
+
+    with Server(("127.0.0.1", port), _LineHandler) as server:
+        # shutdown() blocks until serve_forever() returns, so it must not run
+        # on the serving thread (where signal handlers run).
+        _stop_on_signals(lambda: threading.Thread(target=server.shutdown).start())
+        _ready(server.server_address[1])
+        server.serve_forever()
+
+
+def serve_tcpserver(port: int) -> None:
+    """stdlib `socketserver.TCPServer`, one request at a time."""
+    _serve_socketserver(socketserver.TCPServer, port)
+
+
+def serve_threading(port: int) -> None:
+    """stdlib `socketserver.ThreadingTCPServer`, a thread per connection."""
+    _serve_socketserver(socketserver.ThreadingTCPServer, port)
+
+
+def serve_reactor_tcpserver(port: int) -> None:
+    """`reactor.socketserver.TCPServer` with the stdlib handler."""
+    module = importlib.import_module("reactor.socketserver")
+    _serve_socketserver(module.TCPServer, port)
+
+
+def serve_reactor_threading(port: int) -> None:
+    """`reactor.socketserver.ThreadingTCPServer` with the stdlib handler."""
+    module = importlib.import_module("reactor.socketserver")
+    _serve_socketserver(module.ThreadingTCPServer, port)
+
+
+#: kind -> (function, short description)
+SERVERS: dict[str, tuple[Callable[[int], None], str]] = {
+    "reactor": (serve_reactor, "reactor RequestServer"),
+    "asyncio": (serve_asyncio, "asyncio Protocol (selector loop)"),
+    "uvloop": (serve_uvloop, "uvloop Protocol"),
+    "tcpserver": (serve_tcpserver, "stdlib socketserver.TCPServer"),
+    "threading": (serve_threading, "stdlib socketserver.ThreadingTCPServer"),
+    "reactor-tcpserver": (serve_reactor_tcpserver, "reactor.socketserver.TCPServer"),
+    "reactor-threading": (serve_reactor_threading, "reactor.socketserver.ThreadingTCPServer"),
+    "embedded": (serve_embedded, "reactor RequestServer embedded in asyncio"),
+}
+
+
+def available(kind: str) -> str | None:
+    """None when ``kind`` can run here, else the reason it cannot."""
+    if kind not in SERVERS:
+        return f"unknown server {kind!r} (known: {', '.join(SERVERS)})"
+    if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        return "uvloop is not installed (pip install 'reactor[bench]')"
+    if kind.startswith("reactor-"):
+        try:
+            found = importlib.util.find_spec("reactor.socketserver") is not None
+        except ImportError:
+            found = False
+        if not found:
+            return "reactor.socketserver does not exist yet"
+        name = "TCPServer" if kind == "reactor-tcpserver" else "ThreadingTCPServer"
+        try:
+            module = importlib.import_module("reactor.socketserver")
+        except Exception as exc:  # a module being written may not import yet
+            return f"reactor.socketserver does not import: {exc}"
+        if not hasattr(module, name):
+            return f"reactor.socketserver has no {name}"
+    return None
+
+
+def serve(kind: str, port: int = 0) -> None:
+    """Run the server ``kind`` on 127.0.0.1:``port`` until SIGTERM/SIGINT."""
+    reason = available(kind)
+    if reason is not None:
+        raise SystemExit(f"cannot run {kind}: {reason}")
+    SERVERS[kind][0](port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``python -m reactor.bench.servers KIND``."""
+    parser = argparse.ArgumentParser(prog="python -m reactor.bench.servers", description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=list(SERVERS))
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    serve(args.kind, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
