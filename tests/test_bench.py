@@ -1,0 +1,204 @@
+"""The benchmark harness: generator result lines, the servers it compares, a quick run."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from reactor.bench import loadgen
+from reactor.bench.runner import format_markdown, summarize, targets
+from reactor.bench.servers import SERVERS, available
+
+C_LINE = (
+    "reqrep-load: mode=oneshot conc=16 ok=120495 errors=3 mismatches=0 secs=2.00 rps=60245 "
+    "p50_us=249.4 p90_us=283.7 p99_us=508.0 p999_us=1419.5 max_us=24558.0 mean_us=263.8 err_refused=1 "
+    "err_reset=2 err_timeout=0 err_addrnotavail=0 err_eof=0 err_overflow=0 err_other=0 over_1s=0 "
+    "gen_cpu=0.97 time_wait_end=131072 check=1"
+)
+
+
+def _raw(ok: int, histogram: dict[int, int], *, conc: int = 8, reset: int = 0) -> dict[str, object]:
+    errors = dict.fromkeys(loadgen.ERROR_KINDS, 0)
+    errors["reset"] = reset
+    return {"mode": "oneshot", "conc": conc, "ok": ok, "mismatches": 0, "secs": 2.0, "cpu": 1.0, "wall": 2.0,
+            "errors": errors, "histogram": histogram, "procs": 1}
+
+
+@contextmanager
+def bench_server(kind: str) -> Iterator[int]:
+    """Run ``python -m reactor.bench.servers KIND``; yield its port; stop it."""
+    with subprocess.Popen([sys.executable, "-m", "reactor.bench.servers", kind], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("port="), (line, proc.stderr.read() if proc.stderr else "")
+            yield int(line.split()[0].split("=")[1])
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+    assert proc.returncode in (0, -15), proc.returncode
+
+
+def ask(port: int, payload: bytes) -> bytes:
+    """One one-shot exchange: send, half-close, read to EOF."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------ result lines
+
+
+def test_parse_line_reads_the_c_generator_line() -> None:
+    """The C generator's result line parses into numbers by key."""
+    fields = loadgen.parse_line("some stderr noise\n" + C_LINE + "\n")
+    assert fields is not None
+    assert fields["mode"] == "oneshot" and fields["ok"] == 120495 and fields["rps"] == 60245
+    assert fields["p50_us"] == 249.4 and fields["err_reset"] == 2 and fields["gen_cpu"] == 0.97
+
+
+def test_parse_line_picks_the_idle_ready_line() -> None:
+    """The idle announcement is found by its prefix, and result lines are not confused with it."""
+    out = "reqrep-load: idle-ready established=9998 failed=2 connect_secs=1.20\n"
+    assert loadgen.parse_line(out, prefix="idle-ready") == {"established": 9998, "failed": 2, "connect_secs": 1.2}
+    assert loadgen.parse_line(out) is None
+
+
+def test_percentile_of_a_histogram() -> None:
+    """Percentiles come from a {µs: count} histogram, nearest rank."""
+    histogram = {10: 50, 20: 49, 1000: 1}
+    assert loadgen.percentile(histogram, 0.5) == 10.0
+    assert loadgen.percentile(histogram, 0.99) == 20.0
+    assert loadgen.percentile(histogram, 1.0) == 1000.0
+    assert loadgen.percentile({}, 0.5) == 0.0
+
+
+def test_aggregate_adds_up_processes() -> None:
+    """Several generator processes add their requests, errors and histograms."""
+    total = loadgen.aggregate([_raw(100, {10: 100}), _raw(300, {30: 300}, reset=2)])
+    assert total["ok"] == 400 and total["conc"] == 16 and total["procs"] == 2
+    assert total["errors"]["reset"] == 2 and total["histogram"] == {10: 100, 30: 300}
+    fields = loadgen.summarize(total)
+    assert fields["rps"] == 200 and fields["p50_us"] == 30.0 and fields["errors"] == 2
+    assert fields["gen_cpu"] == 1.0
+
+
+def test_format_line_round_trips_through_parse_line() -> None:
+    """What the built-in generator prints is what the runner parses."""
+    fields = loadgen.summarize(_raw(50, {"7": 50}))  # type: ignore[dict-item]
+    assert loadgen.parse_line(loadgen.format_line(fields)) == fields
+
+
+def test_markdown_and_targets_from_runs() -> None:
+    """Medians per server become table rows with ratios against asyncio, and targets are judged."""
+    runs = []
+    for rep, (mine, theirs) in enumerate([(30000, 10000), (32000, 11000), (31000, 50)]):
+        runs.append({"workload": "c16", "server": "reactor", "rep": rep, "rps": mine, "p50_us": 300.0,
+                     "p99_us": 500.0, "server_cpu_us_per_req": 20.0, "server_cpu_util": 0.6, "gen_cpu": 0.99,
+                     "errors": 0})
+        runs.append({"workload": "c16", "server": "asyncio", "rep": rep, "rps": theirs, "p50_us": 900.0,
+                     "p99_us": 1500.0, "server_cpu_us_per_req": 45.0, "server_cpu_util": 0.9, "gen_cpu": 0.5,
+                     "errors": 1, "err_reset": 1})
+    summary = summarize(runs)
+    assert summary["c16"]["reactor"]["rps"] == 31000 and summary["c16"]["asyncio"]["rps"] == 10000
+    judged = {t["target"]: t for t in targets(summary)}
+    assert judged["one-shot c=16 req/s ≥ 1.5× asyncio"]["met"] is True
+    assert judged["one-shot c=16 req/s ≥ 1.0× uvloop"]["met"] is None
+    report = {"summary": summary, "targets": targets(summary), "notes": [],
+              "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
+              "options": {"loadgen": "builtin", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
+                          "repeat": 3, "duration": 5.0, "idle_connections": 10000}}
+    table = format_markdown(report)
+    assert "| one-shot c=16 | reactor | 31,000 | 3.10× |" in table
+    assert "3 (reset 3)" in table and "0.99 ⚠" in table
+
+
+# ------------------------------------------------------------ the servers
+
+
+SERVER_KINDS = [pytest.param(kind, marks=pytest.mark.skipif(available(kind) is not None, reason=str(available(kind))))
+                for kind in SERVERS]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_every_server_answers_the_one_shot_protocol(kind: str) -> None:
+    """Each compared server answers 'ping' with 'Requested: ping\\r\\n', terminated by CRLF or by EOF."""
+    with bench_server(kind) as port:
+        assert ask(port, b"ping\r\n") == b"Requested: ping\r\n"
+        assert ask(port, "pïng".encode()) == "Requested: pïng\r\n".encode()
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_oneshot_counts_checked_replies() -> None:
+    """The built-in generator completes a bounded number of checked requests against a real server."""
+    with bench_server("reactor") as port:
+        result = loadgen.run_oneshot(port, concurrency=4, duration=20.0, requests=200, check=True,
+                                     src_ips=4, src_first=2)
+    assert result["ok"] == 200 and result["mismatches"] == 0
+    assert sum(result["errors"].values()) == 0
+    assert sum(result["histogram"].values()) == 200
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_counts_refused_connections() -> None:
+    """A port nobody listens on is counted as err_refused, not raised."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        result = loadgen.run_oneshot(port, concurrency=2, duration=5.0, requests=10)
+    assert result["ok"] == 0 and result["errors"]["refused"] == 10
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_idle_holds_connections() -> None:
+    """Idle mode announces how many connections it established, then closes them."""
+    out = io.StringIO()
+    with bench_server("reactor") as port:
+        result = loadgen.run_idle(port, connections=50, concurrency=8, hold=0.0, src_ips=4, src_first=2, out=out)
+    ready = loadgen.parse_line(out.getvalue(), prefix="idle-ready")
+    assert ready is not None and ready["established"] == 50 and ready["failed"] == 0
+    assert result["established"] == 50 and result["peer_closed"] == 0
+
+
+# ------------------------------------------------------------ the command
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_prints_a_table(tmp_path: Path) -> None:
+    """`python -m reactor bench --quick` prints a Markdown table with both servers and writes JSON."""
+    report_path = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+         "--workloads", "c16,timers", "--duration", "0.5", "--timers", "20000", "--json", str(report_path)],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| one-shot c=16 |")]
+    assert {row.split("|")[2].strip() for row in rows} == {"reactor", "asyncio"}
+    for row in rows:
+        assert int(row.split("|")[3].strip().replace(",", "")) > 0
+    assert "| time |" in proc.stdout and "c16 reactor" in proc.stderr
+    report = json.loads(report_path.read_text())
+    assert all(run["ok"] > 0 for run in report["runs"] if run["workload"] == "c16")
+
+
+def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench core` runs the core micro-benchmark and prints its table."""
+    from reactor.bench import main
+
+    assert main(["core", "--callbacks", "2000", "--timers", "2000", "--cancel", "2000", "--repeat", "1"]) == 0
+    assert "| call_soon callbacks/s |" in capsys.readouterr().out
