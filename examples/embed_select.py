@@ -17,8 +17,8 @@ from reactor import Reactor
 
 def main() -> None:
     reactor = Reactor()
-    host_a, host_b = socket.socketpair()      # the host's own I/O
-    react_a, react_b = socket.socketpair()    # I/O the reactor handles
+    host_a, host_b = socket.socketpair()  # the host's own I/O
+    react_a, react_b = socket.socketpair()  # I/O the reactor handles
 
     def on_reactor_readable() -> None:
         print("reactor got:", react_a.recv(100).decode())
@@ -41,7 +41,7 @@ def main() -> None:
         readable, _, _ = select.select([host_a, reactor.fileno()], [], [], reactor.timeout())
         if host_a in readable:
             print("host got:", host_a.recv(100).decode())
-        reactor.run_once(0)   # serves due timers and ready I/O; never blocks
+        reactor.run_once(0)  # serves due timers and ready I/O; never blocks
 
     reactor.remove_reader(react_a)
     reactor.close()

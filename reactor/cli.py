@@ -144,11 +144,21 @@ def demo() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m reactor`` and the ``reactor`` script."""
-    parser = argparse.ArgumentParser(prog="reactor", description="A single-threaded event reactor: request/reply servers and clients.")
+    parser = argparse.ArgumentParser(
+        prog="reactor", description="A single-threaded event reactor: request/reply servers and clients."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve request/reply on one or more addresses, in one thread")
-    p_serve.add_argument("addresses", nargs="*", default=["localhost:8000"], metavar="ADDRESS", help="host:port, [::1]:port or unix:/path (default localhost:8000)")
-    p_serve.add_argument("--handler", metavar="module:Class", help="a RequestServer subclass (default: echo 'Requested: ...')")
+    p_serve.add_argument(
+        "addresses",
+        nargs="*",
+        default=["localhost:8000"],
+        metavar="ADDRESS",
+        help="host:port, [::1]:port or unix:/path (default localhost:8000)",
+    )
+    p_serve.add_argument(
+        "--handler", metavar="module:Class", help="a RequestServer subclass (default: echo 'Requested: ...')"
+    )
     p_serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish requests in flight on shutdown")
     p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
     p_req = sub.add_parser("request", help="send one request and print the reply")
@@ -164,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(bench.main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s"
+    )
     if args.command == "serve":
         return serve(args.addresses, args.handler, args.grace, args.verbose)
     if args.command == "request":

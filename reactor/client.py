@@ -66,7 +66,9 @@ class _Request:
 
     __slots__ = ("reactor", "address", "future", "row", "parser", "timer")
 
-    def __init__(self, reactor: Reactor, address: Address, payload: bytes, timeout: float | None, max_reply_size: int) -> None:
+    def __init__(
+        self, reactor: Reactor, address: Address, payload: bytes, timeout: float | None, max_reply_size: int
+    ) -> None:
         self.reactor = reactor
         self.address = address
         self.future: Future[str] = reactor.create_future()
@@ -124,7 +126,7 @@ class _Request:
         row = self.row
         row.state = State.WRITING
         try:
-            n = row.sock.send(memoryview(row.outbuf)[row.sent:])
+            n = row.sock.send(memoryview(row.outbuf)[row.sent :])
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
@@ -230,7 +232,9 @@ def request(
     return _Request(reactor, parsed, payload, timeout, max_reply_size).future
 
 
-def do_request(address: str, request: str, timeout: float = -1, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> str | None:
+def do_request(
+    address: str, request: str, timeout: float = -1, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE
+) -> str | None:
     """Send ``request`` to ``address`` and wait for the reply (yoton's blocking call).
 
     Returns the reply string, or None if ``timeout`` (seconds; <= 0 waits for
@@ -257,7 +261,7 @@ def do_request(address: str, request: str, timeout: float = -1, *, max_reply_siz
             view = memoryview(payload)
             while view:
                 sock.settimeout(remaining())
-                view = view[sock.send(view):]
+                view = view[sock.send(view) :]
             sock.shutdown(socket.SHUT_WR)
             parser = LineParser(max_reply_size)
             while True:
@@ -270,7 +274,7 @@ def do_request(address: str, request: str, timeout: float = -1, *, max_reply_siz
                 if messages:
                     reply = messages[0]
                     break
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return None
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             raise _refused(parsed, exc) from exc
@@ -279,7 +283,9 @@ def do_request(address: str, request: str, timeout: float = -1, *, max_reply_siz
         sock.close()
 
 
-def _request_method(self: Reactor, address: str, request_text: str, timeout: float | None = None, **kwargs: Any) -> Future[str]:
+def _request_method(
+    self: Reactor, address: str, request_text: str, timeout: float | None = None, **kwargs: Any
+) -> Future[str]:
     """Send a request/reply request without blocking; return a `Future` of the reply.
 
     See `reactor.client.request`: ``reactor.request(address, request, timeout=None)``.

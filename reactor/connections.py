@@ -47,8 +47,20 @@ class Connection:
     """
 
     __slots__ = (
-        "sock", "fd", "owner", "state", "inbuf", "outbuf", "sent", "deadline",
-        "bytes_in", "bytes_out", "peer", "started", "timer", "extra",
+        "sock",
+        "fd",
+        "owner",
+        "state",
+        "inbuf",
+        "outbuf",
+        "sent",
+        "deadline",
+        "bytes_in",
+        "bytes_out",
+        "peer",
+        "started",
+        "timer",
+        "extra",
     )
 
     def __init__(self, sock: socket.socket, fd: int, owner: Any, state: str, peer: Any, started: float) -> None:

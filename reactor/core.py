@@ -213,7 +213,8 @@ class Reactor:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._running_thread else "idle")
-        return f"<Reactor {state} fds={len(self._selector.get_map()) - (0 if self._closed else 1)} timers={len(self._timers)}>"
+        fds = 0 if self._closed else len(self._selector.get_map()) - 1
+        return f"<Reactor {state} fds={fds} timers={len(self._timers)}>"
 
     # ------------------------------------------------------------------ time
 
@@ -639,4 +640,3 @@ def get_default_reactor() -> Reactor:
         if _default_reactor is None or _default_reactor.is_closed():
             _default_reactor = Reactor()
         return _default_reactor
-

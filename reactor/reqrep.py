@@ -166,7 +166,9 @@ class RequestServer:
         self._resume_timer: TimerHandle | None = None
         self._closed = False
         self._drain_futures: list[Future[None]] = []
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reactor-reqrep") if self.async_ else None
+        self._pool = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reactor-reqrep") if self.async_ else None
+        )
         if verbose:
             _make_verbose_visible()
         self._log_accepts = bool(verbose) or logger.isEnabledFor(logging.DEBUG)
@@ -277,8 +279,12 @@ class RequestServer:
                 return
             except OSError as exc:
                 if exc.errno in _EMFILE:
-                    logger.warning("%s: accept failed (%s); pausing accepts for %.2f s",
-                                   self.address, exc.strerror, self.accept_backoff)
+                    logger.warning(
+                        "%s: accept failed (%s); pausing accepts for %.2f s",
+                        self.address,
+                        exc.strerror,
+                        self.accept_backoff,
+                    )
                     self._pause_accepting(self.accept_backoff)
                     return
                 if exc.errno == errno.ECONNABORTED:
@@ -383,7 +389,12 @@ class RequestServer:
         row.sock.close()
         stats = self.stats
         stats.active -= 1
-        if not self._accepting and not self._closed and self._resume_timer is None and stats.active < self.max_connections:
+        if (
+            not self._accepting
+            and not self._closed
+            and self._resume_timer is None
+            and stats.active < self.max_connections
+        ):
             self._start_accepting()
         if self._drain_futures and not self._rows:
             self._finish_drain()
@@ -426,7 +437,7 @@ class RequestServer:
 
     def _on_writable(self, row: Connection) -> None:
         try:
-            n = row.sock.send(memoryview(row.outbuf)[row.sent:])
+            n = row.sock.send(memoryview(row.outbuf)[row.sent :])
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -443,8 +454,12 @@ class RequestServer:
 
     def _reject_oversized(self, row: Connection) -> None:
         self.stats.rejected += 1
-        logger.warning("%s: request from %s exceeds max_request_size (%d bytes); closing",
-                       self.address, row.peer, self.max_request_size)
+        logger.warning(
+            "%s: request from %s exceeds max_request_size (%d bytes); closing",
+            self.address,
+            row.peer,
+            self.max_request_size,
+        )
         self._close(row)
 
     def _handler_failed(self, row: Connection, message: str, exc_info: bool = True) -> None:
@@ -461,8 +476,12 @@ class RequestServer:
         exc = fut.exception()
         if exc is not None:
             self.stats.errors += 1
-            logger.error("%s: the reply future failed; closing the connection from %s",
-                         self.address, row.peer, exc_info=(type(exc), exc, exc.__traceback__))
+            logger.error(
+                "%s: the reply future failed; closing the connection from %s",
+                self.address,
+                row.peer,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
             self._close(row)
             return
         self._reply(row, fut.result())
@@ -486,7 +505,9 @@ class RequestServer:
         if row.state == _CLOSED:
             return
         self.stats.errors += 1
-        logger.error("%s: handle_request raised; closing the connection from %s", self.address, row.peer, exc_info=exc_info)
+        logger.error(
+            "%s: handle_request raised; closing the connection from %s", self.address, row.peer, exc_info=exc_info
+        )
         self._close(row)
 
     # ------------------------------------------------------------ deadlines
@@ -637,7 +658,7 @@ class RequestServer:
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
         if sock is not None and sock.fileno() >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
 
 
 _verbose_handler: logging.Handler | None = None

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import run_until
+
 from reactor import Reactor, RequestRefused, RequestServer, do_request
 
 
@@ -164,7 +164,9 @@ def cli_server() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """`python -m reactor serve` on two ports in a subprocess (no thread in this process)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reactor", "serve", "localhost:0", "localhost:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     addresses = [proc.stdout.readline().split()[-1] for _ in range(2)]
@@ -177,7 +179,9 @@ def cli_server() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     proc.stderr.close()
 
 
-def test_no_threads_run_request_and_do_request(no_threads: None, cli_server: tuple[subprocess.Popen[str], list[str]]) -> None:
+def test_no_threads_run_request_and_do_request(
+    no_threads: None, cli_server: tuple[subprocess.Popen[str], list[str]]
+) -> None:
     """With thread creation forbidden: run(), request() and do_request() all work."""
     _, (a, b) = cli_server
     assert do_request(a, "blocking", 5) == "Requested: blocking"
@@ -202,15 +206,24 @@ def test_no_threads_run_request_and_do_request(no_threads: None, cli_server: tup
 def test_cli_request_exit_codes(cli_server: tuple[subprocess.Popen[str], list[str]], listener: socket.socket) -> None:
     """`python -m reactor request`: 0 and the reply; 1 on timeout; 2 on a connection error."""
     _, (a, _) = cli_server
-    ok = subprocess.run([sys.executable, "-m", "reactor", "request", a, "hi"], capture_output=True, text=True, timeout=20)
+    ok = subprocess.run(
+        [sys.executable, "-m", "reactor", "request", a, "hi"], capture_output=True, text=True, timeout=20
+    )
     assert ok.returncode == 0 and ok.stdout == "Requested: hi\n"
-    slow = subprocess.run([sys.executable, "-m", "reactor", "request", addr(listener), "hi", "--timeout", "0.1"], capture_output=True, text=True, timeout=20)
+    slow = subprocess.run(
+        [sys.executable, "-m", "reactor", "request", addr(listener), "hi", "--timeout", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert slow.returncode == 1 and "no reply" in slow.stderr and slow.stderr.count("\n") == 1
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     refused_addr = addr(closed)
     closed.close()
-    bad = subprocess.run([sys.executable, "-m", "reactor", "request", refused_addr, "hi"], capture_output=True, text=True, timeout=20)
+    bad = subprocess.run(
+        [sys.executable, "-m", "reactor", "request", refused_addr, "hi"], capture_output=True, text=True, timeout=20
+    )
     assert bad.returncode == 2 and "refused" in bad.stderr and bad.stderr.count("\n") == 1
 
 

@@ -122,7 +122,9 @@ def test_reader_and_writer_share_one_registration(pair: tuple[socket.socket, soc
     r.close()
 
 
-def test_writer_removed_by_reader_in_same_turn_does_not_run(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_writer_removed_by_reader_in_same_turn_does_not_run(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
     """When the reader removes the writer, the stale writer callback is not called."""
     a, b = pair
     got: list[str] = []
@@ -367,7 +369,9 @@ def test_run_is_not_reentrant(reactor: Reactor) -> None:
     assert len(errors) == 2 and all(isinstance(e, RuntimeError) for e in errors)
 
 
-def test_run_once_returns_callback_count(reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_run_once_returns_callback_count(
+    reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]
+) -> None:
     """run_once counts I/O callbacks, due timers and ready callbacks."""
     a, b = pair
     reactor.add_reader(a, lambda: a.recv(10))
@@ -441,7 +445,9 @@ def test_failing_callback_is_logged_and_loop_goes_on(reactor: Reactor, caplog: p
     assert "boom" in record.getMessage() or "boom" in caplog.text
 
 
-def test_failing_io_and_timer_callbacks_are_reported(reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_failing_io_and_timer_callbacks_are_reported(
+    reactor: Reactor, clock: ManualClock, pair: tuple[socket.socket, socket.socket]
+) -> None:
     """I/O and timer callbacks that raise are reported too."""
     a, b = pair
     seen: list[str] = []

@@ -170,7 +170,10 @@ def test_embed_select_example_runs() -> None:
     """examples/embed_select.py runs to completion and shows timer, I/O and host traffic."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "embed_select.py")],
-        capture_output=True, text=True, timeout=20, check=True,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
     ).stdout
     assert "reactor got: hello from a reactor timer" in out
     assert "host got: hello for the host" in out

@@ -16,7 +16,10 @@ def run_example(name: str) -> str:
     """Run an example script in a subprocess and return its stdout."""
     return subprocess.run(
         [sys.executable, str(ROOT / "examples" / name)],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
 
 

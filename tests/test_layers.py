@@ -11,11 +11,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reactor"
 # the pure layers import nothing of ours.  Modules of a sub-package (bench)
 # importing each other are not package layers and are not checked.
 LAYER = {
-    "futures": 0, "core": 0,
-    "addresses": 1, "framing": 1,
-    "connections": 2, "embed": 2,
-    "client": 3, "reqrep": 3, "socketserver": 3, "easy": 3,
-    "cli": 4, "bench": 4, "__init__": 5, "__main__": 5,
+    "futures": 0,
+    "core": 0,
+    "addresses": 1,
+    "framing": 1,
+    "connections": 2,
+    "embed": 2,
+    "client": 3,
+    "reqrep": 3,
+    "socketserver": 3,
+    "easy": 3,
+    "cli": 4,
+    "bench": 4,
+    "__init__": 5,
+    "__main__": 5,
 }
 PURE = {"addresses", "framing"}  # import nothing from the package
 

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import run_until
+
 from reactor import Future, ManualClock, Reactor, RequestServer, do_request
 
 
@@ -237,7 +237,7 @@ def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server:
     out = memoryview(big.encode() + b"\r\n")
     while out:
         try:
-            out = out[c.send(out):]
+            out = out[c.send(out) :]
         except BlockingIOError:
             pass
         reactor.run_once(0)
@@ -289,7 +289,7 @@ def test_ten_mib_without_terminator_keeps_server_serving(reactor: Reactor, serve
     sent = 0
     while sent < len(blob) and server.stats.rejected == 0:
         try:
-            sent += c.send(blob[sent:sent + 65536])
+            sent += c.send(blob[sent : sent + 65536])
         except BlockingIOError:
             pass
         except (BrokenPipeError, ConnectionResetError):
@@ -343,7 +343,7 @@ def test_timeouts_expire_in_order_for_many_rows(reactor: Reactor, clock: ManualC
     clients = []
     for i in range(3):
         clients.append(connect(s))
-        run_until(reactor, lambda: s.stats.accepted == i + 1)
+        run_until(reactor, lambda n=i + 1: s.stats.accepted == n)
         clock.advance(1)
         reactor.run_once(0)
     # accepted at t=0,1,2; now t=3: the first expires
@@ -397,7 +397,9 @@ class EmfileSocket:
         return getattr(self.sock, name)
 
 
-def test_emfile_pauses_accepting_without_spinning(reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+def test_emfile_pauses_accepting_without_spinning(
+    reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
     """EMFILE on accept pauses accepting for accept_backoff, then resumes; no busy loop."""
     s = RequestServer("localhost:0", reactor=reactor, accept_backoff=0.5)
     fake = EmfileSocket(s._sock)

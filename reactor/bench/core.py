@@ -130,7 +130,9 @@ def _cancel_asyncio(n: int) -> tuple[float, int]:
         loop.close()
 
 
-def run_core_bench(n_callbacks: int = 1_000_000, n_timers: int = 200_000, n_cancel: int = 1_000_000, repeat: int = 3) -> list[tuple[str, float, float, str]]:
+def run_core_bench(
+    n_callbacks: int = 1_000_000, n_timers: int = 200_000, n_cancel: int = 1_000_000, repeat: int = 3
+) -> list[tuple[str, float, float, str]]:
     """Run each measurement ``repeat`` times alternating loops; return rows (name, reactor, asyncio, unit)."""
 
     def best(fn: Callable[[int], float], n: int) -> float:
