@@ -47,7 +47,7 @@ def load_suite() -> tuple[types.ModuleType | None, str]:
     module = types.ModuleType("test_socketserver_on_reactor")
     module.__file__ = spec.origin
     exec(compile(source, spec.origin, "exec"), module.__dict__)
-    module.verbose = False  # the suite's chatter
+    module.__dict__["verbose"] = False  # the suite's chatter
     return module, ""
 
 
