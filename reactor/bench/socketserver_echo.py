@@ -45,9 +45,9 @@ def _module(impl: str) -> ModuleType:
         import socketserver
 
         return socketserver
-    from reactor import socketserver as reactor_socketserver
+    import reactor.socketserver
 
-    return reactor_socketserver
+    return reactor.socketserver
 
 
 def _cpu_seconds() -> float:
