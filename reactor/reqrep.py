@@ -262,7 +262,7 @@ class RequestServer:
         # socket.accept() spends ~4 µs per call converting family and type to
         # enums; the raw _accept() (what socket.accept wraps, present since
         # Python 3.3) plus a constructor with plain ints does the same work.
-        accept = self._sock._accept
+        accept = self._sock._accept  # type: ignore[attr-defined]
         new_socket = socket.socket
         family = self._family
         stats = self.stats
