@@ -317,7 +317,8 @@ class _DatagramEndpoint:
     def _on_readable(self) -> None:
         self._driver_thread = threading.get_ident()
         recvmsg_into = self.socket.recvmsg_into
-        buffers = [self._buffer]
+        buffer = self._buffer
+        buffers = [buffer]
         view = self._view
         ancillary_size = self._ancillary_size
         encoding = self.encoding
@@ -352,7 +353,7 @@ class _DatagramEndpoint:
                 message = bytes(view[:nbytes])
             else:
                 try:
-                    message = str(view[:nbytes], encoding)
+                    message = buffer[:nbytes].decode(encoding)
                 except UnicodeDecodeError as exc:
                     self._dropped_decode += 1
                     logger.info("%r: dropped a datagram from %s that is not %s: %s",

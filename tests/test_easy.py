@@ -12,6 +12,8 @@ import itertools
 import logging
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -744,9 +746,27 @@ class FloodResult:
         self.elapsed = 0.0
 
 
+# The flood comes from another process, so that the senders compete with the
+# server for the CPU as real clients would, not for this interpreter's GIL.
+_BLASTER = """
+import socket, sys
+host, port, per_client, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(clients)]
+payload = b"f" * 64
+print("ready", flush=True)
+sys.stdin.readline()
+sent = 0
+for _ in range(per_client):
+    for sock in socks:
+        sock.sendto(payload, (host, port))
+        sent += 1
+print(sent, flush=True)
+"""
+
+
 def flood(r: Reactor, probe: Callable[[], None] | None = None, *, total: int = 10_000,
           clients: int = 4, tick: float = 0.002) -> tuple[UDPServer, FloodResult]:
-    """Blast ``total`` datagrams from ``clients`` sender threads at one server served here.
+    """Blast ``total`` datagrams from ``clients`` sockets of another process at one server.
 
     The test thread runs the reactor the whole time; a reactor timer ticks
     every ``tick`` s and ``probe`` (if given) runs on every tick.  Afterwards
@@ -760,17 +780,6 @@ def flood(r: Reactor, probe: Callable[[], None] | None = None, *, total: int = 1
         counts["end" if message == b"end" else "flood"] += 1
 
     server = UDPServer(handle, 0, host=LOOPBACK, reactor=r, encoding=None)
-    per_client = total // clients
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(clients)]
-    payload = b"f" * 64
-    go = threading.Event()
-
-    def blast(sock: socket.socket) -> None:
-        go.wait(5)
-        address = server.address
-        for _ in range(per_client):
-            sock.sendto(payload, address)
-
     ticks: list[float] = []
 
     def on_tick() -> None:
@@ -778,34 +787,41 @@ def flood(r: Reactor, probe: Callable[[], None] | None = None, *, total: int = 1
         if probe is not None:
             probe()
 
+    blaster = subprocess.Popen(
+        [sys.executable, "-I", "-c", _BLASTER, LOOPBACK, str(server.port),
+         str(total // clients), str(clients)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert blaster.stdin is not None and blaster.stdout is not None
+    assert blaster.stdout.readline() == "ready\n"
     ticker = server.every(tick, on_tick)
-    threads = [create_thread(blast, (s,)) for s in socks]
     start = time.monotonic()
-    go.set()
     deadline = start + 10.0
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+    blaster.stdin.write("go\n")
+    blaster.stdin.flush()
+    while blaster.poll() is None and time.monotonic() < deadline:
         r.run_once(tick)
-    for t in threads:
-        t.join(5)
+    out, _ = blaster.communicate(timeout=5)
+    end_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     ends = 0
     while counts["end"] == 0 and time.monotonic() < deadline:
-        socks[0].sendto(b"end", server.address)
+        end_sock.sendto(b"end", server.address)
         ends += 1
         for _ in range(50):
             r.run_once(0.01)
             if counts["end"]:
                 break
+    end_sock.close()
     result.elapsed = time.monotonic() - start
     ticker.cancel()
-    for s in socks:
-        s.close()
     stats = server.statistics()
-    result.sent = per_client * clients + ends
+    result.sent = int(out) + ends
     result.received = stats.received
     result.kernel_drops = stats.kernel_drops
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     result.ticks = len(ticks)
     result.max_tick_gap = max(gaps, default=0.0)
+    assert int(out) == total // clients * clients
     assert counts["end"] >= 1, "the server never got the final datagram"
     assert counts["flood"] + counts["end"] == stats.handled == stats.received
     return server, result
