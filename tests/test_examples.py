@@ -37,3 +37,12 @@ def test_readme_python_example_runs() -> None:
     [code] = re.findall(r"```python\n(.*?)```", readme, re.S)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True).stdout
     assert out.strip() == "HELLO"
+
+
+def test_multi_port_example() -> None:
+    """TCP and Unix request/reply servers and a UDP server answer from one thread."""
+    out = run_example("multi_port.py")
+    assert "reply: Requested: over tcp" in out
+    assert "reply: OVER UNIX" in out
+    assert "reply: udp echo: over udp" in out
+    assert "threads running: 1" in out
