@@ -26,7 +26,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Reactor() as reactor:
         tcp = RequestServer("localhost:0", reactor=reactor)
         unix = Upper(f"unix:{os.path.join(tmp, 'upper.sock')}", reactor=reactor)
-        udp = UDPServer(lambda msg, addr, send: send("udp echo: " + msg, addr), port=0, host="127.0.0.1", reactor=reactor)
+        udp = UDPServer(
+            lambda msg, addr, send: send("udp echo: " + msg, addr), port=0, host="127.0.0.1", reactor=reactor
+        )
         udp_replies = []
         client = UDPClient(lambda msg, addr: udp_replies.append(msg), host="127.0.0.1", reactor=reactor)
         try:
