@@ -419,7 +419,8 @@ class _DatagramEndpoint:
         return threading.get_ident() == owner
 
     def send(self, message: str | bytes, address: Address) -> None:
-        """Send ``message`` (``str`` is encoded as UTF-8, or ``bytes``) to ``address``.
+        """Send ``message`` (``bytes``, or ``str`` encoded with ``encoding``, UTF-8
+        by default and when ``encoding`` is None) to ``address``.
 
         Never blocks, and is safe from any thread (worker, `create_thread`).
         If the kernel cannot take the datagram now it is queued and sent when
