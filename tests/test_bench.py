@@ -108,10 +108,10 @@ def test_markdown_and_targets_from_runs() -> None:
     for rep, (mine, theirs) in enumerate([(30000, 10000), (32000, 11000), (31000, 50)]):
         runs.append({"workload": "c16", "server": "reactor", "rep": rep, "rps": mine, "p50_us": 300.0,
                      "p99_us": 500.0, "server_cpu_us_per_req": 20.0, "server_cpu_util": 0.6, "gen_cpu": 0.99,
-                     "errors": 0})
+                     "errors": 0, "other_load": 0.0})
         runs.append({"workload": "c16", "server": "asyncio", "rep": rep, "rps": theirs, "p50_us": 900.0,
                      "p99_us": 1500.0, "server_cpu_us_per_req": 45.0, "server_cpu_util": 0.9, "gen_cpu": 0.5,
-                     "errors": 1, "err_reset": 1})
+                     "errors": 1, "err_reset": 1, "other_load": 0.0})
     summary = summarize(runs)
     assert summary["c16"]["reactor"]["rps"] == 31000 and summary["c16"]["asyncio"]["rps"] == 10000
     judged = {t["target"]: t for t in targets(summary)}
