@@ -65,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
+from .background import background_thread, start_background
 from .core import Reactor, TimerHandle, get_default_reactor
 
 __all__ = [
@@ -159,24 +160,6 @@ def create_thread(
     if start:
         thread.start()
     return thread
-
-
-# One background thread per reactor, shared by every endpoint that start()s on it.
-_serving_threads: dict[Reactor, threading.Thread] = {}
-_serving_lock = threading.Lock()
-
-
-def _serve_in_background(reactor: Reactor) -> None:
-    try:
-        if not reactor.is_running():  # another layer may have started a thread meanwhile
-            reactor.run()
-    except RuntimeError:
-        if not reactor.is_running():
-            raise
-    finally:
-        with _serving_lock:
-            if _serving_threads.get(reactor) is threading.current_thread():
-                del _serving_threads[reactor]
 
 
 _in_worker = threading.local()
@@ -414,7 +397,7 @@ class _DatagramEndpoint:
         # reader (an embedding host), else our creator.
         owner = self._reactor.thread_ident
         if owner is None:
-            thread = _serving_threads.get(self._reactor)
+            thread = background_thread(self._reactor)
             owner = thread.ident if thread is not None else self._driver_thread
         return threading.get_ident() == owner
 
@@ -522,19 +505,7 @@ class _DatagramEndpoint:
         reactor is already run by someone else's ``run()``.
         """
         self._check_open()
-        reactor = self._reactor
-        with _serving_lock:
-            thread = _serving_threads.get(reactor)
-            if thread is not None and thread.is_alive():
-                return thread
-            if reactor.is_running():
-                return None
-            thread = threading.Thread(
-                target=_serve_in_background, args=(reactor,), name="easy-reactor", daemon=True
-            )
-            _serving_threads[reactor] = thread
-            thread.start()
-            return thread
+        return start_background(self._reactor, name="easy-reactor")
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Make `run` return, or end the `start` thread (waiting up to ``timeout`` s).
@@ -545,9 +516,8 @@ class _DatagramEndpoint:
         no-op when nothing is running.
         """
         reactor = self._reactor
-        with _serving_lock:
-            thread = _serving_threads.get(reactor)
-        if thread is not None and thread.is_alive():
+        thread = background_thread(reactor)
+        if thread is not None:
             self._stop_reactor()
             if thread is not threading.current_thread():
                 thread.join(timeout)

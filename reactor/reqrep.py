@@ -61,6 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .addresses import Address, format_address, parse_address
+from .background import join_background, start_background
 from .connections import Connection, State
 from .core import Reactor, TimerHandle, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
@@ -101,10 +102,6 @@ class ServerStatistics:
 
     def __repr__(self) -> str:
         return f"<ServerStatistics {self.as_dict()}>"
-
-
-_threads: dict[int, threading.Thread] = {}
-_threads_lock = threading.Lock()
 
 
 class RequestServer:
@@ -563,17 +560,13 @@ class RequestServer:
         self._check_open()
         self.reactor.run()
 
-    def start(self) -> None:
-        """Serve in a background thread (one thread per reactor, shared by its servers)."""
+    def start(self) -> threading.Thread | None:
+        """Serve in a background thread (one thread per reactor, shared by its servers).
+
+        Returns that thread, or None if the reactor already runs in the foreground.
+        """
         self._check_open()
-        reactor = self.reactor
-        with _threads_lock:
-            thread = _threads.get(id(reactor))
-            if thread is not None and thread.is_alive():
-                return
-            thread = threading.Thread(target=reactor.run, name="reactor", daemon=True)
-            _threads[id(reactor)] = thread
-            thread.start()
+        return start_background(self.reactor)
 
     def stop(self) -> None:
         """Make `run()` (or the `start()` thread) return; safe from any thread."""
@@ -581,14 +574,7 @@ class RequestServer:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the background thread started by `start()` to end."""
-        with _threads_lock:
-            thread = _threads.get(id(self.reactor))
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if not thread.is_alive():
-                with _threads_lock:
-                    if _threads.get(id(self.reactor)) is thread:
-                        del _threads[id(self.reactor)]
+        join_background(self.reactor, timeout)
 
     def stop_accepting(self) -> None:
         """Close nothing, but accept no new connections (for a graceful shutdown)."""

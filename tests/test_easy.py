@@ -6,11 +6,9 @@ unless a test needs a thread to be served; nothing sleeps.
 
 from __future__ import annotations
 
-import ast
 import gc
 import itertools
 import logging
-import pathlib
 import socket
 import subprocess
 import sys
@@ -896,21 +894,3 @@ def test_flood_keeps_a_request_server_on_the_same_reactor_responsive(real_reacto
     assert len(replies) >= 1 + int(result.elapsed / 0.1)
     assert set(replies) == {"Requested: ping"}
     assert max(rtts) < 0.25
-
-
-# ---------------------------------------------------------------- layers
-
-
-def test_easy_imports_only_lower_layers() -> None:
-    """reactor.easy imports nothing from the package but core and futures."""
-    source = pathlib.Path(__file__).parent.parent / "reactor" / "easy.py"
-    tree = ast.parse(source.read_text())
-    relative = {
-        node.module for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.level > 0
-    }
-    absolute = {
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-        for alias in node.names if alias.name.startswith("reactor")
-    }
-    assert relative <= {"core", "futures"} and not absolute

@@ -17,6 +17,7 @@ LAYER = {
     "framing": 1,
     "connections": 2,
     "embed": 2,
+    "background": 3,
     "client": 3,
     "reqrep": 3,
     "socketserver": 3,

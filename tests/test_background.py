@@ -1,0 +1,39 @@
+"""One background thread per reactor, whichever layer starts it."""
+
+from __future__ import annotations
+
+import threading
+
+from reactor import Reactor, RequestServer, do_request
+from reactor.background import background_thread, join_background, start_background
+from reactor.easy import UDPServer
+
+
+def test_udp_then_request_server_share_one_thread() -> None:
+    """A UDP server and a RequestServer started on one reactor share one thread."""
+    r = Reactor()
+    udp = UDPServer(lambda m, a, send: None, port=0, host="127.0.0.1", reactor=r)
+    req = RequestServer("localhost:0", reactor=r)
+    before = threading.active_count()
+    t1 = udp.start()
+    t2 = req.start()
+    assert t1 is t2 and t1 is background_thread(r)
+    assert threading.active_count() == before + 1
+    assert do_request(req.address, "x", 5) == "Requested: x"
+    req.stop()
+    req.join(5)
+    assert background_thread(r) is None
+    udp.close()
+    req.close()
+    r.close()
+
+
+def test_start_background_returns_none_when_run_in_foreground() -> None:
+    """A reactor already run() in the foreground gets no extra thread."""
+    with Reactor() as r:
+        seen: list[object] = []
+        r.call_soon(lambda: seen.append(start_background(r)))
+        r.call_soon(r.stop)
+        r.run()
+        assert seen == [None]
+        assert join_background(r, 1) is True
