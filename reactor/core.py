@@ -504,14 +504,20 @@ class Reactor:
             raise RuntimeError("this Reactor is already running")
         self._running_thread = threading.get_ident()
         try:
-            while not self._stopping:
-                self.run_once(None)
+            while True:
+                self.run_once(0 if self._stopping else None)
+                if self._stopping:
+                    break
         finally:
             self._stopping = False
             self._running_thread = None
 
     def stop(self) -> None:
-        """Make `run()` return after the current turn.  Safe from any thread."""
+        """Make `run()` return after the current turn.  Safe from any thread.
+
+        As in asyncio, a `stop()` while nothing runs makes the next `run()`
+        do one turn without waiting (serving what is ready) and return.
+        """
         self._stopping = True
         if self._running_thread is not None and self._running_thread != threading.get_ident():
             self._write_wakeup()

@@ -358,6 +358,17 @@ def test_run_until_stop(reactor: Reactor, clock: ManualClock) -> None:
     reactor.run()
 
 
+def test_stop_before_run_does_one_turn(reactor: Reactor) -> None:
+    """stop() while idle makes the next run() serve what is ready, once, and return."""
+    got: list[int] = []
+    reactor.call_soon(got.append, 1)
+    reactor.stop()
+    reactor.run()
+    assert got == [1]
+    reactor.call_soon(reactor.stop)
+    reactor.run()
+
+
 def test_run_is_not_reentrant(reactor: Reactor) -> None:
     """Calling run() or run_once() from a callback is an error, reported, not a crash."""
     errors: list[BaseException] = []
