@@ -85,7 +85,7 @@ _EMFILE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 class ServerStatistics:
     """Counters of one server: accepted, active, completed, errors, timeouts, rejected."""
 
-    __slots__ = ("accepted", "active", "completed", "errors", "timeouts", "rejected", "accept_pauses")
+    __slots__ = ("accepted", "active", "completed", "errors", "timeouts", "rejected", "accept_pauses", "waited")
 
     def __init__(self) -> None:
         self.accepted = 0  #: connections accepted
@@ -95,6 +95,9 @@ class ServerStatistics:
         self.timeouts = 0  #: connections closed by the deadline
         self.rejected = 0  #: oversized or undecodable requests
         self.accept_pauses = 0  #: times accepting paused (limit reached or EMFILE)
+        #: connections whose request was not complete at accept time, so they
+        #: were registered with the selector (accepted - waited took the fast path)
+        self.waited = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
@@ -399,6 +402,7 @@ class RequestServer:
     # ------------------------------------------------------ slower paths
 
     def _wait_for_request(self, row: Connection) -> None:
+        self.stats.waited += 1
         self._set_deadline(row)
         self.reactor.add_reader(row.fd, self._on_readable, row)
 
@@ -552,7 +556,7 @@ class RequestServer:
     # ------------------------------------------------------------ lifecycle
 
     def statistics(self) -> dict[str, int]:
-        """The per-server counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses."""
+        """The per-server counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
         return self.stats.as_dict()
 
     def run(self) -> None:

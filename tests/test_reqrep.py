@@ -92,6 +92,7 @@ def test_request_arriving_in_pieces(reactor: Reactor, server: RequestServer) -> 
     run_until(reactor, lambda: server.stats.accepted == 1)
     [row] = reactor.connections.values()
     assert row.state == "READING" and row.owner is server
+    assert server.stats.waited == 1
     for b in b"abc\r\n":
         c.send(bytes([b]))
         reactor.run_once(0.05)
@@ -588,6 +589,7 @@ def test_statistics_counters(reactor: Reactor, server: RequestServer) -> None:
     stats = server.statistics()
     assert stats["accepted"] == 3 and stats["completed"] == 3 and stats["active"] == 0
     assert stats["errors"] == stats["timeouts"] == stats["rejected"] == 0
+    assert stats["waited"] <= stats["accepted"]
 
 
 def test_drain_waits_for_inflight_requests(reactor: Reactor) -> None:
