@@ -36,6 +36,19 @@ class Upper(RequestServer):
         return request.upper()
 
 
+class Later(RequestServer):
+    """Answers with a future that the test completes (or not)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.pending: list[Future[str]] = []
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def handle_request(self, request: str) -> Future[str]:
+        fut: Future[str] = self.reactor.create_future()
+        self.pending.append(fut)
+        return fut
+
+
 @pytest.fixture
 def server(reactor: Reactor) -> Iterator[RequestServer]:
     s = RequestServer("localhost:0", reactor=reactor)
@@ -439,15 +452,8 @@ def test_client_reset_mid_request(reactor: Reactor, server: RequestServer) -> No
 
 def test_client_disconnects_before_reply(reactor: Reactor) -> None:
     """The client leaves while a (future) reply is pending; the row is cleaned up, others served."""
-    pending: list[Future[str]] = []
-
-    class Later(RequestServer):
-        def handle_request(self, request: str) -> Future[str]:
-            fut: Future[str] = self.reactor.create_future()
-            pending.append(fut)
-            return fut
-
     s = Later("localhost:0", reactor=reactor)
+    pending = s.pending
     c = connect(s)
     c.sendall(b"q\r\n")
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -594,15 +600,8 @@ def test_statistics_counters(reactor: Reactor, server: RequestServer) -> None:
 
 def test_drain_waits_for_inflight_requests(reactor: Reactor) -> None:
     """drain() stops accepting and completes when the last open connection is done."""
-    pending: list[Future[str]] = []
-
-    class Later(RequestServer):
-        def handle_request(self, request: str) -> Future[str]:
-            fut: Future[str] = self.reactor.create_future()
-            pending.append(fut)
-            return fut
-
     s = Later("localhost:0", reactor=reactor)
+    pending = s.pending
     req = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
     run_until(reactor, lambda: len(pending) == 1)
     drained = s.drain()

@@ -22,7 +22,17 @@ from ..core import Reactor
 __all__ = ["main", "run_core_bench"]
 
 
-def _callbacks_reactor(n: int) -> float:
+def _schedule_all(schedule: Callable[..., object], now: float, n: int, timers: bool, cb: Callable[[], None]) -> None:
+    if timers:
+        for i in range(n):
+            schedule(now + (i % 1000) * 1e-6, cb)
+    else:
+        for _ in range(n):
+            schedule(cb)
+
+
+def _rate_reactor(n: int, timers: bool) -> float:
+    """Callbacks (or timers) per second through this reactor, scheduling included."""
     with Reactor() as r:
         count = 0
 
@@ -31,15 +41,14 @@ def _callbacks_reactor(n: int) -> float:
             count += 1
 
         t0 = time.perf_counter()
-        call_soon = r.call_soon
-        for _ in range(n):
-            call_soon(cb)
+        _schedule_all(r.call_at if timers else r.call_soon, r.time(), n, timers, cb)
         while count < n:
             r.run_once(0)
         return n / (time.perf_counter() - t0)
 
 
-def _callbacks_asyncio(n: int) -> float:
+def _rate_asyncio(n: int, timers: bool) -> float:
+    """The same through a bare asyncio loop."""
     loop = asyncio.new_event_loop()
     try:
         count = 0
@@ -52,50 +61,7 @@ def _callbacks_asyncio(n: int) -> float:
                 done.set_result(None)
 
         t0 = time.perf_counter()
-        call_soon = loop.call_soon
-        for _ in range(n):
-            call_soon(cb)
-        loop.run_until_complete(done)
-        return n / (time.perf_counter() - t0)
-    finally:
-        loop.close()
-
-
-def _timers_reactor(n: int) -> float:
-    with Reactor() as r:
-        count = 0
-
-        def cb() -> None:
-            nonlocal count
-            count += 1
-
-        t0 = time.perf_counter()
-        now = r.time()
-        call_at = r.call_at
-        for i in range(n):
-            call_at(now + (i % 1000) * 1e-6, cb)
-        while count < n:
-            r.run_once(0)
-        return n / (time.perf_counter() - t0)
-
-
-def _timers_asyncio(n: int) -> float:
-    loop = asyncio.new_event_loop()
-    try:
-        count = 0
-        done = loop.create_future()
-
-        def cb() -> None:
-            nonlocal count
-            count += 1
-            if count == n:
-                done.set_result(None)
-
-        t0 = time.perf_counter()
-        now = loop.time()
-        call_at = loop.call_at
-        for i in range(n):
-            call_at(now + (i % 1000) * 1e-6, cb)
+        _schedule_all(loop.call_at if timers else loop.call_soon, loop.time(), n, timers, cb)
         loop.run_until_complete(done)
         return n / (time.perf_counter() - t0)
     finally:
@@ -135,17 +101,14 @@ def run_core_bench(
 ) -> list[tuple[str, float, float, str]]:
     """Run each measurement ``repeat`` times alternating loops; return rows (name, reactor, asyncio, unit)."""
 
-    def best(fn: Callable[[int], float], n: int) -> float:
-        return max(fn(n) for _ in range(repeat))
-
     rows: list[tuple[str, float, float, str]] = []
     cb_r, cb_a = [], []
     tm_r, tm_a = [], []
     for _ in range(repeat):  # alternate A B A B so drift hits both
-        cb_r.append(_callbacks_reactor(n_callbacks))
-        cb_a.append(_callbacks_asyncio(n_callbacks))
-        tm_r.append(_timers_reactor(n_timers))
-        tm_a.append(_timers_asyncio(n_timers))
+        cb_r.append(_rate_reactor(n_callbacks, timers=False))
+        cb_a.append(_rate_asyncio(n_callbacks, timers=False))
+        tm_r.append(_rate_reactor(n_timers, timers=True))
+        tm_a.append(_rate_asyncio(n_timers, timers=True))
     rows.append(("call_soon callbacks/s", max(cb_r), max(cb_a), "/s"))
     rows.append(("timers scheduled+fired/s", max(tm_r), max(tm_a), "/s"))
     cr = _cancel_reactor(n_cancel)
