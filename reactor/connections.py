@@ -18,7 +18,7 @@ waits for is derived from that state by its owner.
 
 from __future__ import annotations
 
-import socket
+import _socket
 from typing import Any
 
 __all__ = ["Connection", "State", "connection_stats"]
@@ -37,7 +37,9 @@ class State:
 class Connection:
     """One row of `Reactor.connections`.
 
-    Attributes: ``sock`` (the socket), ``fd``, ``owner`` (the server, or the
+    Attributes: ``sock`` (the socket: for connections a server accepted, the
+    C socket type `_socket.socket` that `socket.socket` extends, with the same
+    ``recv``/``send``/``close``), ``fd``, ``owner`` (the server, or the
     client operation, that owns the row), ``state``, ``inbuf`` (bytes read and
     not yet consumed), ``outbuf`` (bytes still to send), ``sent`` (offset into
     ``outbuf``), ``deadline`` (reactor time after which the owner closes it,
@@ -63,7 +65,7 @@ class Connection:
         "extra",
     )
 
-    def __init__(self, sock: socket.socket, fd: int, owner: Any, state: str, peer: Any, started: float) -> None:
+    def __init__(self, sock: _socket.socket, fd: int, owner: Any, state: str, peer: Any, started: float) -> None:
         self.sock = sock
         self.fd = fd
         self.owner = owner

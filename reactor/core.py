@@ -435,10 +435,12 @@ class Reactor:
             wait = self.timeout()
             if timeout is not None and (wait is None or timeout < wait):
                 wait = max(0.0, timeout)
+        # Not yet "in a turn" while waiting: a signal handler that runs during
+        # select() and schedules work or calls stop() must write the wakeup.
+        events = self._selector.select(wait)
         self._in_turn = True
         ran = 0
         try:
-            events = self._selector.select(wait)
             wake_fd = self._wake_fd
             for key, mask in events:
                 if key.fd == wake_fd:
@@ -522,7 +524,9 @@ class Reactor:
         do one turn without waiting (serving what is ready) and return.
         """
         self._stopping = True
-        if self._running_thread is not None and self._running_thread != threading.get_ident():
+        running = self._running_thread
+        if running is not None and (running != threading.get_ident() or not self._in_turn):
+            # Another thread, or a signal handler interrupting select(): wake it.
             self._write_wakeup()
 
     @property

@@ -51,6 +51,7 @@ runs past 600 lines; the client side lives in `reactor.client`.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
@@ -76,6 +77,7 @@ logger = logging.getLogger("reactor.reqrep")
 
 _CRLF = b"\r\n"
 _STREAM = int(socket.SOCK_STREAM)
+_DONTWAIT = int(socket.MSG_DONTWAIT)
 _RECV_SIZE = 65536
 _ACCEPT_BATCH = 64
 _READING = State.READING
@@ -264,9 +266,15 @@ class RequestServer:
     def _on_acceptable(self) -> None:
         # socket.accept() spends ~4 µs per call converting family and type to
         # enums; the raw _accept() (what socket.accept wraps, present since
-        # Python 3.3) plus a constructor with plain ints does the same work.
+        # Python 3.3) and the C socket type with plain ints do the same work,
+        # and the C close() skips socket.py's wrappers.  The new socket stays
+        # in blocking mode (saving an ioctl): the first recv and send say
+        # MSG_DONTWAIT, and only a connection that must wait is made
+        # non-blocking.  A process-wide socket default timeout would turn
+        # MSG_DONTWAIT calls into polls, so then we set non-blocking at once.
         accept = self._sock._accept  # type: ignore[attr-defined]
-        new_socket = socket.socket
+        new_socket = _socket.socket
+        set_nonblocking = socket.getdefaulttimeout() is not None
         family = self._family
         stats = self.stats
         reactor = self.reactor
@@ -294,6 +302,8 @@ class RequestServer:
                     continue
                 raise
             sock = new_socket(family, _STREAM, 0, fd)
+            if set_nonblocking:
+                sock.setblocking(False)
             stats.accepted += 1
             stats.active += 1
             row = Connection(sock, fd, self, _READING, peer, 0.0)
@@ -301,9 +311,8 @@ class RequestServer:
             rows[fd] = row
             if self._log_accepts:
                 logger.info("%s: accepted connection from %s", self.address, peer)
-            sock.setblocking(False)
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = sock.recv(_RECV_SIZE, _DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 self._wait_for_request(row)
                 continue
@@ -359,7 +368,7 @@ class RequestServer:
                 return
         out = reply.encode("utf-8") + _CRLF
         try:
-            n = row.sock.send(out)
+            n = row.sock.send(out, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError:
@@ -375,6 +384,7 @@ class RequestServer:
         row.sent = n
         row.state = _WRITING
         self._set_deadline(row)
+        row.sock.setblocking(False)
         self.reactor.add_writer(row.fd, self._on_writable, row)
 
     def _close(self, row: Connection) -> None:
@@ -406,6 +416,7 @@ class RequestServer:
 
     def _wait_for_request(self, row: Connection) -> None:
         self.stats.waited += 1
+        row.sock.setblocking(False)
         self._set_deadline(row)
         self.reactor.add_reader(row.fd, self._on_readable, row)
 

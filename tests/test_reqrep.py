@@ -633,3 +633,21 @@ def test_unclosed_server_warns(reactor: Reactor) -> None:
     with pytest.warns(ResourceWarning):
         s.__del__()
     s.close()
+
+
+def test_default_socket_timeout_does_not_make_accept_block(real_reactor: Reactor) -> None:
+    """With socket.setdefaulttimeout() set, a silent client still costs the reactor no wait."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)
+    try:
+        s = RequestServer("localhost:0", reactor=real_reactor)
+        silent = connect(s)
+        run_until(real_reactor, lambda: s.stats.accepted == 1)
+        t0 = real_reactor.time()
+        fut = real_reactor.request(s.address, "quick", timeout=5)  # type: ignore[attr-defined]
+        assert real_reactor.run_until_complete(fut, 5) == "Requested: quick"
+        assert real_reactor.time() - t0 < 1.0
+        silent.close()
+        s.close()
+    finally:
+        socket.setdefaulttimeout(old)

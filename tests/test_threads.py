@@ -66,3 +66,19 @@ def test_many_threadsafe_calls_are_all_run() -> None:
         for t in threads:
             t.join()
         assert sorted(got) == list(range(n))
+
+
+def test_stop_from_signal_handler_wakes_blocked_run() -> None:
+    """stop() from a signal handler ends a run() blocked in select (no other wakeup)."""
+    import signal
+
+    with Reactor() as r:
+        previous = signal.signal(signal.SIGALRM, lambda signum, frame: r.stop())
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            start = time.monotonic()
+            r.run()  # nothing scheduled: only the signal can end this
+            assert time.monotonic() - start < 2.0
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
