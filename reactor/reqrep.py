@@ -280,6 +280,7 @@ class RequestServer:
         reactor = self.reactor
         table = reactor.connections
         rows = self._rows
+        now = reactor.time()  # one clock read per readiness event, not per connection
         for _ in range(_ACCEPT_BATCH):
             if stats.active >= self.max_connections:
                 self._pause_accepting(None)
@@ -306,7 +307,7 @@ class RequestServer:
                 sock.setblocking(False)
             stats.accepted += 1
             stats.active += 1
-            row = Connection(sock, fd, self, _READING, peer, 0.0)
+            row = Connection(sock, fd, self, _READING, peer, now)
             table[fd] = row
             rows[fd] = row
             if self._log_accepts:

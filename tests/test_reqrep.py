@@ -105,6 +105,7 @@ def test_request_arriving_in_pieces(reactor: Reactor, server: RequestServer) -> 
     run_until(reactor, lambda: server.stats.accepted == 1)
     [row] = reactor.connections.values()
     assert row.state == "READING" and row.owner is server
+    assert row.started == reactor.time() and row.deadline == row.started + server.timeout
     assert server.stats.waited == 1
     for b in b"abc\r\n":
         c.send(bytes([b]))
