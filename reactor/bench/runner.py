@@ -575,7 +575,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"one-shot c=16 ≥ {goal}× {other}", cpu, goal, True, detail)
         else:
             detail = f"server CPU per request: {other} / reactor = {cpu:.2f}x" if cpu is not None else ""
-            add(f"one-shot c=16 req/s ≥ {goal}× {other}", rps, goal, True, detail)
+            add(f"one-shot c=16 ≥ {goal}× {other}", rps, goal, True, detail)
     c1 = summary.get("c1", {})
     add("one-shot c=1 p50 latency ≤ 0.6× asyncio",
         _ratio(c1.get("reactor", {}).get("p50_us"), c1.get("asyncio", {}).get("p50_us")), 0.6, False, "")
