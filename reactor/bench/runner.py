@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .loadgen import ERROR_KINDS, parse_line
+from .loadgen import ERROR_KINDS, parse_line, raise_nofile_limit
 from .servers import SERVERS, available
 
 __all__ = ["main", "Options", "run", "format_markdown"]
@@ -459,7 +459,7 @@ def run(options: Options) -> dict[str, Any]:
     embedded_servers = [k for k in ("reactor", "embedded") if available(k) is None]
     if "idle" in options.workloads:
         want = options.idle_connections + 256
-        soft = _raise_nofile(want)
+        soft = raise_nofile_limit(want)
         if soft < want:
             options.idle_connections = max(100, soft - 256)
             options.notes.append(f"RLIMIT_NOFILE allows {soft} descriptors: idle workload scaled down to "
@@ -504,18 +504,6 @@ def run(options: Options) -> dict[str, Any]:
     report["summary"] = summarize(runner.runs)
     report["targets"] = targets(report["summary"])
     return report
-
-
-def _raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def _median(values: list[Any]) -> float | None:
