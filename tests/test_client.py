@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import run_until
@@ -241,3 +242,39 @@ def test_cli_demo_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "reactor", "demo"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     assert "reply: HELLO" in out.stdout and "reply: Requested: ping 0" in out.stdout
+
+
+def test_cli_serve_with_handler_class(tmp_path: Path) -> None:
+    """`serve --handler module:Class` serves that RequestServer subclass; a bad spec exits 2 with a message."""
+    (tmp_path / "myhandlers.py").write_text(
+        "from reactor import RequestServer\n"
+        "class Shout(RequestServer):\n"
+        "    def handle_request(self, request):\n"
+        "        return request.upper() + '!'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor", "serve", "localhost:0", "--handler", "myhandlers:Shout"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving Shout on ")
+        assert do_request(line.split()[-1], "hey", 5) == "HEY!"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    bad = subprocess.run(
+        [sys.executable, "-m", "reactor", "serve", "localhost:0", "--handler", "myhandlers:Nope"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
+    assert bad.returncode != 0 and "cannot load handler" in bad.stderr
