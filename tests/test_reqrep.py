@@ -652,3 +652,20 @@ def test_default_socket_timeout_does_not_make_accept_block(real_reactor: Reactor
         s.close()
     finally:
         socket.setdefaulttimeout(old)
+
+
+def test_verbose_is_visible_on_the_console_without_logging_config() -> None:
+    """As in yoton, verbose shows accepted connections on stderr when the app configured no logging."""
+    import subprocess
+    import sys
+
+    code = (
+        "from reactor import Reactor, RequestServer\n"
+        "r = Reactor()\n"
+        "s = RequestServer('localhost:0', verbose=1, reactor=r)\n"
+        "print(r.run_until_complete(r.request(s.address, 'hi', timeout=5), 5))\n"
+        "s.close(); r.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
+    assert out.stdout.strip() == "Requested: hi"
+    assert "accepted connection from" in out.stderr
