@@ -300,12 +300,12 @@ class Reactor:
     def add_reader(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _READ, (callback, args))
+        self._add_io(_fileno(fd), _READ, Handle(callback, args))
 
     def add_writer(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _WRITE, (callback, args))
+        self._add_io(_fileno(fd), _WRITE, Handle(callback, args))
 
     def remove_reader(self, fd: int | FileLike) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
@@ -319,19 +319,28 @@ class Reactor:
             return False
         return self._remove_io(_fileno(fd), _WRITE)
 
-    def _add_io(self, fd: int, event: int, callback: tuple[Callable[..., object], tuple[Any, ...]]) -> None:
+    def _add_io(self, fd: int, event: int, handle: Handle) -> None:
+        # The selector's data for an fd is (reader handle, writer handle).  A
+        # handle that is replaced or removed is cancelled, so an event already
+        # collected in this turn for the old registration (the fd closed, or
+        # even reused by a new socket) is skipped, not delivered to a stale
+        # callback.
         if fd == self._wake_fd:
             raise ValueError("that file descriptor is the reactor's own wakeup socket")
         key = self._selector.get_map().get(fd)
         if key is None:
-            data = (callback, None) if event == _READ else (None, callback)
+            data = (handle, None) if event == _READ else (None, handle)
             self._selector.register(fd, event, data)
         else:
             reader, writer = key.data
             if event == _READ:
-                reader = callback
+                if reader is not None:
+                    reader._cancelled = True
+                reader = handle
             else:
-                writer = callback
+                if writer is not None:
+                    writer._cancelled = True
+                writer = handle
             self._selector.modify(fd, key.events | event, (reader, writer))
         if not self._in_turn:
             self._wake_host()
@@ -344,11 +353,12 @@ class Reactor:
             return False
         reader, writer = key.data
         if event == _READ:
-            had, reader = reader is not None, None
+            removed, reader = reader, None
         else:
-            had, writer = writer is not None, None
-        if not had:
+            removed, writer = writer, None
+        if removed is None:
             return False
+        removed._cancelled = True
         remaining = key.events & ~event
         if not remaining:
             self._selector.unregister(fd)
@@ -447,22 +457,19 @@ class Reactor:
                     self._drain_wakeup()
                     continue
                 reader, writer = key.data
-                if mask & _READ and reader is not None:
+                if mask & _READ and reader is not None and not reader._cancelled:
                     ran += 1
                     try:
-                        reader[0](*reader[1])
+                        reader._callback(*reader._args)
                     except Exception as exc:
-                        self._report(exc, reader[0])
-                if mask & _WRITE and writer is not None:
-                    # The reader may have removed or replaced the writer.
-                    current = self._selector.get_map().get(key.fd) if mask & _READ else key
-                    if current is not None and current.data[1] is not None:
-                        cb, args = current.data[1]
-                        ran += 1
-                        try:
-                            cb(*args)
-                        except Exception as exc:
-                            self._report(exc, cb)
+                        self._report(exc, reader._callback)
+                # The reader may have removed or replaced the writer: then it is cancelled.
+                if mask & _WRITE and writer is not None and not writer._cancelled:
+                    ran += 1
+                    try:
+                        writer._callback(*writer._args)
+                    except Exception as exc:
+                        self._report(exc, writer._callback)
             timers = self._timers
             if timers:
                 now = self._clock()

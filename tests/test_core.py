@@ -141,6 +141,57 @@ def test_writer_removed_by_reader_in_same_turn_does_not_run(
     reactor.remove_reader(a)
 
 
+def test_event_for_removed_reader_is_not_delivered(reactor: Reactor) -> None:
+    """A reader removed by another callback in the same turn is not called with the stale event."""
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    got: list[str] = []
+
+    def on_a() -> None:
+        got.append("a")
+        reactor.remove_reader(b1)  # b's event may already be collected for this turn
+        reactor.remove_reader(a1)
+
+    def on_b() -> None:
+        got.append("b")
+        reactor.remove_reader(b1)
+        reactor.remove_reader(a1)
+
+    reactor.add_reader(a1, on_a)
+    reactor.add_reader(b1, on_b)
+    a2.send(b"x")
+    b2.send(b"x")
+    reactor.run_once(0)
+    assert got in (["a"], ["b"])  # whichever ran first removed the other
+    for s in (a1, a2, b1, b2):
+        s.close()
+
+
+def test_replaced_reader_is_not_called_for_an_event_collected_before(reactor: Reactor) -> None:
+    """Re-registering an fd mid-turn: the old callback is skipped; the new one runs next turn."""
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    got: list[str] = []
+
+    def first() -> None:
+        got.append("first")
+        reactor.add_reader(b1, got.append, "new b")
+        reactor.add_reader(a1, got.append, "new a")
+
+    reactor.add_reader(a1, first)
+    reactor.add_reader(b1, first)
+    a2.send(b"x")
+    b2.send(b"x")
+    reactor.run_once(0)
+    assert got == ["first"]
+    reactor.run_once(0)
+    assert sorted(got[1:]) == ["new a", "new b"]
+    reactor.remove_reader(a1)
+    reactor.remove_reader(b1)
+    for s in (a1, a2, b1, b2):
+        s.close()
+
+
 def test_remove_unknown_fd_returns_false(reactor: Reactor) -> None:
     """Removing what was never registered is False, not an error."""
     assert reactor.remove_reader(12345) is False
