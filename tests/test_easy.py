@@ -785,43 +785,52 @@ def flood(r: Reactor, probe: Callable[[], None] | None = None, *, total: int = 1
         if probe is not None:
             probe()
 
-    blaster = subprocess.Popen(
-        [sys.executable, "-I", "-c", _BLASTER, LOOPBACK, str(server.port),
-         str(total // clients), str(clients)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    assert blaster.stdin is not None and blaster.stdout is not None
-    assert blaster.stdout.readline() == "ready\n"
     ticker = server.every(tick, on_tick)
-    start = time.monotonic()
-    deadline = start + 10.0
-    blaster.stdin.write("go\n")
-    blaster.stdin.flush()
-    while blaster.poll() is None and time.monotonic() < deadline:
-        r.run_once(tick)
-    out, _ = blaster.communicate(timeout=5)
-    end_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ends = 0
-    while counts["end"] == 0 and time.monotonic() < deadline:
-        end_sock.sendto(b"end", server.address)
-        ends += 1
-        for _ in range(50):
-            r.run_once(0.01)
-            if counts["end"]:
-                break
-    end_sock.close()
-    result.elapsed = time.monotonic() - start
-    ticker.cancel()
-    stats = server.statistics()
-    result.sent = int(out) + ends
-    result.received = stats.received
-    result.kernel_drops = stats.kernel_drops
-    gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    result.ticks = len(ticks)
-    result.max_tick_gap = max(gaps, default=0.0)
-    assert int(out) == total // clients * clients
-    assert counts["end"] >= 1, "the server never got the final datagram"
-    assert counts["flood"] + counts["end"] == stats.handled == stats.received
+    try:
+        with (
+            subprocess.Popen(
+                [sys.executable, "-I", "-c", _BLASTER, LOOPBACK, str(server.port),
+                 str(total // clients), str(clients)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            ) as blaster,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as end_sock,
+        ):
+            try:
+                assert blaster.stdin is not None and blaster.stdout is not None
+                assert blaster.stdout.readline() == "ready\n"
+                start = time.monotonic()
+                deadline = start + 10.0
+                blaster.stdin.write("go\n")
+                blaster.stdin.flush()
+                while blaster.poll() is None and time.monotonic() < deadline:
+                    r.run_once(tick)
+                out, _ = blaster.communicate(timeout=5)
+            finally:
+                blaster.kill()  # a no-op once it has exited; never outlives a failure
+            ends = 0
+            while counts["end"] == 0 and time.monotonic() < deadline:
+                end_sock.sendto(b"end", server.address)
+                ends += 1
+                for _ in range(50):
+                    r.run_once(0.01)
+                    if counts["end"]:
+                        break
+        result.elapsed = time.monotonic() - start
+        ticker.cancel()
+        stats = server.statistics()
+        result.sent = int(out) + ends
+        result.received = stats.received
+        result.kernel_drops = stats.kernel_drops
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
+        result.ticks = len(ticks)
+        result.max_tick_gap = max(gaps, default=0.0)
+        assert int(out) == total // clients * clients
+        assert counts["end"] >= 1, "the server never got the final datagram"
+        assert counts["flood"] + counts["end"] == stats.handled == stats.received
+    except BaseException:
+        ticker.cancel()
+        server.close()
+        raise
     return server, result
 
 
