@@ -128,15 +128,14 @@ def test_interactive_client_reads_commands_from_stdin(real_reactor: Reactor) -> 
     bob = chat_udp.ChatClient("bob", chat.address, reactor=r)
     bob.join()
     run_until(r, lambda: bob.received == ["JOK"])
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE), "client", str(chat.address[1]), "alice", LOOPBACK],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(),
-    )
     # UDP needs no answer to go on: the client may finish before the server reads.
-    _, err = proc.communicate("hello bob\n/msg bob psst\n/quit\n", timeout=10)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "client", str(chat.address[1]), "alice", LOOPBACK],
+        input="hello bob\n/msg bob psst\n/quit\n", capture_output=True, text=True,
+        timeout=10, env=_env(), check=False,
+    )
     run_until(r, lambda: "alice" not in chat.users and len(bob.received) == 3)
-    assert proc.returncode == 0, err
+    assert done.returncode == 0, done.stderr
     assert bob.received == ["JOK", "(alice) hello bob", "(alice) psst"]
     assert list(chat.users) == ["bob"]
     bob.close()
