@@ -60,6 +60,7 @@ IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _EINPROGRESS = errno.EINPROGRESS
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _MAX_REPLY = 1 << 16
 
 _ERRNO_KIND = {
@@ -90,10 +91,33 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _sources(src_ips: int, src_first: int) -> list[str] | None:
+def _sources(src_ips: int, src_first: int) -> list[str | None]:
+    """The source addresses to bind in turn; ``[None]``: leave the choice to the kernel."""
     if src_ips <= 1 and src_first == 1:
-        return None
+        return [None]
     return [f"127.0.0.{src_first + i}" for i in range(src_ips)]
+
+
+def _error_kind(exc: OSError) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    return _ERRNO_KIND.get(exc.errno or 0, "other")
+
+
+def _connect(dst: tuple[str, int], source: str | None) -> socket.socket:
+    """A non-blocking TCP socket whose connect to ``dst`` (from ``source``) is under way."""
+    sock = socket.socket(socket.AF_INET, _STREAM_NONBLOCK)
+    try:
+        if source is not None:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+        err = sock.connect_ex(dst)
+        if err and err != _EINPROGRESS:
+            raise OSError(err, os.strerror(err))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Stop:
@@ -130,7 +154,6 @@ def run_oneshot(
     """Run the one-shot workload in this process; return the raw result (histogram included)."""
     raise_nofile_limit(concurrency + 64)
     sources = _sources(src_ips, src_first)
-    nsources = len(sources) if sources else 1
     dst = (host, port)
     ep = select.epoll()
     errors: Counter[str] = Counter()
@@ -141,9 +164,6 @@ def run_oneshot(
     retry: list[tuple[int, int]] = []  # (not before ns, slot)
     pad = b"x" * payload_bytes
     perf = time.perf_counter_ns
-    new_socket = socket.socket
-    family, kind = socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-    ipproto, bindopt = socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT
     shut_wr = socket.SHUT_WR
     register = ep.register
     t0 = perf()
@@ -152,15 +172,10 @@ def run_oneshot(
     t_deadline = t_measure + int(duration * 1e9)
     timeout_ns = int(timeout * 1e9)
 
-    def fail(slot: int, exc_or_kind: BaseException | str, now: int, sock: socket.socket | None) -> None:
+    def fail(slot: int, exc_or_kind: OSError | str, now: int, sock: socket.socket | None) -> None:
         if sock is not None:
             sock.close()
-        if isinstance(exc_or_kind, str):
-            what = exc_or_kind
-        else:
-            what = _ERRNO_KIND.get(getattr(exc_or_kind, "errno", None) or 0, "other")
-            if isinstance(exc_or_kind, ConnectionResetError):
-                what = "reset"
+        what = exc_or_kind if isinstance(exc_or_kind, str) else _error_kind(exc_or_kind)
         errors[what] += 1
         # EADDRNOTAVAIL: let TIME_WAIT drain a little before this slot retries.
         retry.append((now + (5_000_000 if what == "addrnotavail" else 0), slot))
@@ -174,14 +189,12 @@ def run_oneshot(
         head = b"%x.%x." % (slot, seq)
         request = (head + pad)[: max(payload_bytes, len(head))] + b"\r\n"
         t_start = perf()
-        sock = new_socket(family, kind)
         try:
-            if sources is not None:
-                sock.setsockopt(ipproto, bindopt, 1)
-                sock.bind((sources[seq % nsources], 0))
-            err = sock.connect_ex(dst)
-            if err and err != _EINPROGRESS:
-                raise OSError(err, os.strerror(err))
+            sock = _connect(dst, sources[seq % len(sources)])
+        except OSError as exc:
+            fail(slot, exc, t_start, None)
+            return
+        try:
             fd = sock.fileno()
             try:
                 sock.send(request)
@@ -302,7 +315,6 @@ def run_idle(
     out = out if out is not None else sys.stdout
     raise_nofile_limit(connections + 64)
     sources = _sources(src_ips, src_first)
-    nsources = len(sources) if sources else 1
     ep = select.epoll()
     errors: Counter[str] = Counter()
     connecting: dict[int, socket.socket] = {}
@@ -312,18 +324,11 @@ def run_idle(
     while opened < connections and time.monotonic() - t0 < timeout and not _Stop.flag:
         while opened < connections and len(connecting) < concurrency:
             opened += 1
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             try:
-                if sources is not None:
-                    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                    sock.bind((sources[opened % nsources], 0))
-                err = sock.connect_ex((host, port))
-                if err and err != _EINPROGRESS:
-                    raise OSError(err, os.strerror(err))
+                sock = _connect((host, port), sources[opened % len(sources)])
             except OSError as exc:
-                sock.close()
                 failed += 1
-                errors[_ERRNO_KIND.get(exc.errno or 0, "other")] += 1
+                errors[_error_kind(exc)] += 1
                 continue
             connecting[sock.fileno()] = sock
             ep.register(sock.fileno(), _EPOLLOUT)
