@@ -80,7 +80,7 @@ class ServerBinding:
         self.closed = False                   # server_close() was called
         self.in_child = False                 # a forked child: hands off the reactor
         self.batch = ACCEPT_BATCH
-        self.seen = 0                         # readiness events consumed (handle_request waits on it)
+        self.seen = 0                         # readiness callbacks run (handle_request waits on it)
         self.driving = False                  # the server's own loop runs the turns
         self.deferred: BaseException | None = None
         self.serving_thread: int | None = None

@@ -298,9 +298,9 @@ class BaseServer:
     def _reactor_readable(self) -> None:
         """Reactor callback: requests are waiting; take up to a batch of them."""
         b = self._reactor_binding
+        b.seen += 1
         try:
             for _ in range(b.batch):
-                b.seen += 1
                 if not self._handle_request_noblock():
                     break
                 if self.__shutdown_request or not b.accepting:
