@@ -661,8 +661,8 @@ class ThreadingMixIn(_MixinBase):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Start a new thread to process the request."""
-        if self.block_on_close:
-            vars(self).setdefault("_threads", _Threads())
+        if self.block_on_close and "_threads" not in vars(self):
+            self._threads = _Threads()  # once per server, not a throw-away per request
         threads = self._threads
         t = _RequestThread(self.process_request_thread, (request, client_address), threads)
         t.daemon = self.daemon_threads
