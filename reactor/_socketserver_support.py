@@ -139,10 +139,9 @@ class ServerBinding:
         reactor = self._reactor
         if reactor is None or self.in_child or reactor.is_closed():
             return
-        table = reactor.connections
-        for fd, row in list(table.items()):
-            if row.owner is self.server and row.sock.fileno() < 0:
-                del table[fd]  # closed behind our back by an overriding hook
+        for row in list(reactor.connections.values()):
+            if row.owner is self.server:
+                self.forget_if_closed(row)  # e.g. a request thread's overriding hook closed it
         if self.owned:
             if self.serving_thread is not None and self.serving_thread != threading.get_ident():
                 self.close_pending = True  # serve_forever() is inside a turn: it closes it
