@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -612,6 +612,14 @@ def _errors(row: dict[str, Any]) -> str:
     return f"{row['errors']} ({kinds})" if kinds else str(row["errors"])
 
 
+def _table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table, then a blank line; ``align`` has one letter per column, ``l`` or ``r``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines.append("")
+    return lines
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables, one per workload, then the targets."""
     summary = report["summary"]
@@ -625,70 +633,68 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     oneshot = [w for w in ("c1", "c16", "c128") if w in summary]
     if oneshot:
-        lines.append("| workload | server | req/s | × asyncio | p50 µs | p99 µs | server CPU µs/req | server CPU "
-                     "| gen CPU | others | errors |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        cells = []
         for workload in oneshot:
-            rows = summary[workload]
-            base = rows.get("asyncio", {}).get("rps")
-            for server, row in rows.items():
-                lines.append(
-                    f"| {workload.replace('c', 'one-shot c=')} | {server} | {_num(row['rps'])} | "
-                    f"{_num(_ratio(row['rps'], base), 2)}{'×' if base and row['rps'] else ''} | "
-                    f"{_num(row['p50_us'])} | {_num(row['p99_us'])} | {_num(row['server_cpu_us_per_req'], 1)} | "
-                    f"{_num((row['server_cpu_util'] or 0) * 100)} % | {_gen(row['gen_cpu'], procs)} | "
-                    f"{_num(row['other_load'], 2)} | {_errors(row)} |"
-                )
-        lines.append("")
+            base = summary[workload].get("asyncio", {}).get("rps")
+            for server, row in summary[workload].items():
+                cells.append([
+                    workload.replace("c", "one-shot c="), server, _num(row["rps"]),
+                    f"{_num(_ratio(row['rps'], base), 2)}{'×' if base and row['rps'] else ''}",
+                    _num(row["p50_us"]), _num(row["p99_us"]), _num(row["server_cpu_us_per_req"], 1),
+                    f"{_num((row['server_cpu_util'] or 0) * 100)} %", _gen(row["gen_cpu"], procs),
+                    _num(row["other_load"], 2), _errors(row),
+                ])
+        lines += _table(["workload", "server", "req/s", "× asyncio", "p50 µs", "p99 µs", "server CPU µs/req",
+                         "server CPU", "gen CPU", "others", "errors"], "llrrrrrrrrl", cells)
         lines.append("⚠: the generator used ≥ 90 % of its CPU, so it, not the server, set the pace; "
                      "compare server CPU µs/req. *others*: CPU (in cores) that other processes took from the "
                      "benchmark's CPUs during the run.")
         lines.append("")
     if "idle" in summary:
         rows = summary["idle"]
-        n = report["options"]["idle_connections"]
-        lines.append(f"| idle ({n:,} connections) | server | accepted | RSS per connection | × asyncio | "
-                     "c=16 req/s idle-free | c=16 req/s with idle | ratio | others | errors |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         base = rows.get("asyncio", {}).get("rss_per_conn")
-        for server, row in rows.items():
-            lines.append(
-                f"| idle | {server} | {_num(row['accepted'])} | {_bytes(row['rss_per_conn'])} | "
-                f"{_num(_ratio(row['rss_per_conn'], base), 2)} | {_num(row['rps_base'])} | {_num(row['rps'])} | "
-                f"{_num(row['rps_ratio'], 2)} | {_num(row['other_load'], 2)} | {_errors(row)} |"
-            )
-        lines.append("")
+        lines += _table(
+            [f"idle ({opts['idle_connections']:,} connections)", "server", "accepted", "RSS per connection",
+             "× asyncio", "c=16 req/s idle-free", "c=16 req/s with idle", "ratio", "others", "errors"],
+            "llrrrrrrrl",
+            ([
+                "idle", server, _num(row["accepted"]), _bytes(row["rss_per_conn"]),
+                _num(_ratio(row["rss_per_conn"], base), 2), _num(row["rps_base"]), _num(row["rps"]),
+                _num(row["rps_ratio"], 2), _num(row["other_load"], 2), _errors(row),
+            ] for server, row in rows.items()),
+        )
     if "embedded" in summary:
         rows = summary["embedded"]
         base = rows.get("reactor", {}).get("rps")
-        lines.append("| embedded (c=16) | server | req/s | × reactor alone | p50 µs | server CPU µs/req | gen CPU "
-                     "| others | errors |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
-        for server, row in rows.items():
-            name = "reactor in asyncio (fileno)" if server == "embedded" else "reactor alone"
-            lines.append(f"| embedded | {name} | {_num(row['rps'])} | {_num(_ratio(row['rps'], base), 2)} | "
-                         f"{_num(row['p50_us'])} | {_num(row['server_cpu_us_per_req'], 1)} | "
-                         f"{_gen(row['gen_cpu'], procs)} | {_num(row['other_load'], 2)} | {_errors(row)} |")
-        lines.append("")
+        lines += _table(
+            ["embedded (c=16)", "server", "req/s", "× reactor alone", "p50 µs", "server CPU µs/req", "gen CPU",
+             "others", "errors"],
+            "llrrrrrrl",
+            ([
+                "embedded", "reactor in asyncio (fileno)" if server == "embedded" else "reactor alone",
+                _num(row["rps"]), _num(_ratio(row["rps"], base), 2), _num(row["p50_us"]),
+                _num(row["server_cpu_us_per_req"], 1), _gen(row["gen_cpu"], procs), _num(row["other_load"], 2),
+                _errors(row),
+            ] for server, row in rows.items()),
+        )
     if "timers" in summary:
         result = next(iter(summary["timers"].values()))
         secs, peak = result["seconds"], result["peak_bytes"]
-        lines.append(f"| timers ({result['timers']:,} scheduled+cancelled) | reactor | asyncio | reactor / asyncio |")
-        lines.append("|---|---:|---:|---:|")
-        lines.append(f"| time | {secs['reactor']:.2f} s | {secs['asyncio']:.2f} s | "
-                     f"{secs['reactor'] / secs['asyncio']:.2f} |")
-        lines.append(f"| peak memory (tracemalloc) | {_bytes(peak['reactor'])} | {_bytes(peak['asyncio'])} | "
-                     f"{_num(_ratio(peak['reactor'], peak['asyncio']), 3)} |")
-        lines.append("")
+        lines += _table(
+            [f"timers ({result['timers']:,} scheduled+cancelled)", "reactor", "asyncio", "reactor / asyncio"], "lrrr",
+            [["time", f"{secs['reactor']:.2f} s", f"{secs['asyncio']:.2f} s",
+              f"{secs['reactor'] / secs['asyncio']:.2f}"],
+             ["peak memory (tracemalloc)", _bytes(peak["reactor"]), _bytes(peak["asyncio"]),
+              _num(_ratio(peak["reactor"], peak["asyncio"]), 3)]],
+        )
     if report["targets"]:
-        lines.append("| target | measured | met |")
-        lines.append("|---|---:|---|")
+        cells = []
         for t in report["targets"]:
             value = "–" if t["value"] is None else f"{t['value']:.3f}×"
             met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
             detail = f" ({t['detail']})" if t["detail"] and t["value"] is not None else ""
-            lines.append(f"| {t['target']} | {value} | {met}{detail} |")
-        lines.append("")
+            cells.append([t["target"], value, met + detail])
+        lines += _table(["target", "measured", "met"], "lrl", cells)
     for note in report["notes"]:
         lines.append(f"- note: {note}")
     return "\n".join(lines).rstrip() + "\n"
