@@ -65,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
+from .addresses import format_address
 from .background import background_thread, start_background
 from .core import Reactor, TimerHandle, get_default_reactor
 
@@ -238,7 +239,8 @@ class _DatagramEndpoint:
             try:
                 sock.bind((host, port))
             except OSError as exc:
-                raise OSError(exc.errno, f"cannot bind UDP {host}:{port}: {exc.strerror}") from exc
+                where = format_address(family, (host, port))
+                raise OSError(exc.errno, f"cannot bind UDP {where}: {exc.strerror}") from exc
             if self._reactor.thread_ident not in (None, threading.get_ident()):
                 # Created while another thread runs the reactor: register from there.
                 self._reactor.call_soon_threadsafe(self._reactor.add_reader, sock, self._on_readable)
@@ -253,7 +255,7 @@ class _DatagramEndpoint:
         self.socket = sock
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self.address[0]}:{self.address[1]}"
+        state = "closed" if self._closed else format_address(self.socket.family, self.address)
         return f"<{type(self).__name__} {state}>"
 
     # --------------------------------------------------------------- properties

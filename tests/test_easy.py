@@ -592,6 +592,20 @@ def test_bind_conflict_names_the_address(raw: socket.socket, reactor: Reactor) -
         UDPServer(echo, port, host=LOOPBACK, reactor=reactor)
 
 
+def test_ipv6_addresses_are_spelled_with_brackets(reactor: Reactor) -> None:
+    """An IPv6 endpoint's repr and bind errors write '[::1]:port', as parse_address reads it."""
+    try:
+        server = UDPServer(echo, 0, host="::1", reactor=reactor)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert repr(server) == f"<UDPServer [::1]:{server.port}>"
+        with pytest.raises(OSError, match=rf"\[::1\]:{server.port}"):
+            UDPServer(echo, server.port, host="::1", reactor=reactor)
+    finally:
+        server.close()
+
+
 def test_stop_when_nothing_runs_is_a_no_op(reactor: Reactor, raw: socket.socket) -> None:
     """stop() before run() does not make a later run() return at once."""
     with UDPServer(lambda m, a, s: server.stop(), 0, host=LOOPBACK, reactor=reactor) as server:
