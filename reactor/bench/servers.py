@@ -70,9 +70,8 @@ def serve_reactor(port: int) -> None:
 
     with Reactor() as reactor:
         server = _bench_request_server(reactor, port)
-        # A signal handler runs on the reactor's own thread, between two
-        # system calls: only a wakeup makes the blocked select() return.
-        _stop_on_signals(lambda: reactor.call_soon_threadsafe(reactor.stop))
+        # stop() from a signal handler writes the wakeup a blocked select() needs.
+        _stop_on_signals(reactor.stop)
         _ready(server.server_address[1])
         try:
             server.run()
