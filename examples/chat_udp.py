@@ -57,7 +57,8 @@ class User:
 
 
 class ChatServer:
-    """The chat server: a `UDPServer` whose handler is `handle`, and a ping timer."""
+    """The chat server on ``host:port``: a `UDPServer` whose handler is `handle`, and a
+    timer that pings every ``ping_interval`` seconds."""
 
     def __init__(
         self,
@@ -141,17 +142,6 @@ class ChatServer:
         self.server.close()
 
 
-def make_server(
-    port: int = 0,
-    ping_interval: float = 10.0,
-    *,
-    host: str = "0.0.0.0",
-    reactor: Reactor | None = None,
-) -> ChatServer:
-    """A chat server on ``host:port`` pinging every ``ping_interval`` seconds."""
-    return ChatServer(port, ping_interval, host=host, reactor=reactor)
-
-
 class ChatClient:
     """A chat user: sends protocol messages, answers PING, reports the rest.
 
@@ -231,7 +221,7 @@ class ChatClient:
 
 def run_server(port: int) -> None:
     """Serve the chat on ``port`` until Ctrl-C."""
-    chat = make_server(port)
+    chat = ChatServer(port)
     logger.info("chat server on %s:%d", *chat.address[:2])
     try:
         chat.server.run()
@@ -262,7 +252,7 @@ def run_client(port: int, name: str, host: str = "127.0.0.1") -> None:
 def run_demo(ping_interval: float = 0.05) -> None:
     """A server and three scripted clients in one reactor; carol never answers PING."""
     with Reactor() as reactor:
-        chat = make_server(0, ping_interval, host="127.0.0.1", reactor=reactor)
+        chat = ChatServer(0, ping_interval, host="127.0.0.1", reactor=reactor)
 
         def client(name: str, **kwargs: Any) -> ChatClient:
             return ChatClient(name, chat.address, reactor=reactor,

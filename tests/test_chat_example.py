@@ -46,7 +46,7 @@ def _env() -> dict[str, str]:
 
 def test_two_clients_through_a_whole_session(reactor: Reactor, clock: ManualClock) -> None:
     """JOIN/JERR/JOK, MSGA, MSGP, PING/PONG, drop after three missed PINGs, EXIT: every message checked."""
-    chat = chat_udp.make_server(0, ping_interval=10.0, host=LOOPBACK, reactor=reactor)
+    chat = chat_udp.ChatServer(0, ping_interval=10.0, host=LOOPBACK, reactor=reactor)
     alice = chat_udp.ChatClient("alice", chat.address, reactor=reactor)
     bob = chat_udp.ChatClient("bob", chat.address, reactor=reactor, answer_pings=False)
 
@@ -105,7 +105,7 @@ def test_two_clients_through_a_whole_session(reactor: Reactor, clock: ManualCloc
 
 def test_strangers_cannot_post_and_exit(reactor: Reactor) -> None:
     """MSGA, MSGP and EXIT from an address that has not joined are ignored."""
-    chat = chat_udp.make_server(0, host=LOOPBACK, reactor=reactor)
+    chat = chat_udp.ChatServer(0, host=LOOPBACK, reactor=reactor)
     member = chat_udp.ChatClient("member", chat.address, reactor=reactor)
     stranger = chat_udp.ChatClient("stranger", chat.address, reactor=reactor)
     member.join()
@@ -124,7 +124,7 @@ def test_strangers_cannot_post_and_exit(reactor: Reactor) -> None:
 def test_interactive_client_reads_commands_from_stdin(real_reactor: Reactor) -> None:
     """`chat_udp.py client PORT NAME` joins, sends typed lines, and leaves at /quit."""
     r = real_reactor
-    chat = chat_udp.make_server(0, host=LOOPBACK, reactor=r)
+    chat = chat_udp.ChatServer(0, host=LOOPBACK, reactor=r)
     bob = chat_udp.ChatClient("bob", chat.address, reactor=r)
     bob.join()
     run_until(r, lambda: bob.received == ["JOK"])
