@@ -186,11 +186,12 @@ def test_serve_forever_of_one_server_serves_its_neighbours(reactor: Reactor) -> 
             super().handle()
             first.shutdown()  # from the serving thread: returns at once
 
-    first = ss.TCPServer((HOST, 0), ShutdownFirst, reactor=reactor)
-    second = ss.TCPServer((HOST, 0), UpperLine, reactor=reactor)
-    to_second = send(second.server_address, b"second\n")
-    run_until(reactor, lambda: not _pending(second))
+    # Only the neighbour's handler ends first's loop, so it returns only if it served second.
+    first = ss.TCPServer((HOST, 0), UpperLine, reactor=reactor)
+    second = ss.TCPServer((HOST, 0), ShutdownFirst, reactor=reactor)
     to_first = send(first.server_address, b"first\n")
+    to_second = send(second.server_address, b"second\n")
+    assert _pending(first) and _pending(second)  # both wait in the kernel, nothing served yet
     first.serve_forever()
     assert read_all(to_second) == b"SECOND\n"
     assert read_all(to_first) == b"FIRST\n"
@@ -424,7 +425,6 @@ def test_default_handle_error_prints_the_traceback_and_goes_on(
 def test_handle_request_handles_exactly_one(tcp: ss.TCPServer, reactor: Reactor) -> None:
     """handle_request() takes one request even when several are queued."""
     clients = [send(tcp.server_address, b"%d\n" % i) for i in range(3)]
-    run_until(reactor, lambda: True)
     for done in (1, 2, 3):
         tcp.handle_request()
         assert sum(_readable(c) for c in clients) == done
