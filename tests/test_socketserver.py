@@ -7,6 +7,7 @@ import asyncio
 import errno
 import inspect
 import os
+import select
 import socket
 import socketserver as stdlib_socketserver
 import threading
@@ -158,8 +159,6 @@ def test_tcp_udp_and_unix_servers_share_one_reactor_and_one_thread(
 
 
 def _readable(*socks: socket.socket) -> bool:
-    import select
-
     return len(select.select(socks, [], [], 0)[0]) == len(socks)
 
 
@@ -298,13 +297,16 @@ def test_shutdown_from_another_thread_is_prompt_without_polling() -> None:
     """With poll_interval=60 an idle server has no timer, and shutdown() returns at once."""
     server = ss.TCPServer((HOST, 0), UpperLine)
     thread = serve_in_thread(server)
-    assert read_all(send(server.server_address, b"up\n")) == b"UP\n"
-    assert server.reactor.timeout() is None  # nothing to wake for but I/O
-    started = time.monotonic()
-    server.shutdown()
-    assert time.monotonic() - started < 0.5
-    thread.join()
-    server.server_close()
+    try:
+        assert read_all(send(server.server_address, b"up\n")) == b"UP\n"
+        assert server.reactor.timeout() is None  # nothing to wake for but I/O
+    finally:  # the serving thread never outlives the test
+        started = time.monotonic()
+        server.shutdown()
+        elapsed = time.monotonic() - started
+        thread.join()
+        server.server_close()
+    assert elapsed < 0.5
     assert server.reactor.is_closed()
 
 
@@ -563,7 +565,7 @@ def test_threading_server_tracks_only_live_threads_and_joins_them() -> None:
             handler_threads.append(threading.current_thread())
             super().handle()
             if self.rfile.readline() == b"wait\n":
-                release.wait()
+                release.wait(10)  # bounded: a failing test leaves no thread behind
                 finished.append(1)
 
     class Server(ss.ThreadingTCPServer):
@@ -584,7 +586,7 @@ def test_threading_server_tracks_only_live_threads_and_joins_them() -> None:
     server.handle_request()
 
     def release_once_closing() -> None:
-        closing.wait()
+        closing.wait(10)
         release.set()
 
     releaser = threading.Thread(target=release_once_closing)
