@@ -40,8 +40,17 @@ def start_server(name: str, count: int) -> tuple[subprocess.Popen[str], int]:
 
 
 def finish(proc: subprocess.Popen[str]) -> str:
-    """Wait for a server example to exit on its own; return the rest of its output."""
-    out, err = proc.communicate(timeout=TIMEOUT)
+    """Wait for a server example to exit on its own; return the rest of its output.
+
+    One that does not (a client failed, so it still waits for a request) is
+    killed: no server process outlives its test.
+    """
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     assert proc.returncode == 0, err
     return out
 
