@@ -14,7 +14,7 @@ goes, with the same listen backlog (``socket.SOMAXCONN``) for all of them:
   `socketserver.ThreadingTCPServer` with a `StreamRequestHandler` doing
   ``rfile.readline()``.
 - ``reactor-tcpserver`` / ``reactor-threading``: the same handler on
-  ``reactor.socketserver`` when that module exists.
+  ``reactor.socketserver``.
 
 Run one with ``python -m reactor.bench.servers KIND [--port 0]``: it binds
 127.0.0.1, prints ``port=N pid=P`` on stdout when it accepts connections, and
@@ -24,7 +24,6 @@ serves until it receives SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import os
 import signal
@@ -216,14 +215,16 @@ def serve_threading(port: int) -> None:
 
 def serve_reactor_tcpserver(port: int) -> None:
     """`reactor.socketserver.TCPServer` with the stdlib handler."""
-    module = importlib.import_module("reactor.socketserver")
-    _serve_socketserver(module.TCPServer, port)
+    from ..socketserver import TCPServer
+
+    _serve_socketserver(TCPServer, port)
 
 
 def serve_reactor_threading(port: int) -> None:
     """`reactor.socketserver.ThreadingTCPServer` with the stdlib handler."""
-    module = importlib.import_module("reactor.socketserver")
-    _serve_socketserver(module.ThreadingTCPServer, port)
+    from ..socketserver import ThreadingTCPServer
+
+    _serve_socketserver(ThreadingTCPServer, port)
 
 
 #: kind -> (function, short description)
@@ -245,20 +246,6 @@ def available(kind: str) -> str | None:
         return f"unknown server {kind!r} (known: {', '.join(SERVERS)})"
     if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
         return "uvloop is not installed (pip install 'reactor[bench]')"
-    if kind.startswith("reactor-"):
-        try:
-            found = importlib.util.find_spec("reactor.socketserver") is not None
-        except ImportError:
-            found = False
-        if not found:
-            return "reactor.socketserver does not exist yet"
-        name = "TCPServer" if kind == "reactor-tcpserver" else "ThreadingTCPServer"
-        try:
-            module = importlib.import_module("reactor.socketserver")
-        except Exception as exc:  # a module being written may not import yet
-            return f"reactor.socketserver does not import: {exc}"
-        if not hasattr(module, name):
-            return f"reactor.socketserver has no {name}"
     return None
 
 
