@@ -489,6 +489,15 @@ def test_spurious_readiness_never_blocks(reactor: Reactor) -> None:
     udp.server_close()
 
 
+def test_one_readiness_callback_takes_at_most_16_requests(tcp: ss.TCPServer, reactor: Reactor) -> None:
+    """A readable listener yields up to 16 requests per callback (the documented batch); the rest wait."""
+    clients = [send(tcp.server_address, b"%d\n" % i) for i in range(17)]
+    tcp._reactor_readable()
+    assert sum(_readable(c) for c in clients) == 16
+    run_until(reactor, lambda: _readable(*clients))
+    assert [read_all(c) for c in clients] == [b"%d\n" % i for i in range(17)]
+
+
 def test_out_of_descriptors_pauses_accepting_then_resumes(
     tcp: ss.TCPServer, reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
