@@ -16,7 +16,6 @@ and the selector is touched only when the derived interest changes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import os
@@ -25,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .connections import Connection, State
+from .connections import ACCEPT_RESOURCE_ERRNOS, Connection, State
 from .core import Reactor, TimerHandle
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ logger = logging.getLogger("reactor.socketserver")
 ACCEPT_BATCH = 16
 #: Seconds a server stops accepting after running out of descriptors or memory.
 ACCEPT_RETRY_DELAY = 1.0
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 # Which thread runs the turns of a reactor through serve_forever()/handle_request().
 _drivers: weakref.WeakKeyDictionary[Reactor, int] = weakref.WeakKeyDictionary()
@@ -203,7 +201,7 @@ class ServerBinding:
         if isinstance(exc, (BlockingIOError, InterruptedError)):
             return  # readiness is only a hint
         name = type(self.server).__name__
-        if exc.errno in _RESOURCE_ERRNOS and not self.backoff and self.fd >= 0:
+        if exc.errno in ACCEPT_RESOURCE_ERRNOS and not self.backoff and self.fd >= 0:
             logger.warning("%s: cannot accept (%s); pausing accepts for %.1f s", name, exc, ACCEPT_RETRY_DELAY)
             self.backoff = True
             self.update_interest()

@@ -19,9 +19,15 @@ waits for is derived from that state by its owner.
 from __future__ import annotations
 
 import _socket
+import errno
 from typing import Any
 
-__all__ = ["Connection", "State", "connection_stats"]
+__all__ = ["Connection", "State", "connection_stats", "ACCEPT_RESOURCE_ERRNOS"]
+
+
+#: ``accept()`` errors that mean "out of descriptors or memory": a listener
+#: that gets one pauses accepting for a while instead of spinning on it.
+ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class State:

@@ -66,7 +66,7 @@ from typing import Any
 
 from .addresses import Address, format_address, parse_address
 from .background import join_background, start_background
-from .connections import Connection, State
+from .connections import ACCEPT_RESOURCE_ERRNOS, Connection, State
 from .core import Reactor, TimerHandle, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
@@ -84,7 +84,6 @@ _READING = State.READING
 _HANDLING = State.HANDLING
 _WRITING = State.WRITING
 _CLOSED = State.CLOSED
-_EMFILE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class ServerStatistics:
@@ -290,7 +289,7 @@ class RequestServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in _EMFILE:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     logger.warning(
                         "%s: accept failed (%s); pausing accepts for %.2f s",
                         self.address,
