@@ -66,25 +66,22 @@ def test_bound_address_is_known_after_construction(server: RequestServer) -> Non
     assert server.address == f"127.0.0.1:{port}"
 
 
-def test_exact_wire_bytes(reactor: Reactor, server: RequestServer) -> None:
-    """Request + CRLF, half-close -> reply + CRLF, then the server closes."""
+@pytest.mark.parametrize(
+    ("sent", "reply"),
+    [
+        (b"hello\r\n", b"Requested: hello\r\n"),  # request + CRLF
+        (b"no terminator", b"Requested: no terminator\r\n"),  # the request ends at EOF, as in yoton
+    ],
+)
+def test_exact_wire_bytes(reactor: Reactor, server: RequestServer, sent: bytes, reply: bytes) -> None:
+    """Request, half-close -> reply + CRLF, then the server closes."""
     c = connect(server)
-    c.sendall(b"hello\r\n")
+    c.sendall(sent)
     c.shutdown(socket.SHUT_WR)
     run_until(reactor, lambda: server.stats.completed == 1)
-    assert recv_all(c) == b"Requested: hello\r\n"
+    assert recv_all(c) == reply
     c.close()
     assert reactor.connections == {}
-
-
-def test_request_ends_at_eof_without_terminator(reactor: Reactor, server: RequestServer) -> None:
-    """A request without CRLF ends at EOF (half-close), as in yoton."""
-    c = connect(server)
-    c.sendall(b"no terminator")
-    c.shutdown(socket.SHUT_WR)
-    run_until(reactor, lambda: server.stats.completed == 1)
-    assert recv_all(c) == b"Requested: no terminator\r\n"
-    c.close()
 
 
 def test_unicode_both_ways(reactor: Reactor) -> None:

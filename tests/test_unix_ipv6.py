@@ -23,20 +23,25 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
+def assert_both_clients_answered(reactor: Reactor, server: RequestServer, address: str) -> None:
+    """Reactor.request and (from the server's background thread) do_request both get replies."""
+    fut = reactor.request(address, "non-blocking", timeout=5)  # type: ignore[attr-defined]
+    assert reactor.run_until_complete(fut, 5) == "Requested: non-blocking"
+    server.start()
+    try:
+        assert do_request(address, "blocking", 5) == "Requested: blocking"
+    finally:
+        server.stop()
+        server.join(5)
+
+
 def test_unix_server_request_and_do_request(reactor: Reactor, tmp_path: Path) -> None:
     """A unix: server answers Reactor.request and do_request; the file goes on close."""
     path = tmp_path / "rr.sock"
     server = RequestServer(f"unix:{path}", reactor=reactor)
     assert server.address == f"unix:{path}"
     assert stat.S_ISSOCK(path.stat().st_mode)
-    fut = reactor.request(server.address, "over unix", timeout=5)  # type: ignore[attr-defined]
-    assert reactor.run_until_complete(fut, 5) == "Requested: over unix"
-    server.start()
-    try:
-        assert do_request(f"unix:{path}", "blocking", 5) == "Requested: blocking"
-    finally:
-        server.stop()
-        server.join(5)
+    assert_both_clients_answered(reactor, server, f"unix:{path}")
     server.close()
     assert not path.exists()
 
@@ -119,12 +124,5 @@ def test_ipv6_loopback(reactor: Reactor) -> None:
     server = RequestServer("[::1]:0", reactor=reactor)
     port = server.server_address[1]
     assert server.address == f"[::1]:{port}"
-    fut = reactor.request(f"[::1]:{port}", "v6", timeout=5)  # type: ignore[attr-defined]
-    assert reactor.run_until_complete(fut, 5) == "Requested: v6"
-    server.start()
-    try:
-        assert do_request(f"[::1]:{port}", "v6 blocking", 5) == "Requested: v6 blocking"
-    finally:
-        server.stop()
-        server.join(5)
+    assert_both_clients_answered(reactor, server, f"[::1]:{port}")
     server.close()
