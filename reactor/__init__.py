@@ -5,17 +5,16 @@ loop that lives inside someone else's loop (`Reactor.fileno` +
 `Reactor.timeout` + ``Reactor.run_once(0)``).
 
 The package is the top of the layer stack (see docs/design.md): it
-composes the layers into the public API.  In particular it installs the
-request/reply client as `Reactor.request`, so that the core itself never
-imports a protocol.
+composes the layers into the public API.  `Reactor.request`,
+`Reactor.create_server` and `Reactor.create_connection` import their surface
+when called, so the core itself never imports a protocol at module level.
 """
 
-from .client import RequestRefused, _request_method, do_request
+from .client import RequestRefused, do_request
 from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
 from .futures import CancelledError, Future, InvalidStateError
 from .reqrep import RequestServer
-
-Reactor.request = _request_method  # type: ignore[attr-defined]
+from .streams import LineProtocol, Protocol, Server, create_connection, create_server
 
 __all__ = [
     "Reactor",
@@ -29,6 +28,11 @@ __all__ = [
     "RequestServer",
     "RequestRefused",
     "do_request",
+    "Protocol",
+    "LineProtocol",
+    "Server",
+    "create_server",
+    "create_connection",
 ]
 
 __version__ = "0.1.0"

@@ -576,6 +576,33 @@ class Reactor:
         self._check_closed()
         return Future(self)
 
+    # ------------------------------------------------------ surfaces (late-bound)
+    # The core never imports a protocol at module level; these methods import
+    # their surface when called, so the layers stay clean and the methods are
+    # still real methods that type checkers and IDEs see.
+
+    def create_server(self, protocol_factory: Callable[[], Any], address: str, **kwargs: Any) -> Any:
+        """Listen on ``address`` for stream connections; see `reactor.streams.create_server`."""
+        from .streams import create_server
+
+        return create_server(self, protocol_factory, address, **kwargs)
+
+    def create_connection(self, protocol_factory: Callable[[], Any], address: str, **kwargs: Any) -> Future[Any]:
+        """Connect to ``address``; a `Future` of ``(transport, protocol)``; see `reactor.streams.create_connection`."""
+        from .streams import create_connection
+
+        return create_connection(self, protocol_factory, address, **kwargs)
+
+    def request(self, address: str, request: str, timeout: float | None = None, **kwargs: Any) -> Future[str]:
+        """Send a request/reply request without blocking; a `Future` of the reply.
+
+        See `reactor.client.request`: the future fails with `TimeoutError`
+        after ``timeout`` seconds, with `RequestRefused` when nothing listens.
+        """
+        from .client import request as _request
+
+        return _request(self, address, request, timeout, **kwargs)
+
     # --------------------------------------------------------------- errors
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:

@@ -1,0 +1,272 @@
+"""Stream protocols on the reactor: `create_server`, `create_connection`, `Protocol`, `LineProtocol`.
+
+The asyncio protocol/transport model, on the reactor's transport layer, so a
+line-based chat over TCP, a proxy, or any protocol over a long-lived TCP or
+Unix connection is a small class::
+
+    class Echo(LineProtocol):
+        def line_received(self, line: bytes) -> None:
+            self.transport.write(b"echo: " + line + b"\\r\\n")
+
+    server = create_server(reactor, Echo, "localhost:0", idle_timeout=60)
+
+A protocol gets ``connection_made(transport)``, ``data_received(data)``,
+``eof_received()`` (return True to keep writing after the peer's EOF),
+``connection_lost(exc)`` (exactly once; ``exc`` is None after a normal close,
+the error or `TimeoutError` otherwise), and ``pause_writing()`` /
+``resume_writing()`` when its output buffer crosses the water marks.  All of
+them run on the reactor's thread.  An exception in one is reported to the
+reactor's exception handler and closes that connection only.
+
+The transport is a `reactor.transport.StreamTransport`: ``write``,
+``writelines``, ``write_eof``, ``can_write_eof``, ``close`` (flush, then
+close), ``abort``, ``pause_reading``, ``resume_reading``, ``is_reading``,
+``get_write_buffer_size``, ``set_write_buffer_limits``, ``get_extra_info``,
+``is_closing``.  Every open connection is a row of `Reactor.connections`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .addresses import parse_address
+from .core import Reactor
+from .framing import LineParser, MessageTooLarge
+from .futures import Future
+from .transport.connect import open_connection
+from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
+from .transport.stream import MAX_READ, StreamTransport, TransportLimits
+
+__all__ = [
+    "Protocol",
+    "LineProtocol",
+    "Server",
+    "StreamTransport",
+    "create_server",
+    "create_connection",
+]
+
+logger = logging.getLogger("reactor.streams")
+
+P = TypeVar("P")
+
+
+class Protocol:
+    """Base class for stream protocols: every callback is a no-op until overridden.
+
+    ``self.transport`` is set by `connection_made`.
+    """
+
+    transport: StreamTransport
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        """The connection is open; keep ``transport`` to write to it."""
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived (any amount; message boundaries are not kept)."""
+
+    def eof_received(self) -> bool | None:
+        """The peer closed its write side; return True to keep writing, else the transport closes."""
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The connection is closed; ``exc`` is None after a normal close."""
+
+    def pause_writing(self) -> None:
+        """The output buffer went above the high water mark: stop writing for now."""
+
+    def resume_writing(self) -> None:
+        """The output buffer drained to the low water mark: writing may go on."""
+
+
+class LineProtocol(Protocol):
+    """A protocol that receives lines: override `line_received`.
+
+    Lines end with ``terminator`` (``b"\\r\\n"`` by default), which is removed.
+    A line longer than ``max_line_length`` bytes calls `line_too_long`, which
+    by default logs and aborts the connection; a last line without a
+    terminator at EOF is delivered too.  Parsing is the sans-IO
+    `reactor.framing.LineParser`, so a line split over many reads costs no
+    rescanning.
+    """
+
+    #: The longest line accepted (bytes, without the terminator).
+    max_line_length = 64 * 1024
+    #: What ends a line.
+    terminator = b"\r\n"
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        """Keep the transport and start a parser."""
+        self.transport = transport
+        self._parser = LineParser(self.max_line_length, self.terminator)
+
+    def data_received(self, data: bytes) -> None:
+        """Split ``data`` into lines and call `line_received` for each."""
+        try:
+            lines = self._parser.feed(data)
+        except MessageTooLarge as exc:
+            for line in exc.messages:
+                self.line_received(line)
+                if self.transport.is_closing():
+                    return
+            self.line_too_long(exc)
+            return
+        for line in lines:
+            self.line_received(line)
+            if self.transport.is_closing():
+                return
+
+    def eof_received(self) -> bool | None:
+        """Deliver a last unterminated line, if any; then let the transport close."""
+        try:
+            last = self._parser.feed_eof()
+        except MessageTooLarge as exc:
+            self.line_too_long(exc)
+            return None
+        if last:
+            self.line_received(last)
+        return None
+
+    def line_received(self, line: bytes) -> None:
+        """One line arrived, without its terminator.  Override this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement line_received()")
+
+    def line_too_long(self, exc: MessageTooLarge) -> None:
+        """A line exceeded ``max_line_length``: log it and abort the connection.  May be overridden."""
+        logger.info(
+            "line from %s longer than %d bytes; closing",
+            self.transport.get_extra_info("peername"),
+            self.max_line_length,
+        )
+        self.transport.abort()
+
+    def send_line(self, line: bytes | str) -> None:
+        """Write ``line`` and the terminator (a ``str`` is encoded as UTF-8)."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.transport.write(line + self.terminator)
+
+
+class Server:
+    """A listening stream server made by `create_server`.
+
+    Attributes: ``address`` (``'host:port'`` or ``'unix:/path'``, with the
+    real port when 0 was asked), ``sockaddr`` (the bound socket address) and
+    ``reactor``.  Methods: `close`, `drain`, `connections`, `statistics`,
+    `is_serving`; a context manager that closes it.
+    """
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+        self.reactor = listener.reactor
+        self.address: str = listener.address
+        self.sockaddr: Any = listener.sockaddr
+
+    def __repr__(self) -> str:
+        return f"<Server {self.address} active={self._listener.stats.active}>"
+
+    @property
+    def stats(self) -> ServerStatistics:
+        """The live counters (see `statistics`)."""
+        return self._listener.stats
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening socket, as a tuple (asyncio's ``Server.sockets``)."""
+        return (self._listener.socket,)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
+        return self._listener.statistics()
+
+    def connections(self) -> list[StreamTransport]:
+        """The open connections of this server (rows of `Reactor.connections`)."""
+        return self._listener.connections()
+
+    def is_serving(self) -> bool:
+        """True until `close` or `drain`."""
+        return self._listener.is_serving()
+
+    def drain(self) -> Future[None]:
+        """Stop accepting; a future that completes when every connection has closed."""
+        return self._listener.drain()
+
+    def close(self) -> None:
+        """Stop listening and abort every open connection of this server; idempotent."""
+        self._listener.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def create_server(
+    reactor: Reactor,
+    protocol_factory: Callable[[], Any],
+    address: str,
+    *,
+    backlog: int = socket.SOMAXCONN,
+    max_connections: int = 1024,
+    idle_timeout: float | None = None,
+    timeout: float | None = None,
+    max_read: int = MAX_READ,
+    write_buffer_high: int = 64 * 1024,
+    write_buffer_low: int | None = None,
+    reuse_port: bool = False,
+    accept_backoff: float = ACCEPT_BACKOFF,
+) -> Server:
+    """Listen on ``address`` and serve each connection with a new ``protocol_factory()``.
+
+    ``address`` takes every form `RequestServer` accepts: ``'host:port'``
+    (port 0: the OS chooses; see ``Server.address``), ``'[::1]:port'`` and
+    ``'unix:/path'``.  The server is listening when this returns.
+
+    ``idle_timeout``: close a connection after that many seconds without
+    progress either way.  ``timeout``: close it that many seconds after it was
+    accepted, whatever it does.  ``max_connections``: at the limit the server
+    stops accepting until one closes (the kernel backlog holds the rest).
+    ``write_buffer_high``/``write_buffer_low``: the water marks for
+    ``pause_writing``/``resume_writing``.
+    """
+    parsed = parse_address(address)
+    limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout, timeout)
+    listener = Listener(
+        reactor,
+        parsed,
+        protocol_factory,
+        backlog=backlog,
+        max_connections=max_connections,
+        accept_backoff=accept_backoff,
+        reuse_port=reuse_port,
+        limits=limits,
+        log=logger,
+        name="streams",
+    )
+    return Server(listener)
+
+
+def create_connection(
+    reactor: Reactor,
+    protocol_factory: Callable[[], P],
+    address: str,
+    *,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    max_read: int = MAX_READ,
+) -> Future[tuple[StreamTransport, P]]:
+    """Connect to ``address``; a `Future` of ``(transport, protocol)``.
+
+    ``timeout`` bounds the connect; the future fails with `TimeoutError`, or
+    with the connect's `OSError` (`ConnectionRefusedError`, ...).
+    ``idle_timeout`` closes the connection after that many seconds without
+    progress.  A bad ``address`` raises `ValueError` here.
+    """
+    parsed = parse_address(address)
+    limits = TransportLimits(max_read=max_read, idle_timeout=idle_timeout)
+    return open_connection(reactor, parsed, protocol_factory, timeout=timeout, limits=limits)

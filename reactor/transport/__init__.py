@@ -1,0 +1,25 @@
+"""The transport layer: the one owner of every socket's life.
+
+Between `reactor.core` and the surfaces (`reactor.reqrep`, `reactor.client`,
+`reactor.socketserver`, `reactor.easy`, `reactor.streams`).  Surfaces are
+protocols on this layer; they never call ``accept``/``recv``/``send``/
+``close`` on a socket themselves, so a limit, a fault fix or TLS is written
+once here and every surface has it.
+
+Modules:
+
+- `reactor.transport.table`: the connection table's rows, their states and
+  the one function that changes a state.
+- `reactor.transport.stream`: `StreamTransport`, a row that is also an
+  asyncio-style transport (bounded reads, try-send-then-buffer with water
+  marks, half-close, deadlines, unregister-then-close).
+- `reactor.transport.listener`: `Listener` (bind, listen, the bounded accept
+  loop with the read-at-accept fast path, ``max_connections`` and
+  ``EMFILE``/``ENFILE``).
+- `reactor.transport.connect`: non-blocking connect with a timeout.
+- `reactor.transport.datagram`: `DatagramEndpoint`.
+- `reactor.transport.memory`: an in-memory transport pair for tests.
+- `reactor.transport.threads`: the registry of reactor threads and the one
+  bounded worker pool.
+- `reactor.transport.errors`: the one error policy for user code.
+"""

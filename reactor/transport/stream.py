@@ -1,0 +1,647 @@
+"""`StreamTransport`: a row of the connection table that is also a transport.
+
+What can go wrong with a stream connection, and what we chose
+-------------------------------------------------------------
+*One object per connection.*  asyncio has a transport and a separate
+bookkeeping of it; Twisted has a ``Connection`` that is its own transport.  We
+follow Twisted: the row in `Reactor.connections` is the transport, so the
+table cannot disagree with the connection, and a one-shot request allocates
+one object for its socket, not two.
+
+*Reads are bounded* (``max_read`` bytes per readiness event) so one fast peer
+cannot starve the others, and *readiness is a hint*: every ``recv``/``send``
+handles ``EAGAIN``.  Right after accept (or connect) the transport reads once
+*before* registering with the selector: on loopback a one-shot request is
+nearly always there already, and then the connection never touches the
+selector at all.  Until a connection must wait, its socket stays in blocking
+mode and every call says ``MSG_DONTWAIT`` (saving an ``ioctl``).
+
+*Writes are tried at once* and only the rest is buffered (asyncio's
+``selector_events``).  Above the high water mark the protocol's
+``pause_writing()`` is called, and ``resume_writing()`` once the buffer drains
+to the low water mark, so a protocol that honours them holds a bounded amount
+of memory for a slow reader.
+
+*Half-close, both ways.*  The peer's EOF calls ``eof_received()``; a protocol
+that returns True keeps its write side open (``READ_CLOSED``).  ``write_eof()``
+shuts our side down once the buffer is flushed (``WRITE_CLOSED``) and keeps
+reading.  When both sides are done the connection closes.
+
+*Close.*  ``close()`` stops reading, flushes what is buffered (``CLOSING``)
+and then closes; ``abort()`` closes at once and drops the buffer.  Closing
+unregisters first, then removes the row, then closes the socket: an fd is
+never closed while the selector still watches it.
+
+*Deadlines.*  Two, both optional: an idle deadline that any progress (bytes in
+or out) pushes back, and a whole-exchange deadline that nothing pushes back
+(so a client that drips a byte a second is still cut).  One reactor timer per
+waiting connection enforces the earlier one; it is armed only when the
+connection first has to wait, and moved lazily: progress only records the
+time, and the timer re-arms itself when it fires early.
+
+*Who calls the protocol.*  Protocol callbacks run on the reactor's thread.
+``connection_lost()`` is called exactly once, never from inside the
+``close()`` that caused it: when the close happens inside a protocol callback
+the transport delivers it when that callback returns, otherwise it is
+scheduled with ``call_soon``.  An exception from a protocol callback is
+reported through `report_user_error` (the reactor's exception handler) and
+aborts that one connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from ..core import Reactor
+from .errors import report_user_error
+from .table import Connection, State
+
+__all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
+
+logger = logging.getLogger("reactor.transport")
+
+#: Bytes read per readiness event, at most.
+MAX_READ = 256 * 1024
+#: Default write buffer water marks (asyncio's defaults).
+HIGH_WATER = 64 * 1024
+LOW_WATER = 16 * 1024
+
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+_SHUT_WR = socket.SHUT_WR
+_OPEN = State.OPEN
+_READ_CLOSED = State.READ_CLOSED
+_WRITE_CLOSED = State.WRITE_CLOSED
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+_CONNECTING = State.CONNECTING
+#: States in which the transport accepts writes / reads from its socket.
+_WRITABLE = frozenset({_OPEN, _READ_CLOSED})
+_READABLE = frozenset({_OPEN, _WRITE_CLOSED})
+#: Registered selector events (a bitmask of our own, not the selector's).
+_EV_READ = 1
+_EV_WRITE = 2
+
+
+class _Alive:
+    """Marks a transport whose ``connection_lost`` is not due yet."""
+
+    __slots__ = ()
+
+
+_ALIVE: Any = _Alive()
+_DELIVERED: Any = _Alive()
+
+
+class TransportLimits:
+    """Per-owner settings shared by its transports: read size, water marks, timeouts."""
+
+    __slots__ = ("max_read", "high", "low", "idle_timeout", "timeout")
+
+    def __init__(
+        self,
+        max_read: int = MAX_READ,
+        high: int = HIGH_WATER,
+        low: int | None = None,
+        idle_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if max_read <= 0:
+            raise ValueError(f"max_read must be positive, got {max_read!r}")
+        if low is None:
+            low = high // 4
+        if not 0 <= low <= high:
+            raise ValueError(f"need 0 <= low <= high for write buffer limits, got high={high!r} low={low!r}")
+        for name, value in (("idle_timeout", idle_timeout), ("timeout", timeout)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+        self.max_read = max_read
+        self.high = high
+        self.low = low
+        self.idle_timeout = idle_timeout
+        self.timeout = timeout
+
+    def replace(self, **changes: Any) -> TransportLimits:
+        """A copy with some settings changed."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return TransportLimits(**values)
+
+
+DEFAULT_LIMITS = TransportLimits()
+
+
+class StreamTransport(Connection):
+    """A stream connection: one row of the connection table, and its asyncio-style transport.
+
+    Made by the transport layer (a `Listener` accepting, `open_connection`
+    connecting); protocols receive it in ``connection_made``.
+
+    Methods for the protocol: `write`, `writelines`, `write_eof`,
+    `can_write_eof`, `close`, `abort`, `pause_reading`, `resume_reading`,
+    `is_reading`, `get_write_buffer_size`, `get_write_buffer_limits`,
+    `set_write_buffer_limits`, `get_extra_info`, `is_closing`, `get_protocol`,
+    `set_protocol`, and the reactor's own `set_timeout`/`set_idle_timeout`.
+    """
+
+    __slots__ = (
+        "reactor",
+        "protocol",
+        "_buffer",
+        "_reading",
+        "_events",
+        "_eof_pending",
+        "_writing_paused",
+        "_limits",
+        "_active_at",
+        "_dispatching",
+        "_lost",
+        "_blocking",
+    )
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        sock: Any,
+        fd: int,
+        owner: Any,
+        peer: Any,
+        started: float,
+        state: str = _OPEN,
+        limits: TransportLimits = DEFAULT_LIMITS,
+    ) -> None:
+        # Written out rather than calling Connection.__init__: this runs once
+        # per accepted connection on the hot path.
+        self.sock = sock
+        self.fd = fd
+        self.owner = owner
+        self.state = state
+        self.peer = peer
+        self.started = started
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.deadline: float | None = None
+        self.timer: Any = None
+        self.reactor = reactor
+        self.protocol: Any = None
+        self._buffer: bytearray | None = None
+        self._reading = True
+        self._events = 0
+        self._eof_pending = False
+        self._writing_paused = False
+        self._limits = limits
+        self._active_at = started
+        self._dispatching = False
+        self._lost: Any = _ALIVE
+        self._blocking = True
+
+    # ---------------------------------------------------------------- reading
+
+    def _start(self, protocol: Any) -> None:
+        """Hand the connection to ``protocol`` (``connection_made``), then read once."""
+        self.protocol = protocol
+        self._dispatching = True
+        try:
+            protocol.connection_made(self)
+        except Exception as exc:
+            self._protocol_failed(exc, "connection_made")
+        self._dispatching = False
+        if self._lost is not _ALIVE:
+            if self._lost is not _DELIVERED:
+                self._call_connection_lost(self._lost)
+            return
+        if self._reading and self.state in _READABLE:
+            self._read_now()
+
+    def _read_now(self) -> None:
+        """Read once before waiting: the fast path right after accept or connect."""
+        try:
+            data = self.sock.recv(self._limits.max_read, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            if self._reading and self.state in _READABLE:
+                self._start_reading()
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self.bytes_in += len(data)
+            self._deliver(data)
+            if self._reading and not self._events & _EV_READ and self.state in _READABLE:
+                self._start_reading()
+        else:
+            self._eof_from_peer()
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(self._limits.max_read)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self.bytes_in += len(data)
+            if self._limits.idle_timeout is not None:
+                self._active_at = self.reactor.time()
+            self._deliver(data)
+        else:
+            self._eof_from_peer()
+
+    def _deliver(self, data: bytes) -> None:
+        self._dispatching = True
+        try:
+            self.protocol.data_received(data)
+        except Exception as exc:
+            self._protocol_failed(exc, "data_received")
+        self._dispatching = False
+        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
+            self._call_connection_lost(self._lost)
+
+    def _eof_from_peer(self) -> None:
+        state = self.state
+        if state == _CLOSED:
+            return
+        if state == _WRITE_CLOSED or state == _CLOSING:
+            self._close_now(None)
+            return
+        self._stop_reading()
+        self._set_state(_READ_CLOSED)
+        self._dispatching = True
+        try:
+            keep_open = self.protocol.eof_received()
+        except Exception as exc:
+            keep_open = False
+            self._protocol_failed(exc, "eof_received")
+        self._dispatching = False
+        if self.state == _READ_CLOSED and not keep_open:
+            self.close()
+        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
+            self._call_connection_lost(self._lost)
+
+    def pause_reading(self) -> None:
+        """Stop calling ``data_received`` until `resume_reading` (flow control)."""
+        self._reading = False
+        if self._events & _EV_READ:
+            self._stop_reading()
+
+    def resume_reading(self) -> None:
+        """Call ``data_received`` again as data arrives."""
+        self._reading = True
+        if not self._events & _EV_READ and self.state in _READABLE:
+            self._start_reading()
+
+    def is_reading(self) -> bool:
+        """True while the transport delivers incoming data to its protocol."""
+        return self._reading and self.state in _READABLE
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``: at once if the kernel takes it, else buffer the rest; never blocks."""
+        if self.state not in _WRITABLE:
+            self._write_refused()
+            return
+        if type(data) is not bytes:
+            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+            if type(data) is memoryview:
+                data = data.cast("B")
+        if not data:
+            return
+        buffer = self._buffer
+        if not buffer:
+            try:
+                n = self.sock.send(data, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            self.bytes_out += n
+            if n == len(data):
+                return
+            if self._limits.idle_timeout is not None and n:
+                self._active_at = self.reactor.time()
+            if buffer is None:
+                self._buffer = buffer = bytearray(data[n:])
+            else:
+                buffer += data[n:]
+            self._start_writing()
+        else:
+            buffer += data
+        if not self._writing_paused and len(buffer) > self._limits.high:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each buffer of ``list_of_data`` in order."""
+        self.write(b"".join(list_of_data))
+
+    def _write_refused(self) -> None:
+        state = self.state
+        if state == _CLOSED and self._lost is not _ALIVE:
+            # The connection was lost (peer reset, timeout): the protocol learns
+            # it from connection_lost; writing into the void is not an error.
+            logger.debug("%r: write after the connection was lost; dropped", self)
+            return
+        if state == _CONNECTING:
+            raise RuntimeError("the transport is not connected yet")
+        if state == _WRITE_CLOSED:
+            raise RuntimeError("cannot write after write_eof()")
+        raise RuntimeError("cannot write to a transport that is closing; it was closed with close()")
+
+    def _on_writable(self) -> None:
+        buffer = self._buffer
+        if not buffer:
+            self._stop_writing()
+            return
+        try:
+            n = self.sock.send(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        self.bytes_out += n
+        del buffer[:n]
+        if n and self._limits.idle_timeout is not None:
+            self._active_at = self.reactor.time()
+        if self._writing_paused and len(buffer) <= self._limits.low:
+            self._writing_paused = False
+            self._call_protocol("resume_writing")
+        if buffer:
+            return
+        self._stop_writing()
+        if self.state == _CLOSING:
+            self._close_now(None)
+        elif self._eof_pending:
+            self._shutdown_write()
+
+    def write_eof(self) -> None:
+        """Close the write side once the buffer is flushed; keep reading (half-close)."""
+        state = self.state
+        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
+            return
+        if state == _CONNECTING:
+            raise RuntimeError("the transport is not connected yet")
+        if state == _READ_CLOSED:
+            # Both directions are done once this is flushed.
+            self.close()
+            return
+        self._set_state(_WRITE_CLOSED)
+        if self._buffer:
+            self._eof_pending = True
+        else:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        self._eof_pending = False
+        try:
+            self.sock.shutdown(_SHUT_WR)
+        except OSError as exc:
+            self._fatal(exc)
+
+    def can_write_eof(self) -> bool:
+        """True: stream sockets support half-close."""
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes accepted by `write` and not yet handed to the kernel."""
+        buffer = self._buffer
+        return len(buffer) if buffer else 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """The ``(low, high)`` water marks."""
+        return self._limits.low, self._limits.high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the water marks: ``pause_writing()`` above ``high``, ``resume_writing()`` at ``low``.
+
+        As in asyncio: ``high`` defaults to 64 KiB (or 4 x ``low``), ``low`` to ``high // 4``.
+        """
+        if high is None:
+            high = HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        self._limits = self._limits.replace(high=high, low=low)
+        size = self.get_write_buffer_size()
+        if not self._writing_paused and size > high:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+        elif self._writing_paused and size <= low:
+            self._writing_paused = False
+            self._call_protocol("resume_writing")
+
+    # ------------------------------------------------------------------ closing
+
+    def is_closing(self) -> bool:
+        """True once the transport is closing or closed."""
+        return self.state == _CLOSING or self.state == _CLOSED
+
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
+        state = self.state
+        if state == _CLOSED or state == _CLOSING:
+            return
+        if state == _CONNECTING or not self._buffer:
+            self._close_now(None)
+            return
+        self._set_state(_CLOSING)
+        self._reading = False
+        if self._events & _EV_READ:
+            self._stop_reading()
+
+    def abort(self) -> None:
+        """Close at once, dropping anything buffered; ``connection_lost(None)`` follows."""
+        self._close_now(None)
+
+    def _fatal(self, exc: BaseException) -> None:
+        logger.debug("%r: closing after %r", self, exc)
+        self._close_now(exc)
+
+    def _close_now(self, exc: BaseException | None) -> None:
+        """Unregister, remove the row, close the socket; then ``connection_lost``.  The only exit."""
+        if self.state == _CLOSED:
+            return
+        self._set_state(_CLOSED)
+        reactor = self.reactor
+        if self._events:
+            if not reactor.is_closed():
+                if self._events & _EV_READ:
+                    reactor.remove_reader(self.fd)
+                if self._events & _EV_WRITE:
+                    reactor.remove_writer(self.fd)
+            self._events = 0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        table = reactor.connections
+        if table.get(self.fd) is self:
+            del table[self.fd]
+        self.sock.close()
+        self._buffer = None
+        self.owner._connection_closed(self, exc)
+        if self.protocol is None:
+            self._lost = _DELIVERED
+        elif self._dispatching:
+            self._lost = exc  # delivered when the running protocol callback returns
+        elif not reactor.is_closed():
+            self._lost = exc
+            reactor.call_soon(self._call_connection_lost, exc)
+        else:
+            self._call_connection_lost(exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost is _DELIVERED:
+            return
+        self._lost = _DELIVERED
+        protocol = self.protocol
+        try:
+            protocol.connection_lost(exc)
+        except Exception as err:
+            report_user_error(self.reactor, "exception in connection_lost", err, protocol=protocol, transport=self)
+
+    def _protocol_failed(self, exc: Exception, where: str) -> None:
+        report_user_error(
+            self.reactor,
+            f"exception in {type(self.protocol).__name__}.{where}(); closing the connection from {self.peer}",
+            exc,
+            protocol=self.protocol,
+            transport=self,
+        )
+        self._close_now(exc)
+
+    def _call_protocol(self, name: str) -> None:
+        try:
+            getattr(self.protocol, name)()
+        except Exception as exc:
+            self._protocol_failed(exc, name)
+
+    # ------------------------------------------------------------- selector
+
+    def _make_waitable(self) -> None:
+        # First time this connection must wait: make the socket non-blocking
+        # (calls without MSG_DONTWAIT follow) and arm its deadline.
+        self._blocking = False
+        self.sock.setblocking(False)
+        self.owner._connection_waits(self)
+        limits = self._limits
+        if limits.timeout is not None or limits.idle_timeout is not None:
+            if limits.idle_timeout is not None:
+                self._active_at = self.reactor.time()
+            self._arm_deadline()
+
+    def _start_reading(self) -> None:
+        if self._blocking:
+            self._make_waitable()
+        self._events |= _EV_READ
+        self.reactor.add_reader(self.fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._events & _EV_READ:
+            self._events &= ~_EV_READ
+            self.reactor.remove_reader(self.fd)
+
+    def _start_writing(self) -> None:
+        if self._events & _EV_WRITE:
+            return
+        if self._blocking:
+            self._make_waitable()
+        self._events |= _EV_WRITE
+        self.reactor.add_writer(self.fd, self._on_writable)
+
+    def _stop_writing(self) -> None:
+        if self._events & _EV_WRITE:
+            self._events &= ~_EV_WRITE
+            self.reactor.remove_writer(self.fd)
+
+    # ------------------------------------------------------------- deadlines
+
+    def _due(self) -> float | None:
+        limits = self._limits
+        due = None if limits.timeout is None else self.started + limits.timeout
+        if limits.idle_timeout is not None:
+            idle_due = self._active_at + limits.idle_timeout
+            if due is None or idle_due < due:
+                due = idle_due
+        return due
+
+    def _arm_deadline(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        due = self._due()
+        self.deadline = due
+        if due is not None and self.state != _CLOSED:
+            self.timer = self.reactor.call_at(due, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.state == _CLOSED:
+            return
+        due = self._due()
+        if due is None:
+            self.deadline = None
+            return
+        if due > self.reactor.time():
+            self.deadline = due
+            self.timer = self.reactor.call_at(due, self._on_deadline)  # progress moved it: re-arm
+            return
+        limits = self._limits
+        idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
+        what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
+        logger.info("connection from %s timed out (%s) in state %s", self.peer, what, self.state)
+        self._close_now(TimeoutError(f"connection {what}"))
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Close the connection ``seconds`` from now whatever it does (None: no such deadline).
+
+        Restarts the whole-exchange deadline; progress does not push it back.
+        """
+        self.started = self.reactor.time()
+        self._limits = self._limits.replace(timeout=seconds)
+        if not self._blocking or self.timer is not None:
+            self._arm_deadline()
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close the connection after ``seconds`` without progress either way (None: never)."""
+        self._active_at = self.reactor.time()
+        self._limits = self._limits.replace(idle_timeout=seconds)
+        if not self._blocking or self.timer is not None:
+            self._arm_deadline()
+
+    # ---------------------------------------------------------- introspection
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``'peername'``, ``'sockname'`` or ``'socket'`` (as in asyncio), else ``default``."""
+        if name == "socket":
+            return self.sock
+        if name == "peername":
+            return self.peer if self.peer not in (None, "") else self._sockopt("getpeername", default)
+        if name == "sockname":
+            return self._sockopt("getsockname", default)
+        return default
+
+    def _sockopt(self, method: str, default: Any) -> Any:
+        try:
+            return getattr(self.sock, method)()
+        except OSError:
+            return default
+
+    def get_protocol(self) -> Any:
+        """The protocol this transport delivers to."""
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        """Deliver to ``protocol`` from now on."""
+        self.protocol = protocol
+
+    def as_dict(self) -> dict[str, Any]:
+        """A snapshot of the row, with the transport's flow-control state."""
+        snapshot = super().as_dict()
+        snapshot["reading"] = self.is_reading()
+        snapshot["writing_paused"] = self._writing_paused
+        return snapshot
