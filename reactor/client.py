@@ -3,16 +3,18 @@
 The yoton wire format, seen from the client: connect; send the UTF-8 request
 and ``\\r\\n``; ``shutdown(SHUT_WR)``; read until ``\\r\\n`` or EOF; close.
 
-`request` is the non-blocking form.  It returns a reactor `Future` at once and
-does everything else from reactor callbacks; the outgoing connection is a row
-in `Reactor.connections` (state ``CONNECTING → WRITING → READING``) until it
-closes, and a timeout closes the row and fails the future with `TimeoutError`.
-It is installed as `Reactor.request` by the package.
+`request` is the non-blocking form.  It returns a reactor `Future` at once;
+the exchange is a `ReplyProtocol` on the transport layer's `open_connection`,
+so the outgoing connection is a row in `Reactor.connections` (``CONNECTING``,
+``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed)
+until it closes.  A timeout covers the whole exchange, connect included: it
+closes the row and fails the future with `TimeoutError`.  It is also
+`Reactor.request`.
 
-`do_request` is yoton's blocking call.  It needs no reactor at all: it is a
-plain blocking socket with one overall deadline, so it works from any thread,
-with or without a reactor running elsewhere, and never starts a thread.  It
-returns None when the timeout passes, as yoton does.
+`do_request` is yoton's blocking call.  It runs the same exchange on a
+private reactor that lives for the call, so it works from any thread, with or
+without a reactor running elsewhere, and never starts a thread.  It returns
+None when the timeout passes, as yoton does.
 
 A refused connection raises (or fails the future with) `RequestRefused`, which
 is both a `ConnectionRefusedError` and a `RuntimeError`: yoton raised
@@ -23,17 +25,16 @@ from __future__ import annotations
 
 import errno
 import logging
-import socket
-import time
 from typing import Any
 
 from .addresses import Address, parse_address
-from .connections import Connection, State
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
+from .transport.connect import open_connection
+from .transport.stream import StreamTransport, TransportLimits
 
-__all__ = ["request", "do_request", "RequestRefused", "DEFAULT_MAX_REPLY_SIZE"]
+__all__ = ["request", "do_request", "RequestRefused", "ReplyProtocol", "DEFAULT_MAX_REPLY_SIZE"]
 
 logger = logging.getLogger("reactor.client")
 
@@ -41,7 +42,6 @@ logger = logging.getLogger("reactor.client")
 DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
 
 _CRLF = b"\r\n"
-_RECV_SIZE = 256 * 1024
 
 
 class RequestRefused(ConnectionRefusedError, RuntimeError):
@@ -61,151 +61,80 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8") + _CRLF
 
 
-class _Request:
-    """One outgoing request: a row in the connection table plus its future."""
+class ReplyProtocol:
+    """The client side of one exchange: send the request, half-close, read one reply.
 
-    __slots__ = ("reactor", "address", "future", "row", "parser", "timer")
+    Sans-socket: it talks only to its transport, so tests drive it with an
+    in-memory transport.  The reply (or the failure) goes to ``future``.
+    """
+
+    __slots__ = ("future", "payload", "parser", "transport", "address", "timeout")
 
     def __init__(
-        self, reactor: Reactor, address: Address, payload: bytes, timeout: float | None, max_reply_size: int
+        self, future: Future[str], payload: bytes, max_reply_size: int, address: str, timeout: float | None
     ) -> None:
-        self.reactor = reactor
-        self.address = address
-        self.future: Future[str] = reactor.create_future()
+        self.future = future
+        self.payload = payload
         self.parser = LineParser(max_reply_size)
-        sock = socket.socket(address.family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        fd = sock.fileno()
-        self.row = row = Connection(sock, fd, self, State.CONNECTING, address.text, reactor.time())
-        row.outbuf = payload
-        self.timer = None
-        if timeout is not None:
-            row.deadline = row.started + timeout
-            self.timer = reactor.call_later(timeout, self._on_timeout, timeout)
-        reactor.connections[fd] = row
-        self.future.add_done_callback(self._on_future_done)
-        self._connect()
+        self.transport: Any = None
+        self.address = address
+        self.timeout = timeout
 
-    def _connect(self) -> None:
-        row = self.row
-        try:
-            row.sock.connect(self.address.sockaddr)
-        except BlockingIOError:
-            if self.address.family == socket.AF_UNIX:
-                # AF_UNIX: EAGAIN means the listener's backlog is full, not
-                # "in progress"; try again shortly rather than spinning.
-                self.reactor.call_later(0.005, self._retry_connect)
-            else:
-                self.reactor.add_writer(row.fd, self._on_connected)
-            return
-        except (ConnectionRefusedError, FileNotFoundError) as exc:
-            self._fail(_refused(self.address, exc))
-            return
-        except OSError as exc:
-            self._fail(exc)
-            return
-        self._send()
+    def connection_made(self, transport: Any) -> None:
+        """Send the request and half-close (the yoton client does)."""
+        self.transport = transport
+        transport.write(self.payload)
+        transport.write_eof()
 
-    def _retry_connect(self) -> None:
-        if self.row.state == State.CONNECTING:
-            self._connect()
-
-    def _on_connected(self) -> None:
-        row = self.row
-        err = row.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self.reactor.remove_writer(row.fd)
-            if err == errno.ECONNREFUSED:
-                self._fail(_refused(self.address))
-            else:
-                self._fail(OSError(err, f"{errno.errorcode.get(err, err)}: connecting to {self.address.text}"))
-            return
-        self._send()
-
-    def _send(self) -> None:
-        row = self.row
-        row.state = State.WRITING
+    def data_received(self, data: bytes) -> None:
+        """Collect the reply up to its terminator."""
         try:
-            n = row.sock.send(memoryview(row.outbuf)[row.sent :])
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._fail(exc)
-            return
-        row.sent += n
-        row.bytes_out += n
-        if row.sent < len(row.outbuf):
-            self.reactor.add_writer(row.fd, self._send)
-            return
-        self.reactor.remove_writer(row.fd)
-        row.outbuf = b""
-        row.sent = 0
-        try:
-            row.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the peer may already have closed; the read side tells
-        row.state = State.READING
-        self.reactor.add_reader(row.fd, self._read)
-
-    def _read(self) -> None:
-        row = self.row
-        try:
-            data = row.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._fail(exc)
-            return
-        row.bytes_in += len(data)
-        try:
-            if data:
-                messages = self.parser.feed(data)
-                if not messages:
-                    return
-                reply = messages[0]
-            else:
-                reply = self.parser.feed_eof() or b""
+            messages = self.parser.feed(data)
         except MessageTooLarge as exc:
             self._fail(exc)
             return
+        if messages:
+            self._finish(messages[0])
+
+    def eof_received(self) -> None:
+        """The server closed: what arrived is the reply (empty if nothing did)."""
+        try:
+            reply = self.parser.feed_eof() or b""
+        except MessageTooLarge as exc:
+            self._fail(exc)
+            return
+        self._finish(reply)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """A connection lost before the reply fails the future."""
+        if self.future.done():
+            return
+        if isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"no reply from {self.address} within {self.timeout} s")
+        elif exc is None:
+            exc = ConnectionError(f"the connection to {self.address} closed before the reply")
+        self.future.set_exception(exc)
+
+    def pause_writing(self) -> None:
+        """The request is written once: nothing to pause."""
+
+    def resume_writing(self) -> None:
+        """See `pause_writing`."""
+
+    def _finish(self, reply: bytes) -> None:
         try:
             text = reply.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._fail(exc)
             return
-        self._close()
+        self.transport.close()
         if not self.future.done():
             self.future.set_result(text)
 
-    def _on_timeout(self, timeout: float) -> None:
-        self.timer = None
-        if self.row.state != State.CLOSED:
-            self._fail(TimeoutError(f"no reply from {self.address.text} within {timeout} s"))
-
-    def _on_future_done(self, future: Future[str]) -> None:
-        # The caller may cancel the future: the connection goes with it.
-        if self.row.state != State.CLOSED:
-            self._close()
-
     def _fail(self, exc: BaseException) -> None:
-        self._close()
+        self.transport.abort()
         if not self.future.done():
             self.future.set_exception(exc)
-
-    def _close(self) -> None:
-        row = self.row
-        if row.state == State.CLOSED:
-            return
-        row.state = State.CLOSED
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        reactor = self.reactor
-        if not reactor.is_closed():
-            reactor.remove_reader(row.fd)
-            reactor.remove_writer(row.fd)
-        reactor.connections.pop(row.fd, None)
-        row.sock.close()
 
 
 def request(
@@ -229,7 +158,41 @@ def request(
     payload = _encode(request)
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive or None, got {timeout!r}")
-    return _Request(reactor, parsed, payload, timeout, max_reply_size).future
+    return _exchange(reactor, parsed, payload, timeout, max_reply_size)
+
+
+def _exchange(
+    reactor: Reactor, parsed: Address, payload: bytes, timeout: float | None, max_reply_size: int
+) -> Future[str]:
+    future: Future[str] = reactor.create_future()
+    protocol = ReplyProtocol(future, payload, max_reply_size, parsed.text, timeout)
+    connecting = open_connection(
+        reactor, parsed, lambda: protocol, timeout=timeout, limits=TransportLimits(timeout=timeout)
+    )
+
+    def connected(done: Future[tuple[StreamTransport, Any]]) -> None:
+        if done.cancelled() or future.done():
+            return
+        exc = done.exception()
+        if exc is None:
+            return
+        if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
+            exc = _refused(parsed, exc)
+        elif isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
+        future.set_exception(exc)
+
+    def cancelled(done: Future[str]) -> None:
+        # The caller may cancel the future: the connection goes with it.
+        if done.cancelled():
+            if protocol.transport is not None:
+                protocol.transport.abort()
+            else:
+                connecting.cancel()
+
+    connecting.add_done_callback(connected)
+    future.add_done_callback(cancelled)
+    return future
 
 
 def do_request(
@@ -239,55 +202,18 @@ def do_request(
 
     Returns the reply string, or None if ``timeout`` (seconds; <= 0 waits for
     ever) passes first.  Raises `RequestRefused` when nothing listens at the
-    address.  Needs no reactor and starts no thread.
+    address.  Runs on a private reactor for the length of the call; starts no
+    thread.
     """
-    parsed = parse_address(address)
+    parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
-    deadline = time.monotonic() + timeout if timeout > 0 else None
-
-    def remaining() -> float | None:
-        if deadline is None:
-            return None
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
-    sock = socket.socket(parsed.family, socket.SOCK_STREAM)
-    try:
+    with Reactor() as reactor:
+        future = _exchange(reactor, parsed, payload, timeout if timeout > 0 else None, max_reply_size)
         try:
-            sock.settimeout(remaining())
-            sock.connect(parsed.sockaddr)
-            view = memoryview(payload)
-            while view:
-                sock.settimeout(remaining())
-                view = view[sock.send(view) :]
-            sock.shutdown(socket.SHUT_WR)
-            parser = LineParser(max_reply_size)
-            while True:
-                sock.settimeout(remaining())
-                data = sock.recv(_RECV_SIZE)
-                if not data:
-                    reply = parser.feed_eof() or b""
-                    break
-                messages = parser.feed(data)
-                if messages:
-                    reply = messages[0]
-                    break
+            return reactor.run_until_complete(future)
         except TimeoutError:
             return None
-        except (ConnectionRefusedError, FileNotFoundError) as exc:
-            raise _refused(parsed, exc) from exc
-        return reply.decode("utf-8")
-    finally:
-        sock.close()
-
-
-def _request_method(
-    self: Reactor, address: str, request_text: str, timeout: float | None = None, **kwargs: Any
-) -> Future[str]:
-    """Send a request/reply request without blocking; return a `Future` of the reply.
-
-    See `reactor.client.request`: ``reactor.request(address, request, timeout=None)``.
-    """
-    return request(self, address, request_text, timeout, **kwargs)
+        finally:
+            for row in list(reactor.connections.values()):
+                row.abort()
+            reactor.run_once(0)

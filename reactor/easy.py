@@ -18,33 +18,24 @@ handler, between datagrams, so they need no lock and cost no thread.
 `create_thread` is still there for code that really wants one, and `send` is
 safe from any thread.
 
-*Oversize datagrams.*  ``recvfrom(n)`` silently cuts a longer datagram to
-``n`` bytes (socketserver's 8192-byte ``max_packet_size`` bites people).  We
-read with ``recvmsg_into`` and look at ``MSG_TRUNC``: a datagram longer than
-``receive_size`` is counted, logged and dropped, never handed over cut.
-
-*Floods.*  A readiness event is a hint that *some* datagrams wait; we read
-until ``EAGAIN`` but at most `max_datagrams_per_read` per event, so a flood on
-one socket cannot starve timers or the other sockets of the reactor.  What the
-kernel throws away when the receive buffer is full is not invisible: on Linux
-``SO_RXQ_OVFL`` makes the kernel attach its drop counter to the next datagram
-we read, and `statistics` reports it (None where the option does not exist).
-
-*Sending.*  ``sendto`` on a non-blocking socket is tried at once; only if the
-kernel says ``EAGAIN`` is the datagram queued (a bounded queue; overflow is
-counted) and a writer registered until the queue is empty.  Threads never
-touch the socket or the queue: a `send` from another thread is handed to the
-reactor with ``call_soon_threadsafe``.
+*The socket.*  Everything about the socket itself -- reading at most
+`max_datagrams_per_read` datagrams per readiness event, dropping (and
+counting) datagrams longer than ``receive_size`` instead of handing them over
+cut, the kernel's own drop counter, the bounded send queue behind a
+``sendto`` that is tried at once, and a `send` that is safe from any thread
+-- is `reactor.transport.datagram.DatagramEndpoint`'s, and its module says
+why.  This module decodes datagrams, calls the handler and runs the server.
 
 *Peer faults are not fatal.*  A datagram that is not valid UTF-8 is logged and
-dropped; a handler that raises is logged with its traceback; a socket error on
-one datagram (an ICMP "port unreachable" reported late) is counted.  The
-server goes on in every case.
+dropped; a handler that raises is reported like any failing callback (the
+reactor's exception handler: by default logged with its traceback); a socket
+error on one datagram (an ICMP "port unreachable" reported late) is counted.
+The server goes on in every case.
 
-*threaded=True* hands each datagram to a bounded pool of worker threads with a
-bounded backlog (`max_pending`); when the backlog is full the datagram is
-counted as ``dropped_busy`` -- one thread per datagram, as easyservers did, is
-an open door to running out of memory.
+*threaded=True* hands each datagram to a `reactor.transport.threads.WorkerPool`:
+a bounded pool of worker threads with a bounded backlog (`max_pending`); when
+the backlog is full the datagram is counted as ``dropped_busy`` -- one thread
+per datagram, as easyservers did, is an open door to running out of memory.
 
 The module is longer than most because it is one whole surface (server,
 client, timers, threads, counters) that users import as a unit; the server
@@ -53,21 +44,16 @@ and the client share one class, so nothing is written twice.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import logging
-import socket
-import sys
 import threading
-import warnings
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-from .addresses import format_address
-from .background import background_thread, start_background
 from .core import Reactor, TimerHandle, get_default_reactor
+from .transport.datagram import Address, DatagramEndpoint
+from .transport.errors import report_user_error
+from .transport.threads import WorkerPool, background_thread, start_background
 
 __all__ = [
     "UDPClient",
@@ -80,14 +66,8 @@ __all__ = [
 
 logger = logging.getLogger("reactor.easy")
 
-#: A socket address as the socket module gives it: ``(host, port)`` for IPv4,
-#: ``(host, port, flowinfo, scope_id)`` for IPv6.
-Address = tuple[Any, ...]
 #: ``send(message, address)``: what handlers receive to reply with.
 SendFunction = Callable[[str | bytes, Address], None]
-
-_SO_RXQ_OVFL: int | None = getattr(socket, "SO_RXQ_OVFL", 40 if sys.platform == "linux" else None)
-_MSG_TRUNC: int = getattr(socket, "MSG_TRUNC", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +143,13 @@ def create_thread(
     return thread
 
 
-_in_worker = threading.local()
+class _DatagramEndpoint(DatagramEndpoint):
+    """What a UDP server and a UDP client share: decoding, the handler, threads, running.
 
-
-class _DatagramEndpoint:
-    """What a UDP server and a UDP client share: socket, reading, sending, running."""
-
-    #: At most this many datagrams are read per readiness event.
-    max_datagrams_per_read = 64
+    The socket side (bind, bounded reads, truncation, the send queue,
+    thread-safe `send`, close) is `reactor.transport.datagram.DatagramEndpoint`;
+    this subclass turns each datagram into a message and calls the handler.
+    """
 
     _handler_takes_send = True
 
@@ -197,78 +176,31 @@ class _DatagramEndpoint:
             )
         self.handle = handle_function
         self.encoding = encoding
-        self.receive_size = receive_size
-        self.send_queue_size = send_queue_size
         self.threaded = threaded
-        self._reactor = reactor if reactor is not None else get_default_reactor()
-        self._closed = False
-        self._driver_thread = threading.get_ident()
-        self._buffer = bytearray(receive_size)
-        self._view = memoryview(self._buffer)
-        self._send_queue: deque[tuple[bytes, Address]] = deque()
-        self._writing = False
-        self._received = self._handled = self._sent = 0
-        self._dropped_decode = self._truncated = self._dropped_busy = 0
-        self._send_dropped = self._errors = 0
+        self._handled = self._dropped_decode = self._dropped_busy = self._errors = 0
         self._worker_errors = 0
         self._worker_lock = threading.Lock()
-        self._kernel_drops: int | None = None
-        self._ancillary_size = 0
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._slots: threading.BoundedSemaphore | None = None
-        if threaded:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=max_workers, thread_name_prefix="easy-worker"
-            )
-            self._slots = threading.BoundedSemaphore(max_pending)
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # The pool exists before the socket is registered: a datagram may be
+        # read (on a reactor running in another thread) as soon as it is.
+        self._pool = (
+            WorkerPool(max_workers, max_pending, thread_name_prefix="easy-worker") if threaded else None
+        )
         try:
-            sock.setblocking(False)
-            if receive_buffer is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            if _SO_RXQ_OVFL is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL, 1)
-                except OSError:
-                    pass
-                else:
-                    self._kernel_drops = 0
-                    self._ancillary_size = socket.CMSG_SPACE(4)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                where = format_address(family, (host, port))
-                raise OSError(exc.errno, f"cannot bind UDP {where}: {exc.strerror}") from exc
-            if self._reactor.thread_ident not in (None, threading.get_ident()):
-                # Created while another thread runs the reactor: register from there.
-                self._reactor.call_soon_threadsafe(self._reactor.add_reader, sock, self._on_readable)
-            else:
-                self._reactor.add_reader(sock, self._on_readable)
+            super().__init__(
+                reactor if reactor is not None else get_default_reactor(),
+                host,
+                port,
+                receive_size=receive_size,
+                receive_buffer=receive_buffer,
+                send_queue_size=send_queue_size,
+            )
         except BaseException:
-            sock.close()
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             raise
-        #: The UDP socket (non-blocking, registered with the reactor).
-        self.socket = sock
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else format_address(self.socket.family, self.address)
-        return f"<{type(self).__name__} {state}>"
+        self._view = memoryview(self._buffer)
 
     # --------------------------------------------------------------- properties
-
-    @property
-    def reactor(self) -> Reactor:
-        """The reactor this endpoint is registered with."""
-        return self._reactor
-
-    @property
-    def address(self) -> Address:
-        """The bound address, e.g. ``("127.0.0.1", 40123)`` (the real port if 0 was asked)."""
-        return tuple(self.socket.getsockname())
 
     @property
     def port(self) -> int:
@@ -276,107 +208,67 @@ class _DatagramEndpoint:
         return int(self.address[1])
 
     @property
-    def closed(self) -> bool:
-        """True once `close` was called."""
-        return self._closed
+    def _executor(self) -> WorkerPool | None:
+        # The worker pool under its former name (tests reach for it).
+        return self._pool
 
     def statistics(self) -> UDPStatistics:
         """A snapshot of the counters (received, sent, drops by reason, errors, kernel drops)."""
+        counters = self.counters()
         with self._worker_lock:
             worker_errors = self._worker_errors
         return UDPStatistics(
-            received=self._received,
+            received=counters.received,
             handled=self._handled,
-            sent=self._sent,
+            sent=counters.sent,
             dropped_decode=self._dropped_decode,
-            truncated=self._truncated,
+            truncated=counters.truncated,
             dropped_busy=self._dropped_busy,
-            send_dropped=self._send_dropped,
-            errors=self._errors + worker_errors,
-            kernel_drops=self._kernel_drops,
-            send_queue=len(self._send_queue),
+            send_dropped=counters.send_dropped,
+            errors=self._errors + counters.receive_errors + worker_errors,
+            kernel_drops=counters.kernel_drops,
+            send_queue=counters.send_queue,
         )
 
     # -------------------------------------------------------------- receiving
 
-    def _on_readable(self) -> None:
-        self._driver_thread = threading.get_ident()
-        recvmsg_into = self.socket.recvmsg_into
-        buffer = self._buffer
-        buffers = [buffer]
-        view = self._view
-        ancillary_size = self._ancillary_size
+    def datagram_received(self, buffer: bytearray, nbytes: int, address: Address) -> None:
+        """Decode one datagram and hand it to the handler (inline or in the pool)."""
+        message: str | bytes
         encoding = self.encoding
-        executor = self._executor
-        handle = self.handle
-        send = self.send
-        takes_send = self._handler_takes_send
-        for _ in range(self.max_datagrams_per_read):
+        if encoding is None:
+            message = bytes(self._view[:nbytes])
+        else:
             try:
-                nbytes, ancillary, flags, address = recvmsg_into(buffers, ancillary_size)
-            except BlockingIOError:
+                message = buffer[:nbytes].decode(encoding)
+            except UnicodeDecodeError as exc:
+                self._dropped_decode += 1
+                logger.info("%r: dropped a datagram from %s that is not %s: %s",
+                            self, address, encoding, exc)
                 return
-            except OSError as exc:
-                if self._closed:
-                    return
-                # e.g. a late ICMP "port unreachable": about one datagram, not the socket.
-                self._errors += 1
-                logger.debug("%r: receive error %s; going on", self, exc)
-                continue
-            self._received += 1
-            if ancillary:
-                self._read_ancillary(ancillary)
-            if flags & _MSG_TRUNC:
-                self._truncated += 1
-                logger.warning(
-                    "%r: dropped a datagram from %s longer than receive_size=%d bytes",
-                    self, address, self.receive_size,
-                )
-                continue
-            message: str | bytes
-            if encoding is None:
-                message = bytes(view[:nbytes])
-            else:
-                try:
-                    message = buffer[:nbytes].decode(encoding)
-                except UnicodeDecodeError as exc:
-                    self._dropped_decode += 1
-                    logger.info("%r: dropped a datagram from %s that is not %s: %s",
-                                self, address, encoding, exc)
-                    continue
-            if executor is not None:
-                assert self._slots is not None
-                if not self._slots.acquire(blocking=False):
-                    self._dropped_busy += 1
-                    logger.debug("%r: worker backlog full; dropped a datagram from %s",
-                                 self, address)
-                    continue
-                self._handled += 1
-                executor.submit(self._handle_in_worker, message, address)
-                continue
+        pool = self._pool
+        if pool is not None:
+            if not pool.submit(self._handle_in_worker, message, address):
+                self._dropped_busy += 1
+                logger.debug("%r: worker backlog full; dropped a datagram from %s", self, address)
+                return
             self._handled += 1
-            try:
-                if takes_send:
-                    handle(message, address, send)
-                else:
-                    handle(message, address)
-            except Exception:
-                self._errors += 1
-                logger.exception("%r: handler %r failed on a datagram from %s",
-                                 self, handle, address)
-            if self._closed:
-                return
-
-    def _read_ancillary(self, ancillary: list[tuple[int, int, bytes]]) -> None:
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_RXQ_OVFL and len(data) >= 4:
-                drops = int.from_bytes(data[:4], sys.byteorder)
-                if drops != self._kernel_drops:
-                    logger.debug("%r: the kernel has dropped %d datagrams so far", self, drops)
-                self._kernel_drops = drops
+            return
+        self._handled += 1
+        handle = self.handle
+        try:
+            if self._handler_takes_send:
+                handle(message, address, self.send)
+            else:
+                handle(message, address)
+        except Exception as exc:
+            self._errors += 1
+            report_user_error(self._reactor, f"{self!r}: handler failed on a datagram from {address}", exc,
+                              handler=handle, address=address)
 
     def _handle_in_worker(self, message: str | bytes, address: Address) -> None:
-        _in_worker.active = True
+        # Not on the reactor's thread, so not through its exception handler
+        # (which may assume that thread): logged here and counted under a lock.
         try:
             if self._handler_takes_send:
                 self.handle(message, address, self.send)
@@ -387,23 +279,10 @@ class _DatagramEndpoint:
                 self._worker_errors += 1
             logger.exception("%r: handler %r failed on a datagram from %s",
                              self, self.handle, address)
-        finally:
-            assert self._slots is not None
-            self._slots.release()
 
     # ---------------------------------------------------------------- sending
 
-    def _in_reactor_thread(self) -> bool:
-        # The thread that runs the reactor: the one inside run() if any, else a
-        # start() thread about to enter run(), else the one that last drove our
-        # reader (an embedding host), else our creator.
-        owner = self._reactor.thread_ident
-        if owner is None:
-            thread = background_thread(self._reactor)
-            owner = thread.ident if thread is not None else self._driver_thread
-        return threading.get_ident() == owner
-
-    def send(self, message: str | bytes, address: Address) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview, address: Address) -> None:
         """Send ``message`` (``bytes``, or ``str`` encoded with ``encoding``, UTF-8
         by default and when ``encoding`` is None) to ``address``.
 
@@ -412,65 +291,10 @@ class _DatagramEndpoint:
         the socket is writable; if the queue is full it is dropped and counted.
         """
         if isinstance(message, str):
-            data = message.encode(self.encoding or "utf-8")
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            data = bytes(message)
-        else:
+            message = message.encode(self.encoding or "utf-8")
+        elif not isinstance(message, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes, got {type(message).__name__}")
-        if self._in_reactor_thread():
-            if self._closed:
-                raise RuntimeError(f"{self!r} is closed; create a new one to send")
-            self._send_now(data, address)
-        elif not self._closed:
-            try:
-                self._reactor.call_soon_threadsafe(self._send_later, data, address)
-            except RuntimeError:  # the reactor was closed meanwhile
-                pass
-
-    def _send_later(self, data: bytes, address: Address) -> None:
-        if not self._closed:  # closed while the datagram was on its way from a thread
-            self._send_now(data, address)
-
-    def _send_now(self, data: bytes, address: Address) -> None:
-        queue = self._send_queue
-        if not queue:
-            try:
-                self.socket.sendto(data, address)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                self._send_dropped += 1
-                logger.warning("%r: could not send to %s: %s", self, address, exc)
-                return
-            else:
-                self._sent += 1
-                return
-        if len(queue) >= self.send_queue_size:
-            self._send_dropped += 1
-            logger.debug("%r: send queue full; dropped a datagram to %s", self, address)
-            return
-        queue.append((data, address))
-        if not self._writing:
-            self._writing = True
-            self._reactor.add_writer(self.socket, self._on_writable)
-
-    def _on_writable(self) -> None:
-        queue = self._send_queue
-        sendto = self.socket.sendto
-        while queue:
-            data, address = queue[0]
-            try:
-                sendto(data, address)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self._send_dropped += 1
-                logger.warning("%r: could not send to %s: %s", self, address, exc)
-            else:
-                self._sent += 1
-            queue.popleft()
-        self._writing = False
-        self._reactor.remove_writer(self.socket)
+        super().send(message, address)
 
     # ------------------------------------------------------------ side tasks
 
@@ -550,23 +374,11 @@ class _DatagramEndpoint:
         """
         if self._closed:
             return
-        reactor = self._reactor
-        if reactor.is_running() and not self._in_reactor_thread():
-            # Only the reactor's thread may touch its registrations.
-            reactor.call_soon_threadsafe(self.close)
-            return
-        self._closed = True
-        if not reactor.is_closed():
-            reactor.remove_reader(self.socket)
-            if self._writing:
-                reactor.remove_writer(self.socket)
-        self._writing = False
-        self._send_queue.clear()
-        self.socket.close()
-        if self._executor is not None:
-            self._executor.shutdown(
-                wait=not getattr(_in_worker, "active", False), cancel_futures=True
-            )
+        super().close()
+        if not self._closed:
+            return  # handed to the reactor's thread, where this runs again
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Self:
         return self
@@ -574,13 +386,6 @@ class _DatagramEndpoint:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
         self.close()
-
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if not getattr(self, "_closed", True) and hasattr(self, "socket"):
-            _warn(f"unclosed {type(self).__name__}", ResourceWarning, source=self)
-            self._closed = True
-            with contextlib.suppress(OSError):
-                self.socket.close()
 
 
 class UDPServer(_DatagramEndpoint):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from reactor import Reactor, RequestServer, do_request
-from reactor.background import background_thread, join_background, start_background
 from reactor.easy import UDPServer
+from reactor.transport.threads import background_thread, join_background, start_background
 
 
 def test_udp_then_request_server_share_one_thread() -> None:

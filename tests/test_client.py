@@ -35,7 +35,7 @@ def addr(sock: socket.socket) -> str:
 def test_request_exact_wire_bytes(reactor: Reactor, listener: socket.socket) -> None:
     """request() sends request + CRLF, half-closes, and reads the reply up to CRLF."""
     fut = reactor.request(addr(listener), "héllo", timeout=5)  # type: ignore[attr-defined]
-    run_until(reactor, lambda: any(r.state == "READING" for r in reactor.connections.values()))
+    run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     conn, _ = listener.accept()
     conn.settimeout(5)
     received = b""
@@ -54,7 +54,7 @@ def test_request_exact_wire_bytes(reactor: Reactor, listener: socket.socket) -> 
 def test_request_reply_ends_at_eof(reactor: Reactor, listener: socket.socket) -> None:
     """A reply without CRLF ends at EOF."""
     fut = reactor.request(addr(listener), "q", timeout=5)  # type: ignore[attr-defined]
-    run_until(reactor, lambda: any(r.state == "READING" for r in reactor.connections.values()))
+    run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     conn, _ = listener.accept()
     assert conn.recv(1024) == b"q\r\n"
     conn.sendall(b"until eof")
@@ -65,7 +65,7 @@ def test_request_reply_ends_at_eof(reactor: Reactor, listener: socket.socket) ->
 def test_request_timeout_fails_future_and_removes_row(reactor: Reactor, clock: object, listener: socket.socket) -> None:
     """A server that never answers: TimeoutError after the timeout, and the row is gone."""
     fut = reactor.request(addr(listener), "anyone?", timeout=2)  # type: ignore[attr-defined]
-    run_until(reactor, lambda: any(r.state == "READING" for r in reactor.connections.values()))
+    run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     clock.advance(2)  # type: ignore[attr-defined]
     reactor.run_once(0)
     assert fut.done()
@@ -99,7 +99,7 @@ def test_request_bad_arguments_raise_at_call_site(reactor: Reactor) -> None:
 def test_cancelling_request_closes_connection(reactor: Reactor, listener: socket.socket) -> None:
     """Cancelling the future closes its connection row."""
     fut = reactor.request(addr(listener), "x", timeout=5)  # type: ignore[attr-defined]
-    run_until(reactor, lambda: any(r.state == "READING" for r in reactor.connections.values()))
+    run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     fut.cancel()
     run_until(reactor, lambda: reactor.connections == {})
 

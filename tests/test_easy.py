@@ -201,7 +201,7 @@ def test_handler_exception_is_logged_and_server_goes_on(
         run_until(reactor, lambda: bool(seen))
         assert seen == ["fine"] and server.statistics().errors == 1
         (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-        assert record.name == "reactor.easy" and record.exc_info is not None
+        assert record.name == "reactor" and record.exc_info is not None
         assert isinstance(record.exc_info[1], ValueError)
         client.close()
 

@@ -18,7 +18,6 @@ LAYER = {
     "transport": 2,
     "connections": 2,
     "embed": 2,
-    "background": 3,
     "client": 3,
     "streams": 3,
     "reqrep": 3,

@@ -101,7 +101,7 @@ def test_request_arriving_in_pieces(reactor: Reactor, server: RequestServer) -> 
     c = connect(server)
     run_until(reactor, lambda: server.stats.accepted == 1)
     [row] = reactor.connections.values()
-    assert row.state == "READING" and row.owner is server
+    assert row.state == "OPEN" and row in server.connections()
     assert row.started == reactor.time() and row.deadline == row.started + server.timeout
     assert server.stats.waited == 1
     for b in b"abc\r\n":
@@ -240,8 +240,8 @@ class SmallSendBuffer:
 def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server: RequestServer) -> None:
     """A 1 MiB request and reply pass through partial writes; a slow reader blocks no one."""
     big = "x" * (1 << 20)
-    listener = server._sock
-    server._sock = SmallSendBuffer(listener)  # type: ignore[assignment]
+    listener = server._listener._sock
+    server._listener._sock = SmallSendBuffer(listener)  # type: ignore[assignment]
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     c.connect(server.server_address)
@@ -254,7 +254,7 @@ def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server:
             pass
         reactor.run_once(0)
     c.shutdown(socket.SHUT_WR)
-    run_until(reactor, lambda: any(r.state == "WRITING" for r in reactor.connections.values()), turns=200)
+    run_until(reactor, lambda: any(r.state == "CLOSING" for r in reactor.connections.values()), turns=200)
     # The big reply is stuck on a reader that does not read: others are still served.
     fut = reactor.request(server.address, "small", timeout=5)  # type: ignore[attr-defined]
     assert reactor.run_until_complete(fut, 5) == "Requested: small"
@@ -270,7 +270,7 @@ def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server:
         got += data
     assert bytes(got) == ("Requested: " + big).encode() + b"\r\n"
     assert server.stats.completed == 2
-    server._sock = listener
+    server._listener._sock = listener
     c.close()
 
 
@@ -379,7 +379,7 @@ def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor) -> None:
         reactor.run_once(0.01)
     assert s.stats.accepted == 2 and s.stats.active == 2
     assert s.stats.accept_pauses >= 1
-    assert reactor.remove_reader(s._sock) is False  # the listener is not registered
+    assert reactor.remove_reader(s._listener._sock) is False  # the listener is not registered
     c1.sendall(b"one\r\n")
     run_until(reactor, lambda: s.stats.completed == 1)
     run_until(reactor, lambda: s.stats.accepted == 3)  # c3 accepted once c1 finished
@@ -414,8 +414,8 @@ def test_emfile_pauses_accepting_without_spinning(
 ) -> None:
     """EMFILE on accept pauses accepting for accept_backoff, then resumes; no busy loop."""
     s = RequestServer("localhost:0", reactor=reactor, accept_backoff=0.5)
-    fake = EmfileSocket(s._sock)
-    s._sock = fake  # type: ignore[assignment]
+    fake = EmfileSocket(s._listener._sock)
+    s._listener._sock = fake  # type: ignore[assignment]
     c = connect(s)
     with caplog.at_level(logging.WARNING, logger="reactor.reqrep"):
         run_until(reactor, lambda: fake.calls >= 1)
@@ -428,7 +428,7 @@ def test_emfile_pauses_accepting_without_spinning(
     c.sendall(b"later\r\n")
     run_until(reactor, lambda: s.stats.completed == 1)
     assert recv_all(c) == b"Requested: later\r\n"
-    s._sock = fake.sock
+    s._listener._sock = fake.sock
     c.close()
     s.close()
 
@@ -627,7 +627,7 @@ def test_close_closes_open_connections(reactor: Reactor, server: RequestServer) 
 def test_unclosed_server_warns(reactor: Reactor) -> None:
     """Dropping an open server emits ResourceWarning."""
     s = RequestServer("localhost:0", reactor=reactor)
-    reactor.remove_reader(s._sock)
+    reactor.remove_reader(s._listener._sock)
     with pytest.warns(ResourceWarning):
         s.__del__()
     s.close()

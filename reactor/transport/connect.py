@@ -114,6 +114,10 @@ class Connector:
         transport = self.transport
         transport.deadline = None
         transport._set_state(State.OPEN)
+        limits = transport._limits
+        if limits.timeout is not None or limits.idle_timeout is not None:
+            transport._active_at = self.reactor.time()
+            transport._arm_deadline()
         try:
             protocol = self.factory()
         except Exception as exc:

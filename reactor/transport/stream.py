@@ -264,11 +264,12 @@ class StreamTransport(Connection):
         state = self.state
         if state == _CLOSED:
             return
-        if state == _WRITE_CLOSED or state == _CLOSING:
+        if state == _CLOSING:
             self._close_now(None)
             return
         self._stop_reading()
-        self._set_state(_READ_CLOSED)
+        if state == _OPEN:
+            self._set_state(_READ_CLOSED)
         self._dispatching = True
         try:
             keep_open = self.protocol.eof_received()
@@ -276,8 +277,9 @@ class StreamTransport(Connection):
             keep_open = False
             self._protocol_failed(exc, "eof_received")
         self._dispatching = False
-        if self.state == _READ_CLOSED and not keep_open:
-            self.close()
+        state = self.state
+        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
+            self.close()  # both directions are done (or the protocol wants no more)
         if self._lost is not _ALIVE and self._lost is not _DELIVERED:
             self._call_connection_lost(self._lost)
 
@@ -318,7 +320,7 @@ class StreamTransport(Connection):
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
-                self._fatal(exc)
+                self._fatal(exc, False)  # inside the protocol's write(): connection_lost comes later
                 return
             self.bytes_out += n
             if n == len(data):
@@ -376,7 +378,7 @@ class StreamTransport(Connection):
             return
         self._stop_writing()
         if self.state == _CLOSING:
-            self._close_now(None)
+            self._close_now(None, True)
         elif self._eof_pending:
             self._shutdown_write()
 
@@ -395,14 +397,14 @@ class StreamTransport(Connection):
         if self._buffer:
             self._eof_pending = True
         else:
-            self._shutdown_write()
+            self._shutdown_write(False)
 
-    def _shutdown_write(self) -> None:
+    def _shutdown_write(self, inline: bool = True) -> None:
         self._eof_pending = False
         try:
             self.sock.shutdown(_SHUT_WR)
         except OSError as exc:
-            self._fatal(exc)
+            self._fatal(exc, inline)
 
     def can_write_eof(self) -> bool:
         """True: stream sockets support half-close."""
@@ -458,12 +460,17 @@ class StreamTransport(Connection):
         """Close at once, dropping anything buffered; ``connection_lost(None)`` follows."""
         self._close_now(None)
 
-    def _fatal(self, exc: BaseException) -> None:
+    def _fatal(self, exc: BaseException, inline: bool = True) -> None:
         logger.debug("%r: closing after %r", self, exc)
-        self._close_now(exc)
+        self._close_now(exc, inline)
 
-    def _close_now(self, exc: BaseException | None) -> None:
-        """Unregister, remove the row, close the socket; then ``connection_lost``.  The only exit."""
+    def _close_now(self, exc: BaseException | None, inline: bool = False) -> None:
+        """Unregister, remove the row, close the socket; then ``connection_lost``.  The only exit.
+
+        ``inline``: the close comes from the transport's own reactor callback
+        (I/O error, deadline, flush finished), not from protocol code, so
+        ``connection_lost`` may run right away.
+        """
         if self.state == _CLOSED:
             return
         self._set_state(_CLOSED)
@@ -488,7 +495,7 @@ class StreamTransport(Connection):
             self._lost = _DELIVERED
         elif self._dispatching:
             self._lost = exc  # delivered when the running protocol callback returns
-        elif not reactor.is_closed():
+        elif not inline and not reactor.is_closed():
             self._lost = exc
             reactor.call_soon(self._call_connection_lost, exc)
         else:
@@ -594,7 +601,7 @@ class StreamTransport(Connection):
         idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
         what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
         logger.info("connection from %s timed out (%s) in state %s", self.peer, what, self.state)
-        self._close_now(TimeoutError(f"connection {what}"))
+        self._close_now(TimeoutError(f"connection {what}"), True)
 
     def set_timeout(self, seconds: float | None) -> None:
         """Close the connection ``seconds`` from now whatever it does (None: no such deadline).
