@@ -24,8 +24,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .connections import ACCEPT_RESOURCE_ERRNOS, Connection, State
 from .core import Reactor, TimerHandle
+from .transport.listener import ACCEPT_BACKOFF, ACCEPT_BATCH, accept_failed_is_resource_error
+from .transport.table import Connection, State
 
 if TYPE_CHECKING:
     import socket
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("reactor.socketserver")
 
-#: Requests taken per readiness of a listening socket (handle_request() takes one).
-ACCEPT_BATCH = 16
-#: Seconds a server stops accepting after running out of descriptors or memory.
-ACCEPT_RETRY_DELAY = 1.0
+# The accept policy is the transport layer's: at most ACCEPT_BATCH requests
+# per readiness of a listening socket (handle_request() takes one), and
+# ACCEPT_BACKOFF seconds without accepting after running out of descriptors
+# or memory.  Only the accepting itself stays here, because the stdlib's
+# get_request() hook must keep doing it.
+__all__ = ["ACCEPT_BATCH", "ServerBinding", "Threads", "NoThreads", "RequestThread", "SocketWriter"]
 
 # Which thread runs the turns of a reactor through serve_forever()/handle_request().
 _drivers: weakref.WeakKeyDictionary[Reactor, int] = weakref.WeakKeyDictionary()
@@ -201,11 +204,11 @@ class ServerBinding:
         if isinstance(exc, (BlockingIOError, InterruptedError)):
             return  # readiness is only a hint
         name = type(self.server).__name__
-        if exc.errno in ACCEPT_RESOURCE_ERRNOS and not self.backoff and self.fd >= 0:
-            logger.warning("%s: cannot accept (%s); pausing accepts for %.1f s", name, exc, ACCEPT_RETRY_DELAY)
+        if accept_failed_is_resource_error(exc) and not self.backoff and self.fd >= 0:
+            logger.warning("%s: cannot accept (%s); pausing accepts for %.2f s", name, exc, ACCEPT_BACKOFF)
             self.backoff = True
             self.update_interest()
-            self.resume_timer = self.reactor.call_later(ACCEPT_RETRY_DELAY, self._end_backoff)
+            self.resume_timer = self.reactor.call_later(ACCEPT_BACKOFF, self._end_backoff)
         else:
             logger.debug("%s: get_request() failed: %r", name, exc)
 

@@ -43,6 +43,7 @@ only its own connection is closed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import sys
@@ -185,7 +186,7 @@ class RequestServer:
         self._listener = Listener(
             self.reactor,
             parsed,
-            self._make_protocol,
+            functools.partial(RequestProtocol, self),
             backlog=backlog,
             max_connections=max_connections,
             accept_backoff=accept_backoff,
@@ -204,9 +205,6 @@ class RequestServer:
     def __repr__(self) -> str:
         closed = "" if self._listener.is_serving() else " closed"
         return f"<{type(self).__name__} {self.address} active={self.stats.active}{closed}>"
-
-    def _make_protocol(self) -> RequestProtocol:
-        return RequestProtocol(self)
 
     @property
     def max_connections(self) -> int:

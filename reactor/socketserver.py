@@ -108,8 +108,8 @@ from ._socketserver_support import RequestThread as _RequestThread
 from ._socketserver_support import ServerBinding as _ServerBinding
 from ._socketserver_support import SocketWriter as _SocketWriter
 from ._socketserver_support import Threads as _Threads
-from .connections import Connection as _Connection
 from .core import Reactor
+from .transport.table import Connection as _Connection
 
 __all__ = [
     "BaseRequestHandler",

@@ -16,7 +16,6 @@ LAYER = {
     "addresses": 1,
     "framing": 1,
     "transport": 2,
-    "connections": 2,
     "embed": 2,
     "client": 3,
     "streams": 3,

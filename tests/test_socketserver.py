@@ -21,8 +21,9 @@ from conftest import run_until
 
 from reactor import ManualClock, Reactor
 from reactor import socketserver as ss
-from reactor.connections import State
 from reactor.embed import attach_asyncio
+from reactor.transport.listener import ACCEPT_BATCH
+from reactor.transport.table import State
 
 HOST = "127.0.0.1"
 PACKAGE = Path(__file__).resolve().parent.parent / "reactor"
@@ -489,13 +490,13 @@ def test_spurious_readiness_never_blocks(reactor: Reactor) -> None:
     udp.server_close()
 
 
-def test_one_readiness_callback_takes_at_most_16_requests(tcp: ss.TCPServer, reactor: Reactor) -> None:
-    """A readable listener yields up to 16 requests per callback (the documented batch); the rest wait."""
-    clients = [send(tcp.server_address, b"%d\n" % i) for i in range(17)]
+def test_one_readiness_callback_takes_at_most_one_accept_batch(tcp: ss.TCPServer, reactor: Reactor) -> None:
+    """A readable listener yields up to ACCEPT_BATCH requests per callback (the transport's batch); the rest wait."""
+    clients = [send(tcp.server_address, b"%d\n" % i) for i in range(ACCEPT_BATCH + 1)]
     tcp._reactor_readable()
-    assert sum(_readable(c) for c in clients) == 16
+    assert sum(_readable(c) for c in clients) == ACCEPT_BATCH
     run_until(reactor, lambda: _readable(*clients))
-    assert [read_all(c) for c in clients] == [b"%d\n" % i for i in range(17)]
+    assert [read_all(c) for c in clients] == [b"%d\n" % i for i in range(ACCEPT_BATCH + 1)]
 
 
 def test_out_of_descriptors_pauses_accepting_then_resumes(

@@ -11,7 +11,7 @@ starve the other servers of the reactor (Twisted and asyncio bound it too).
 converting family and type to enums; the raw ``_accept()`` that it wraps and
 the C socket type do the same work without that.  The new socket stays in
 blocking mode and the transport reads it at once with ``MSG_DONTWAIT``
-(`StreamTransport._read_now`): a request that is already there is answered
+(`StreamTransport._start`): a request that is already there is answered
 without the connection ever touching the selector.  A process-wide default
 socket timeout would turn those calls into polls, so then the socket is made
 non-blocking at once.

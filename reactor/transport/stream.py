@@ -200,7 +200,13 @@ class StreamTransport(Connection):
     # ---------------------------------------------------------------- reading
 
     def _start(self, protocol: Any) -> None:
-        """Hand the connection to ``protocol`` (``connection_made``), then read once."""
+        """Hand the connection to ``protocol`` (``connection_made``), then read once before waiting.
+
+        The read is the fast path right after accept or connect: a request
+        that is already there is served without touching the selector.  It
+        is written out here, not called, because it runs once per accepted
+        connection.
+        """
         self.protocol = protocol
         self._dispatching = True
         try:
@@ -208,31 +214,37 @@ class StreamTransport(Connection):
         except Exception as exc:
             self._protocol_failed(exc, "connection_made")
         self._dispatching = False
-        if self._lost is not _ALIVE:
-            if self._lost is not _DELIVERED:
-                self._call_connection_lost(self._lost)
+        lost = self._lost
+        if lost is not _ALIVE:
+            if lost is not _DELIVERED:
+                self._call_connection_lost(lost)
             return
-        if self._reading and self.state in _READABLE:
-            self._read_now()
-
-    def _read_now(self) -> None:
-        """Read once before waiting: the fast path right after accept or connect."""
+        if not self._reading or self.state not in _READABLE:
+            return
         try:
             data = self.sock.recv(self._limits.max_read, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
-            if self._reading and self.state in _READABLE:
-                self._start_reading()
+            self._start_reading()
             return
         except OSError as exc:
             self._fatal(exc)
             return
-        if data:
-            self.bytes_in += len(data)
-            self._deliver(data)
-            if self._reading and not self._events & _EV_READ and self.state in _READABLE:
-                self._start_reading()
-        else:
+        if not data:
             self._eof_from_peer()
+            return
+        self.bytes_in += len(data)
+        self._dispatching = True
+        try:
+            protocol.data_received(data)
+        except Exception as exc:
+            self._protocol_failed(exc, "data_received")
+        self._dispatching = False
+        lost = self._lost
+        if lost is not _ALIVE:
+            if lost is not _DELIVERED:
+                self._call_connection_lost(lost)
+        elif self._reading and not self._events & _EV_READ and self.state in _READABLE:
+            self._start_reading()
 
     def _on_readable(self) -> None:
         try:
@@ -473,13 +485,17 @@ class StreamTransport(Connection):
         """
         if self.state == _CLOSED:
             return
-        self._set_state(_CLOSED)
+        # Every live state may go to CLOSED (see TRANSITIONS), so this is
+        # the one transition not routed through _set_state: it runs once per
+        # connection on the hot path.
+        self.state = _CLOSED
         reactor = self.reactor
-        if self._events:
+        events = self._events
+        if events:
             if not reactor.is_closed():
-                if self._events & _EV_READ:
+                if events & _EV_READ:
                     reactor.remove_reader(self.fd)
-                if self._events & _EV_WRITE:
+                if events & _EV_WRITE:
                     reactor.remove_writer(self.fd)
             self._events = 0
         if self.timer is not None:
