@@ -44,6 +44,7 @@ and the client share one class, so nothing is written twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -267,18 +268,26 @@ class _DatagramEndpoint(DatagramEndpoint):
                               handler=handle, address=address)
 
     def _handle_in_worker(self, message: str | bytes, address: Address) -> None:
-        # Not on the reactor's thread, so not through its exception handler
-        # (which may assume that thread): logged here and counted under a lock.
+        # Counted here under a lock; reported on the reactor's thread, through
+        # its exception handler like every other failure of user code (the
+        # handler may assume that thread).
         try:
             if self._handler_takes_send:
                 self.handle(message, address, self.send)
             else:
                 self.handle(message, address)
-        except Exception:
+        except Exception as exc:
             with self._worker_lock:
                 self._worker_errors += 1
-            logger.exception("%r: handler %r failed on a datagram from %s",
-                             self, self.handle, address)
+            message_text = f"{self!r}: handler failed in a worker on a datagram from {address}"
+            try:
+                self._reactor.call_soon_threadsafe(
+                    functools.partial(
+                        report_user_error, self._reactor, message_text, exc, handler=self.handle, address=address
+                    )
+                )
+            except RuntimeError:  # the reactor is closed: nobody else can report it
+                logger.error("%s", message_text, exc_info=(type(exc), exc, exc.__traceback__))
 
     # ---------------------------------------------------------------- sending
 

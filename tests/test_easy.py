@@ -465,6 +465,8 @@ def test_threaded_handler_exception_is_logged(real_reactor: Reactor, raw: socket
     server = UDPServer(handle, 0, True, host=LOOPBACK, reactor=r, max_workers=1)
     raw.sendto(b"k", server.address)
     run_until(r, lambda: server.statistics().errors == 1)
+    # Reported on the reactor's thread, through its exception handler: one more turn.
+    run_until(r, lambda: any(rec.levelno == logging.ERROR for rec in caplog.records))
     server.close()
     (record,) = [rec for rec in caplog.records if rec.levelno == logging.ERROR]
     assert record.exc_info is not None and isinstance(record.exc_info[1], KeyError)
