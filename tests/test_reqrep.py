@@ -666,3 +666,21 @@ def test_verbose_is_visible_on_the_console_without_logging_config() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
     assert out.stdout.strip() == "Requested: hi"
     assert "accepted connection from" in out.stderr
+
+
+def test_a_future_reply_that_never_comes_times_out(reactor: Reactor, clock: ManualClock) -> None:
+    """A handler whose Future never resolves: the connection is closed after timeout, counted, row gone."""
+
+    class Never(RequestServer):
+        def handle_request(self, request: str) -> Future[str]:
+            return self.reactor.create_future()
+
+    s = Never("localhost:0", reactor=reactor, timeout=3)
+    c = connect(s)
+    c.sendall(b"hello\r\n")
+    run_until(reactor, lambda: s.stats.accepted == 1 and all(r.timer is not None for r in s.connections()))
+    clock.advance(3)
+    run_until(reactor, lambda: s.stats.timeouts == 1)
+    assert s.connections() == [] and recv_all(c) == b""
+    c.close()
+    s.close()
