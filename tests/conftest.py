@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import _thread
+import gc
+import os
 import threading
 from collections.abc import Callable, Iterator
 
@@ -27,24 +29,65 @@ def clock() -> ManualClock:
     return ManualClock(1000.0)
 
 
+_FD_DIR = "/proc/self/fd"
+
+
+def open_fd_count() -> int | None:
+    """How many descriptors the process has open (None where /proc/self/fd does not exist)."""
+    try:
+        return len(os.listdir(_FD_DIR))
+    except FileNotFoundError:
+        return None
+
+
+def open_fds() -> dict[int, str]:
+    """The process's open descriptors and what they point to, for a leak report."""
+    found: dict[int, str] = {}
+    for name in os.listdir(_FD_DIR):
+        try:
+            found[int(name)] = os.readlink(os.path.join(_FD_DIR, name))
+        except OSError:
+            pass  # the listing's own descriptor, already closed
+    return found
+
+
+def check_and_close(r: Reactor, fds_before: int | None, fd_map_before: dict[int, str] | None) -> None:
+    """Teardown leak checks: no connection rows, no selector registration but the wakeup, no new open fds."""
+    if not r.is_closed():
+        rows = dict(r.connections)
+        registered = {key.fd: key.fileobj for key in r._selector.get_map().values() if key.fd != r._wake_fd}
+        r.close()  # first, so that a failed check does not leak the reactor too
+        assert rows == {}, f"connection rows left behind: {rows}"
+        assert not registered, f"fds still registered with the selector: {registered}"
+    if fds_before is None:
+        return
+    if open_fd_count() != fds_before:
+        gc.collect()  # objects in reference cycles may hold the last reference to a socket
+    after = open_fd_count()
+    if after != fds_before:
+        now = open_fds()
+        new = {fd: target for fd, target in now.items() if fd_map_before is not None and fd not in fd_map_before}
+        raise AssertionError(f"{after} fds open after the test, {fds_before} before; new: {new}")
+
+
 @pytest.fixture
 def reactor(clock: ManualClock) -> Iterator[Reactor]:
-    """A reactor on a manual clock, closed (and checked for leaks) after the test."""
+    """A reactor on a manual clock, closed after the test and checked for leaked rows, registrations and fds."""
+    fds_before = open_fd_count()
+    fd_map_before = open_fds() if fds_before is not None else None
     r = Reactor(clock=clock)
     yield r
-    if not r.is_closed():
-        assert r.connections == {}, f"connection rows left behind: {r.connections}"
-        r.close()
+    check_and_close(r, fds_before, fd_map_before)
 
 
 @pytest.fixture
 def real_reactor() -> Iterator[Reactor]:
-    """A reactor on the real monotonic clock."""
+    """A reactor on the real monotonic clock, closed and checked for leaks like `reactor`."""
+    fds_before = open_fd_count()
+    fd_map_before = open_fds() if fds_before is not None else None
     r = Reactor()
     yield r
-    if not r.is_closed():
-        assert r.connections == {}, f"connection rows left behind: {r.connections}"
-        r.close()
+    check_and_close(r, fds_before, fd_map_before)
 
 
 class ThreadCreationForbidden(AssertionError):

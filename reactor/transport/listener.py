@@ -367,12 +367,11 @@ class Listener:
         if self._sock.fileno() < 0:
             return
         self.stop_accepting()
-        if not self.reactor.is_closed():
-            for row in self.connections():
-                row.abort()
-        else:
-            for row in self.connections():
-                row._close_now(None)
+        # Not row.abort(): the server closed these, not their protocols, so a
+        # protocol that writes before its connection_lost arrives is dropped
+        # quietly, as after a peer reset.
+        for row in self.connections():
+            row._close_now(None)
         self._sock.close()
         if self._unix_path is not None:
             try:

@@ -163,6 +163,7 @@ class StreamTransport(Connection):
         "_dispatching",
         "_lost",
         "_blocking",
+        "_closed_by_call",
     )
 
     def __init__(
@@ -200,6 +201,7 @@ class StreamTransport(Connection):
         self._dispatching = False
         self._lost: Any = _ALIVE
         self._blocking = True
+        self._closed_by_call = False
 
     # ---------------------------------------------------------------- reading
 
@@ -296,6 +298,7 @@ class StreamTransport(Connection):
         state = self.state
         if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
             self.close()  # both directions are done (or the protocol wants no more)
+            self._closed_by_call = False  # the peer finished it: later writes are dropped, not errors
         if self._lost is not _ALIVE and self._lost is not _DELIVERED:
             self._call_connection_lost(self._lost)
 
@@ -339,10 +342,10 @@ class StreamTransport(Connection):
                 self._fatal(exc, False)  # inside the protocol's write(): connection_lost comes later
                 return
             self.bytes_out += n
+            if n and self._limits.idle_timeout is not None:
+                self._active_at = self.reactor.time()
             if n == len(data):
                 return
-            if self._limits.idle_timeout is not None and n:
-                self._active_at = self.reactor.time()
             if buffer is None:
                 self._buffer = buffer = bytearray(data[n:])
             else:
@@ -360,7 +363,7 @@ class StreamTransport(Connection):
 
     def _write_refused(self) -> None:
         state = self.state
-        if state == _CLOSED and self._lost is not _ALIVE:
+        if state == _CLOSED and not self._closed_by_call:
             # The connection was lost (peer reset, timeout): the protocol learns
             # it from connection_lost; writing into the void is not an error.
             logger.debug("%r: write after the connection was lost; dropped", self)
@@ -369,6 +372,8 @@ class StreamTransport(Connection):
             raise RuntimeError("the transport is not connected yet")
         if state == _WRITE_CLOSED:
             raise RuntimeError("cannot write after write_eof()")
+        if state == _CLOSED:
+            raise RuntimeError("cannot write to a transport that was closed with close() or abort()")
         raise RuntimeError("cannot write to a transport that is closing; it was closed with close()")
 
     def _on_writable(self) -> None:
@@ -464,6 +469,7 @@ class StreamTransport(Connection):
         state = self.state
         if state == _CLOSED or state == _CLOSING:
             return
+        self._closed_by_call = True
         if state == _CONNECTING or not self._buffer:
             self._close_now(None)
             return
@@ -474,6 +480,8 @@ class StreamTransport(Connection):
 
     def abort(self) -> None:
         """Close at once, dropping anything buffered; ``connection_lost(None)`` follows."""
+        if self.state != _CLOSED:
+            self._closed_by_call = True
         self._close_now(None)
 
     def _fatal(self, exc: BaseException, inline: bool = True) -> None:

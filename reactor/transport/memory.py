@@ -1,0 +1,576 @@
+"""`memory_pair`: two connected transports in memory, for testing protocols without sockets or time.
+
+What a test of a protocol needs, and what we chose
+--------------------------------------------------
+A protocol is tested best the way h11 and Twisted test theirs: no socket, no
+real time, every step driven by the test.  Twisted has ``StringTransport``
+(one side, bytes collected in a buffer) and ``iosim`` (two sides and a pump);
+trio has ``memory_stream_pair``.  We want the second kind, but with the exact
+callback semantics of `StreamTransport`, so that a protocol that passes here
+behaves the same on a socket:
+
+* ``connection_made`` first; ``data_received`` never after the EOF;
+  ``eof_received`` returning True keeps the write side open, anything else
+  closes; ``connection_lost`` exactly once, never from inside the ``close()``
+  that caused it; an exception in a callback is reported through
+  `report_user_error` and aborts that one connection.
+* *Delivery goes through the reactor.*  A write moves bytes toward the peer
+  at once, but the peer's ``data_received`` runs from a ``call_soon``
+  callback, the way a socket's runs from a readiness event.  Nothing waits
+  for time: a test drives the pair with ``reactor.run_once(0)`` or a bounded
+  run-until, and a reactor on a `ManualClock` serves deadlines.
+* *A kernel window.*  At most ``window`` bytes are in flight toward a peer
+  that has not read them yet (the kernel's send and receive buffers together).
+  A peer that paused reading keeps them in flight; beyond the window the
+  bytes stay in the writer's buffer, which is what `get_write_buffer_size`
+  reports and what crosses the water marks for ``pause_writing`` /
+  ``resume_writing``.  A write whose bytes fit the window returns with an
+  empty buffer, like a ``send()`` the kernel took whole.
+* *Closing looks like a socket's close.*  ``close()`` flushes the buffer,
+  then the peer reads what was in flight followed by an EOF; ``abort()``
+  drops the buffer, but what was already in flight still arrives (as with a
+  socket the kernel keeps sending).  Writing toward a peer that has closed
+  fails the writer with `ConnectionResetError` (what ``EPIPE``/``ECONNRESET``
+  do to a `StreamTransport`).
+
+A memory transport is not a row of `Reactor.connections`: the table maps file
+descriptors to rows, and a memory transport has none, so the table (and the
+leak checks that read it) never sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from ..core import Reactor
+from .errors import report_user_error
+from .stream import DEFAULT_LIMITS, HIGH_WATER, TransportLimits
+from .table import TRANSITIONS, State
+
+__all__ = ["MemoryTransport", "memory_pair", "DEFAULT_WINDOW"]
+
+logger = logging.getLogger("reactor.transport")
+
+#: Bytes in flight toward a peer that has not read them, at most (default).
+DEFAULT_WINDOW = 64 * 1024
+
+_OPEN = State.OPEN
+_READ_CLOSED = State.READ_CLOSED
+_WRITE_CLOSED = State.WRITE_CLOSED
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+_WRITABLE = frozenset({_OPEN, _READ_CLOSED})
+_READABLE = frozenset({_OPEN, _WRITE_CLOSED})
+
+
+class _Marker:
+    __slots__ = ()
+
+
+#: ``_lost`` is _ALIVE until the connection closes, then the exception to
+#: deliver, then _DELIVERED once ``connection_lost`` ran.
+_ALIVE: Any = _Marker()
+_DELIVERED: Any = _Marker()
+
+
+class MemoryTransport:
+    """One end of a `memory_pair`: the public API of `StreamTransport`, with no socket.
+
+    Methods for the protocol: `write`, `writelines`, `write_eof`,
+    `can_write_eof`, `close`, `abort`, `pause_reading`, `resume_reading`,
+    `is_reading`, `get_write_buffer_size`, `get_write_buffer_limits`,
+    `set_write_buffer_limits`, `get_extra_info` (``'socket'`` is None;
+    ``'peername'``/``'sockname'`` are the pair's names), `is_closing`,
+    `get_protocol`, `set_protocol`, `set_timeout` and `set_idle_timeout`.
+
+    Attributes for tests: ``peer`` (the other end), ``state`` (a `State`, with
+    the same transitions as a connection-table row), ``bytes_in`` /
+    ``bytes_out``, ``window`` and `in_flight`.  It is *not* a row of
+    `Reactor.connections` (there is no file descriptor).
+    """
+
+    __slots__ = (
+        "reactor",
+        "protocol",
+        "peer",
+        "state",
+        "name",
+        "window",
+        "started",
+        "bytes_in",
+        "bytes_out",
+        "deadline",
+        "timer",
+        "_inbox",
+        "_eof_in",
+        "_buffer",
+        "_reading",
+        "_eof_pending",
+        "_writing_paused",
+        "_limits",
+        "_active_at",
+        "_dispatching",
+        "_lost",
+        "_closed_by_call",
+        "_delivery_scheduled",
+        "_flush_scheduled",
+    )
+
+    def __init__(self, reactor: Reactor, name: str, window: int, limits: TransportLimits) -> None:
+        self.reactor = reactor
+        self.protocol: Any = None
+        self.peer: MemoryTransport = self  # linked by memory_pair
+        self.state = _OPEN
+        self.name = name
+        self.window = window
+        self.started = reactor.time()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.deadline: float | None = None
+        self.timer: Any = None
+        self._inbox = bytearray()  # bytes in flight toward this end, not read yet
+        self._eof_in = False  # the peer's EOF follows the inbox
+        self._buffer = bytearray()  # written, not yet in flight (beyond the window)
+        self._reading = True
+        self._eof_pending = False
+        self._writing_paused = False
+        self._limits = limits
+        self._active_at = self.started
+        self._dispatching = False
+        self._lost: Any = _ALIVE
+        self._closed_by_call = False
+        self._delivery_scheduled = False
+        self._flush_scheduled = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<MemoryTransport {self.name} {self.state} in={self.bytes_in} out={self.bytes_out} "
+            f"buffered={len(self._buffer)} in_flight={self.in_flight}>"
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Bytes written by this end that the peer has not read yet (at most ``window``)."""
+        return len(self.peer._inbox)
+
+    def _set_state(self, new: str) -> None:
+        if (self.state, new) not in TRANSITIONS:
+            raise RuntimeError(f"memory transport {self.name}: no transition from {self.state} to {new}")
+        self.state = new
+
+    # ---------------------------------------------------------------- reading
+
+    def _start(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self._dispatching = True
+        try:
+            protocol.connection_made(self)
+        except Exception as exc:
+            self._protocol_failed(exc, "connection_made")
+        self._dispatching = False
+        if self._lost is not _ALIVE:
+            if self._lost is not _DELIVERED:
+                self._call_connection_lost(self._lost)
+            return
+        if self.timer is None and (self._limits.timeout is not None or self._limits.idle_timeout is not None):
+            self._arm_deadline()
+        self._schedule_delivery()
+
+    def _schedule_delivery(self) -> None:
+        # The socket equivalent of "registered for reading and readable".
+        if (
+            not self._delivery_scheduled
+            and self._reading
+            and self.state in _READABLE
+            and (self._inbox or self._eof_in)
+            and not self.reactor.is_closed()
+        ):
+            self._delivery_scheduled = True
+            self.reactor.call_soon(self._on_readable)
+
+    def _on_readable(self) -> None:
+        self._delivery_scheduled = False
+        if not self._reading or self.state not in _READABLE or self.protocol is None:
+            return
+        inbox = self._inbox
+        if not inbox:
+            if self._eof_in:
+                self._eof_from_peer()
+            return
+        n = min(len(inbox), self._limits.max_read)
+        data = bytes(inbox[:n])
+        del inbox[:n]
+        self.bytes_in += n
+        self._active_at = self.reactor.time()
+        self.peer._schedule_flush()  # the window opened
+        self._dispatching = True
+        try:
+            self.protocol.data_received(data)
+        except Exception as exc:
+            self._protocol_failed(exc, "data_received")
+        self._dispatching = False
+        if self._lost is not _ALIVE:
+            if self._lost is not _DELIVERED:
+                self._call_connection_lost(self._lost)
+            return
+        self._schedule_delivery()  # the rest, or the EOF, in a later callback
+
+    def _eof_from_peer(self) -> None:
+        if self.state == _OPEN:
+            self._set_state(_READ_CLOSED)
+        self._dispatching = True
+        try:
+            keep_open = self.protocol.eof_received()
+        except Exception as exc:
+            keep_open = False
+            self._protocol_failed(exc, "eof_received")
+        self._dispatching = False
+        state = self.state
+        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
+            self.close()
+            self._closed_by_call = False  # closed because the peer finished, not by the protocol
+        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
+            self._call_connection_lost(self._lost)
+
+    def pause_reading(self) -> None:
+        """Stop calling ``data_received`` until `resume_reading`; what arrives stays in flight."""
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        """Call ``data_received`` again (from a later reactor callback)."""
+        self._reading = True
+        self._schedule_delivery()
+
+    def is_reading(self) -> bool:
+        """True while the transport delivers incoming data to its protocol."""
+        return self._reading and self.state in _READABLE
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Move ``data`` toward the peer as far as the window allows, buffer the rest; never blocks."""
+        if self.state not in _WRITABLE:
+            self._write_refused()
+            return
+        if type(data) is not bytes:
+            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+            data = bytes(data)
+        if not data:
+            return
+        buffer = self._buffer
+        if not buffer:
+            n = self._push(data)
+            if n == len(data) or self.state == _CLOSED:
+                return
+            buffer += data[n:]
+        else:
+            buffer += data
+        if not self._writing_paused and len(buffer) > self._limits.high:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each buffer of ``list_of_data`` in order."""
+        self.write(b"".join(list_of_data))
+
+    def _push(self, data: bytes | bytearray) -> int:
+        """Move what fits of ``data`` into the peer's inbox; how many bytes moved."""
+        peer = self.peer
+        if peer.state == _CLOSED:
+            self._close_now(ConnectionResetError(f"memory transport {peer.name} was closed"))
+            return 0
+        n = min(len(data), self.window - len(peer._inbox))
+        if n <= 0:
+            return 0
+        peer._inbox += data[:n]
+        self.bytes_out += n
+        self._active_at = self.reactor.time()
+        peer._schedule_delivery()
+        return n
+
+    def _schedule_flush(self) -> None:
+        # The socket equivalent of "registered for writing and writable".
+        if (
+            not self._flush_scheduled
+            and (self._buffer or self._eof_pending)
+            and self.state != _CLOSED
+            and not self.reactor.is_closed()
+        ):
+            self._flush_scheduled = True
+            self.reactor.call_soon(self._on_writable)
+
+    def _on_writable(self) -> None:
+        self._flush_scheduled = False
+        if self.state == _CLOSED:
+            return
+        buffer = self._buffer
+        if buffer:
+            n = self._push(buffer)
+            if self.state == _CLOSED:
+                return
+            del buffer[:n]
+            if self._writing_paused and len(buffer) <= self._limits.low:
+                self._writing_paused = False
+                self._call_protocol("resume_writing")
+            if buffer or self.state == _CLOSED:
+                return
+        if self.state == _CLOSING:
+            self._close_now(None)
+        elif self._eof_pending:
+            self._shutdown_write()
+
+    def _write_refused(self) -> None:
+        if self.state == _CLOSED and not self._closed_by_call:
+            logger.debug("%r: write after the connection was lost; dropped", self)
+            return
+        if self.state == _WRITE_CLOSED:
+            raise RuntimeError("cannot write after write_eof()")
+        raise RuntimeError("cannot write to a transport that was closed with close() or abort()")
+
+    def write_eof(self) -> None:
+        """Close the write side once the buffer is flushed; keep reading (half-close)."""
+        state = self.state
+        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
+            return
+        if state == _READ_CLOSED:
+            self.close()
+            return
+        self._set_state(_WRITE_CLOSED)
+        if self._buffer:
+            self._eof_pending = True
+        else:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        self._eof_pending = False
+        peer = self.peer
+        peer._eof_in = True
+        peer._schedule_delivery()
+
+    def can_write_eof(self) -> bool:
+        """True: memory transports support half-close."""
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes accepted by `write` that do not fit the window yet."""
+        return len(self._buffer)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """The ``(low, high)`` water marks."""
+        return self._limits.low, self._limits.high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the water marks: ``pause_writing()`` above ``high``, ``resume_writing()`` at ``low``.
+
+        As in asyncio: ``high`` defaults to 64 KiB (or 4 x ``low``), ``low`` to ``high // 4``.
+        """
+        if high is None:
+            high = HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        self._limits = self._limits.replace(high=high, low=low)
+        size = len(self._buffer)
+        if not self._writing_paused and size > high:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+        elif self._writing_paused and size <= low:
+            self._writing_paused = False
+            self._call_protocol("resume_writing")
+
+    # ------------------------------------------------------------------ closing
+
+    def is_closing(self) -> bool:
+        """True once the transport is closing or closed."""
+        return self.state == _CLOSING or self.state == _CLOSED
+
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
+        state = self.state
+        if state == _CLOSED or state == _CLOSING:
+            return
+        self._closed_by_call = True
+        if not self._buffer:
+            self._close_now(None)
+            return
+        self._set_state(_CLOSING)
+        self._reading = False
+
+    def abort(self) -> None:
+        """Close at once, dropping the buffer (what is in flight still arrives); ``connection_lost(None)`` follows."""
+        if self.state != _CLOSED:
+            self._closed_by_call = True
+        self._close_now(None)
+
+    def _close_now(self, exc: BaseException | None) -> None:
+        if self.state == _CLOSED:
+            return
+        self._set_state(_CLOSED)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._buffer.clear()
+        self._inbox.clear()
+        self._eof_pending = False
+        peer = self.peer
+        if peer is not self and peer.state != _CLOSED:
+            # What the kernel does after close(): the in-flight bytes, then a
+            # FIN; and a peer still trying to write finds the connection gone.
+            peer._eof_in = True
+            peer._schedule_delivery()
+            peer._schedule_flush()
+        reactor = self.reactor
+        if self.protocol is None:
+            self._lost = _DELIVERED
+        elif self._dispatching:
+            self._lost = exc  # delivered when the running protocol callback returns
+        elif not reactor.is_closed():
+            self._lost = exc
+            reactor.call_soon(self._call_connection_lost, exc)
+        else:
+            self._call_connection_lost(exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost is _DELIVERED:
+            return
+        self._lost = _DELIVERED
+        protocol = self.protocol
+        try:
+            protocol.connection_lost(exc)
+        except Exception as err:
+            report_user_error(self.reactor, "exception in connection_lost", err, protocol=protocol, transport=self)
+
+    def _protocol_failed(self, exc: Exception, where: str) -> None:
+        report_user_error(
+            self.reactor,
+            f"exception in {type(self.protocol).__name__}.{where}(); closing the memory connection {self.name}",
+            exc,
+            protocol=self.protocol,
+            transport=self,
+        )
+        self._close_now(exc)
+
+    def _call_protocol(self, name: str) -> None:
+        try:
+            getattr(self.protocol, name)()
+        except Exception as exc:
+            self._protocol_failed(exc, name)
+
+    # ------------------------------------------------------------- deadlines
+
+    def _due(self) -> float | None:
+        limits = self._limits
+        due = None if limits.timeout is None else self.started + limits.timeout
+        if limits.idle_timeout is not None:
+            idle_due = self._active_at + limits.idle_timeout
+            if due is None or idle_due < due:
+                due = idle_due
+        return due
+
+    def _arm_deadline(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        due = self._due()
+        self.deadline = due
+        if due is not None and self.state != _CLOSED:
+            self.timer = self.reactor.call_at(due, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.state == _CLOSED:
+            return
+        due = self._due()
+        if due is None:
+            self.deadline = None
+            return
+        if due > self.reactor.time():
+            self.deadline = due
+            self.timer = self.reactor.call_at(due, self._on_deadline)  # progress moved it: re-arm
+            return
+        limits = self._limits
+        idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
+        what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
+        logger.info("memory connection %s timed out (%s) in state %s", self.name, what, self.state)
+        self._close_now(TimeoutError(f"connection {what}"))
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Close the connection ``seconds`` from now whatever it does (None: no such deadline)."""
+        self.started = self.reactor.time()
+        self._limits = self._limits.replace(timeout=seconds)
+        self._arm_deadline()
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close the connection after ``seconds`` without progress either way (None: never)."""
+        self._active_at = self.reactor.time()
+        self._limits = self._limits.replace(idle_timeout=seconds)
+        self._arm_deadline()
+
+    # ---------------------------------------------------------- introspection
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``'socket'``: None; ``'peername'``/``'sockname'``: the names given to `memory_pair`; else ``default``."""
+        if name == "socket":
+            return None
+        if name == "peername":
+            return self.peer.name
+        if name == "sockname":
+            return self.name
+        return default
+
+    def get_protocol(self) -> Any:
+        """The protocol this transport delivers to."""
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        """Deliver to ``protocol`` from now on."""
+        self.protocol = protocol
+
+    def as_dict(self) -> dict[str, Any]:
+        """A snapshot for logs and tests, shaped like a connection-table row's."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "peer": self.peer.name,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "pending_out": len(self._buffer),
+            "in_flight": self.in_flight,
+            "deadline": self.deadline,
+            "started": self.started,
+            "reading": self.is_reading(),
+            "writing_paused": self._writing_paused,
+        }
+
+
+def memory_pair(
+    reactor: Reactor,
+    protocol_a: Any,
+    protocol_b: Any,
+    *,
+    window: int = DEFAULT_WINDOW,
+    limits: TransportLimits = DEFAULT_LIMITS,
+    names: tuple[str, str] = ("memory-a", "memory-b"),
+) -> tuple[MemoryTransport, MemoryTransport]:
+    """Connect ``protocol_a`` and ``protocol_b`` in memory; return their transports ``(a, b)``.
+
+    Both ``connection_made`` calls happen before this returns (``a`` first);
+    everything after that is delivered by reactor callbacks, so drive the pair
+    with ``reactor.run_once(0)``.  ``window`` bounds the bytes in flight each
+    way (see the module docstring); ``limits`` gives the read size, the water
+    marks and the deadlines, as for `attach_socket` (deadlines follow the
+    reactor's clock, so a `ManualClock` serves them).  ``names`` are what
+    ``get_extra_info('sockname')`` returns on each end (and ``'peername'`` on
+    the other).
+    """
+    if window <= 0:
+        raise ValueError(f"window must be positive, got {window!r}")
+    a = MemoryTransport(reactor, names[0], window, limits)
+    b = MemoryTransport(reactor, names[1], window, limits)
+    a.peer = b
+    b.peer = a
+    a._start(protocol_a)
+    b._start(protocol_b)
+    return a, b
