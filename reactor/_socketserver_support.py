@@ -247,7 +247,7 @@ class ServerBinding:
         table = reactor.connections
         row = table.get(fd)
         if row is not None and row.sock is request:
-            row.state = State.CLOSED
+            row._set_state(State.CLOSED)
             table.pop(fd, None)
 
     def forget_if_closed(self, row: Connection) -> None:

@@ -18,7 +18,7 @@ the error or `TimeoutError` otherwise), and ``pause_writing()`` /
 them run on the reactor's thread.  An exception in one is reported to the
 reactor's exception handler and closes that connection only.
 
-The transport is a `reactor.transport.StreamTransport`: ``write``,
+The transport is a `reactor.transport.stream.StreamTransport`: ``write``,
 ``writelines``, ``write_eof``, ``can_write_eof``, ``close`` (flush, then
 close), ``abort``, ``pause_reading``, ``resume_reading``, ``is_reading``,
 ``get_write_buffer_size``, ``set_write_buffer_limits``, ``get_extra_info``,
@@ -259,14 +259,18 @@ def create_connection(
     timeout: float | None = None,
     idle_timeout: float | None = None,
     max_read: int = MAX_READ,
+    write_buffer_high: int = 64 * 1024,
+    write_buffer_low: int | None = None,
 ) -> Future[tuple[StreamTransport, P]]:
     """Connect to ``address``; a `Future` of ``(transport, protocol)``.
 
     ``timeout`` bounds the connect; the future fails with `TimeoutError`, or
     with the connect's `OSError` (`ConnectionRefusedError`, ...).
     ``idle_timeout`` closes the connection after that many seconds without
-    progress.  A bad ``address`` raises `ValueError` here.
+    progress.  ``write_buffer_high``/``write_buffer_low`` are the water marks
+    for ``pause_writing``/``resume_writing``.  A bad ``address`` raises
+    `ValueError` here.
     """
     parsed = parse_address(address)
-    limits = TransportLimits(max_read=max_read, idle_timeout=idle_timeout)
+    limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout)
     return open_connection(reactor, parsed, protocol_factory, timeout=timeout, limits=limits)

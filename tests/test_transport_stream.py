@@ -660,3 +660,22 @@ def test_memory_pair_rejects_a_bad_window(reactor: Reactor) -> None:
     """A window that is not positive is a ValueError."""
     with pytest.raises(ValueError, match="window"):
         memory_pair(reactor, Recorder(), Recorder(), window=0)
+
+
+def test_cancelled_connect_never_starts_its_protocol(reactor: Reactor) -> None:
+    """Cancelling create_connection's future before the connect completes: no connection_made, no row."""
+    made: list[object] = []
+
+    class Watch(Protocol):
+        def connection_made(self, transport: object) -> None:
+            made.append(transport)
+
+    server = reactor.create_server(Protocol, "localhost:0")
+    fut = reactor.create_connection(Watch, server.address, timeout=5)
+    fut.cancel()
+    for _ in range(20):
+        reactor.run_once(0.01)
+    assert made == []
+    assert all(row in server.connections() for row in reactor.connections.values())
+    server.close()
+    run_until(reactor, lambda: not reactor.connections)

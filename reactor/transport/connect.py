@@ -124,8 +124,10 @@ class Connector:
             report_user_error(self.reactor, "protocol_factory() raised", exc, handler=self.factory)
             self._fail(exc)
             return
-        if not self.future.done():
-            self.future.set_result((transport, protocol))
+        if self.future.done():  # cancelled meanwhile: nobody wants this connection
+            transport._close_now(None)
+            return
+        self.future.set_result((transport, protocol))
         transport._start(protocol)
 
     def _on_timeout(self) -> None:

@@ -17,7 +17,10 @@ plain `Connection` row in ``HANDLING`` for as long as the handler has it.
 States and transitions
 ----------------------
 A row's state changes in one place, `Connection._set_state`, which refuses a
-transition that is not in `TRANSITIONS`:
+transition that is not in `TRANSITIONS`.  The single exception is the
+transport's close path (`StreamTransport._close_now`), which sets ``CLOSED``
+directly because it runs once per connection on the hot path and every live
+state may go to ``CLOSED`` (a test checks that the table says so):
 
 ============  ==============  =============================================
 from          to              when
