@@ -33,7 +33,7 @@ class FanOut(RequestServer):
     def handle_request(self, request: str) -> Future[str]:
         reactor = self.reactor
         combined: Future[str] = reactor.create_future()
-        asks = [reactor.request(b, request, timeout=5) for b in self.backends]  # type: ignore[attr-defined]
+        asks = [reactor.request(b, request, timeout=5) for b in self.backends]
 
         def one_done(_: Future[str]) -> None:
             if combined.done():
@@ -56,7 +56,7 @@ def main() -> None:
         proxy = FanOut("localhost:0", [upper.address, reverse.address], reactor=reactor)
         try:
             for text in ("hello", "fan-out"):
-                reply = reactor.run_until_complete(reactor.request(proxy.address, text, timeout=5), timeout=10)  # type: ignore[attr-defined]
+                reply = reactor.run_until_complete(reactor.request(proxy.address, text, timeout=5), timeout=10)
                 print(f"{text!r} -> {reply!r}")
         finally:
             for server in (proxy, upper, reverse):

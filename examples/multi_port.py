@@ -34,8 +34,8 @@ def main() -> None:
         try:
             print(f"TCP on {tcp.address}, Unix on {unix.address}, UDP on 127.0.0.1:{udp.port}")
             replies = [
-                reactor.request(tcp.address, "over tcp", timeout=5),  # type: ignore[attr-defined]
-                reactor.request(unix.address, "over unix", timeout=5),  # type: ignore[attr-defined]
+                reactor.request(tcp.address, "over tcp", timeout=5),
+                reactor.request(unix.address, "over unix", timeout=5),
             ]
             client.send("over udp", ("127.0.0.1", udp.port))
             for fut in replies:

@@ -128,8 +128,8 @@ def demo() -> int:
         upper = _Upper("localhost:0", reactor=reactor)
         try:
             print(f"echo server on {echo.address}, upper-case server on {upper.address}, one thread")
-            futures = [reactor.request(echo.address, f"ping {i}", timeout=5) for i in range(3)]  # type: ignore[attr-defined]
-            futures += [reactor.request(upper.address, text, timeout=5) for text in ("hello", "reactor")]  # type: ignore[attr-defined]
+            futures = [reactor.request(echo.address, f"ping {i}", timeout=5) for i in range(3)]
+            futures += [reactor.request(upper.address, text, timeout=5) for text in ("hello", "reactor")]
             for fut in futures:
                 reactor.run_until_complete(fut, timeout=10)
                 print("reply:", fut.result())

@@ -34,7 +34,7 @@ def addr(sock: socket.socket) -> str:
 
 def test_request_exact_wire_bytes(reactor: Reactor, listener: socket.socket) -> None:
     """request() sends request + CRLF, half-closes, and reads the reply up to CRLF."""
-    fut = reactor.request(addr(listener), "héllo", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(addr(listener), "héllo", timeout=5)
     run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     conn, _ = listener.accept()
     conn.settimeout(5)
@@ -53,7 +53,7 @@ def test_request_exact_wire_bytes(reactor: Reactor, listener: socket.socket) -> 
 
 def test_request_reply_ends_at_eof(reactor: Reactor, listener: socket.socket) -> None:
     """A reply without CRLF ends at EOF."""
-    fut = reactor.request(addr(listener), "q", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(addr(listener), "q", timeout=5)
     run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     conn, _ = listener.accept()
     assert conn.recv(1024) == b"q\r\n"
@@ -64,7 +64,7 @@ def test_request_reply_ends_at_eof(reactor: Reactor, listener: socket.socket) ->
 
 def test_request_timeout_fails_future_and_removes_row(reactor: Reactor, clock: object, listener: socket.socket) -> None:
     """A server that never answers: TimeoutError after the timeout, and the row is gone."""
-    fut = reactor.request(addr(listener), "anyone?", timeout=2)  # type: ignore[attr-defined]
+    fut = reactor.request(addr(listener), "anyone?", timeout=2)
     run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     clock.advance(2)  # type: ignore[attr-defined]
     reactor.run_once(0)
@@ -78,7 +78,7 @@ def test_request_refused_is_runtime_and_connection_refused(reactor: Reactor, lis
     """A refused connection fails fast with RequestRefused (ConnectionRefusedError and RuntimeError)."""
     address = addr(listener)
     listener.close()
-    fut = reactor.request(address, "x", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(address, "x", timeout=5)
     run_until(reactor, fut.done, turns=100)
     exc = fut.exception()
     assert isinstance(exc, ConnectionRefusedError) and isinstance(exc, RuntimeError)
@@ -88,17 +88,17 @@ def test_request_refused_is_runtime_and_connection_refused(reactor: Reactor, lis
 def test_request_bad_arguments_raise_at_call_site(reactor: Reactor) -> None:
     """A bad address, a non-str request or a bad timeout raise immediately."""
     with pytest.raises(ValueError, match="nocolon"):
-        reactor.request("nocolon", "x")  # type: ignore[attr-defined]
+        reactor.request("nocolon", "x")
     with pytest.raises(TypeError):
-        reactor.request("localhost:1", b"bytes")  # type: ignore[attr-defined]
+        reactor.request("localhost:1", b"bytes")
     with pytest.raises(ValueError):
-        reactor.request("localhost:1", "x", timeout=0)  # type: ignore[attr-defined]
+        reactor.request("localhost:1", "x", timeout=0)
     assert reactor.connections == {}
 
 
 def test_cancelling_request_closes_connection(reactor: Reactor, listener: socket.socket) -> None:
     """Cancelling the future closes its connection row."""
-    fut = reactor.request(addr(listener), "x", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(addr(listener), "x", timeout=5)
     run_until(reactor, lambda: any(r.state == "WRITE_CLOSED" for r in reactor.connections.values()))
     fut.cancel()
     run_until(reactor, lambda: reactor.connections == {})
@@ -188,7 +188,7 @@ def test_no_threads_run_request_and_do_request(
     assert do_request(a, "blocking", 5) == "Requested: blocking"
     with Reactor() as r:
         local = RequestServer("localhost:0", reactor=r)
-        futs = [r.request(x, "nb", timeout=5) for x in (a, b, local.address)]  # type: ignore[attr-defined]
+        futs = [r.request(x, "nb", timeout=5) for x in (a, b, local.address)]
         done = r.create_future()
 
         def check() -> None:

@@ -696,7 +696,7 @@ def test_udp_request_and_socketserver_servers_share_one_reactor(real_reactor: Re
     client, got = collecting_client(r)
     client.send("x", udp_a.address)
     client.send("y", udp_b.address)
-    reply = r.request(request_server.address, "stream", 2.0)  # type: ignore[attr-defined]
+    reply = r.request(request_server.address, "stream", 2.0)
     conn = socket.create_connection(stream_server.server_address, timeout=2)
     conn.setblocking(False)
     conn.sendall(b"olleh\n")
@@ -901,7 +901,7 @@ def test_flood_keeps_a_request_server_on_the_same_reactor_responsive(real_reacto
         if pending and not pending[-1].done():
             return
         started = time.monotonic()
-        fut = r.request(tcp.address, "ping", 2.0)  # type: ignore[attr-defined]
+        fut = r.request(tcp.address, "ping", 2.0)
 
         def done(f: Any) -> None:
             rtts.append(time.monotonic() - started)

@@ -116,7 +116,7 @@ def test_async_val_alias_and_default_handler(reactor: Reactor) -> None:
     """async_val= is accepted (newer yoton spelling); the default handler echoes."""
     s = RequestServer("localhost:0", async_val=True, reactor=reactor)
     assert s.async_ is True
-    fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(s.address, "x", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: x"
     s.close()
 
@@ -163,7 +163,7 @@ def test_three_servers_one_thread_200_concurrent_requests(reactor: Reactor) -> N
     futures = []
     for i in range(200):
         s = servers[i % 3]
-        futures.append((s.tag, i, reactor.request(s.address, str(i), timeout=10)))  # type: ignore[attr-defined]
+        futures.append((s.tag, i, reactor.request(s.address, str(i), timeout=10)))
     run_until(reactor, lambda: all(f.done() for _, _, f in futures), turns=5000)
     for tag, i, fut in futures:
         assert fut.result() == f"{tag}:{i}"
@@ -175,7 +175,7 @@ def test_three_servers_one_thread_200_concurrent_requests(reactor: Reactor) -> N
 
 def test_thousand_requests_in_flight(reactor: Reactor, server: RequestServer) -> None:
     """1,000 request() futures in flight on one reactor all complete."""
-    futures = [reactor.request(server.address, f"r{i}", timeout=30) for i in range(1000)]  # type: ignore[attr-defined]
+    futures = [reactor.request(server.address, f"r{i}", timeout=30) for i in range(1000)]
     assert len(reactor.connections) >= 1000
     run_until(reactor, lambda: all(f.done() for f in futures), turns=20000)
     assert [f.result() for f in futures] == [f"Requested: r{i}" for i in range(1000)]
@@ -211,7 +211,7 @@ def test_run_serves_until_stop(reactor: Reactor) -> None:
             return "bye"
 
     s = StopAfter("localhost:0", reactor=reactor)
-    fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(s.address, "x", timeout=5)
     s.run()
     run_until(reactor, fut.done)
     assert fut.result() == "bye"
@@ -256,7 +256,7 @@ def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server:
     c.shutdown(socket.SHUT_WR)
     run_until(reactor, lambda: any(r.state == "CLOSING" for r in reactor.connections.values()), turns=200)
     # The big reply is stuck on a reader that does not read: others are still served.
-    fut = reactor.request(server.address, "small", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(server.address, "small", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: small"
     got = bytearray()
     while True:
@@ -287,7 +287,7 @@ def test_oversized_request_is_rejected_logged_and_counted(reactor: Reactor, capl
     assert "max_request_size" in caplog.text
     assert recv_all(c) == b""
     assert reactor.connections == {}
-    ok = reactor.request(s.address, "fine", timeout=5)  # type: ignore[attr-defined]
+    ok = reactor.request(s.address, "fine", timeout=5)
     assert reactor.run_until_complete(ok, 5) == "Requested: fine"
     c.close()
     s.close()
@@ -309,7 +309,7 @@ def test_ten_mib_without_terminator_keeps_server_serving(reactor: Reactor, serve
         reactor.run_once(0)
     run_until(reactor, lambda: server.stats.rejected == 1)
     assert reactor.connections == {}
-    fut = reactor.request(server.address, "next", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(server.address, "next", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: next"
     c.close()
 
@@ -444,7 +444,7 @@ def test_client_reset_mid_request(reactor: Reactor, server: RequestServer) -> No
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()  # RST
     run_until(reactor, lambda: reactor.connections == {})
-    fut = reactor.request(server.address, "still here", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(server.address, "still here", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: still here"
 
 
@@ -481,8 +481,8 @@ def test_handler_raising_closes_only_its_connection(reactor: Reactor, caplog: py
 
     s = Picky("localhost:0", reactor=reactor)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
-        bad = reactor.request(s.address, "bad", timeout=5)  # type: ignore[attr-defined]
-        good = reactor.request(s.address, "good", timeout=5)  # type: ignore[attr-defined]
+        bad = reactor.request(s.address, "bad", timeout=5)
+        good = reactor.request(s.address, "good", timeout=5)
         assert reactor.run_until_complete(good, 5) == "ok good"
         assert reactor.run_until_complete(bad, 5) == ""  # closed without a reply
     assert "I do not like this request" in caplog.text
@@ -500,7 +500,7 @@ def test_handler_returning_non_string_is_an_error(reactor: Reactor, caplog: pyte
 
     s = Wrong("localhost:0", reactor=reactor)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
-        fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        fut = reactor.request(s.address, "x", timeout=5)
         assert reactor.run_until_complete(fut, 5) == ""
     assert "int, not str" in caplog.text
     assert s.stats.errors == 1
@@ -529,9 +529,9 @@ def test_future_reply_and_failing_future(reactor: Reactor, caplog: pytest.LogCap
             return fut
 
     s = Deferred("localhost:0", reactor=reactor)
-    ok = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    ok = reactor.request(s.address, "x", timeout=5)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
-        bad = reactor.request(s.address, "fail", timeout=5)  # type: ignore[attr-defined]
+        bad = reactor.request(s.address, "fail", timeout=5)
         assert reactor.run_until_complete(ok, 5) == "later x"
         assert reactor.run_until_complete(bad, 5) == ""
     assert "nope" in caplog.text
@@ -549,8 +549,8 @@ def test_async_slow_handler_does_not_delay_others(real_reactor: Reactor) -> None
             return "done " + request
 
     s = Slow("localhost:0", async_=True, reactor=real_reactor, workers=4)
-    slow = real_reactor.request(s.address, "slow", timeout=10)  # type: ignore[attr-defined]
-    fast = real_reactor.request(s.address, "fast", timeout=10)  # type: ignore[attr-defined]
+    slow = real_reactor.request(s.address, "slow", timeout=10)
+    fast = real_reactor.request(s.address, "fast", timeout=10)
     assert real_reactor.run_until_complete(fast, 5) == "done fast"
     assert not slow.done()
     release.set()
@@ -567,7 +567,7 @@ def test_async_handler_error_is_logged(real_reactor: Reactor, caplog: pytest.Log
 
     s = Boom("localhost:0", async_=True, reactor=real_reactor)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
-        fut = real_reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        fut = real_reactor.request(s.address, "x", timeout=5)
         assert real_reactor.run_until_complete(fut, 5) == ""
     assert "worker boom" in caplog.text and s.stats.errors == 1
     s.close()
@@ -580,7 +580,7 @@ def test_verbose_logs_each_accepted_connection(reactor: Reactor, caplog: pytest.
     """verbose=1 logs every accepted connection through logging."""
     s = RequestServer("localhost:0", verbose=1, reactor=reactor)
     with caplog.at_level(logging.INFO, logger="reactor.reqrep"):
-        fut = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+        fut = reactor.request(s.address, "x", timeout=5)
         reactor.run_until_complete(fut, 5)
     assert "accepted connection from" in caplog.text
     s.close()
@@ -589,7 +589,7 @@ def test_verbose_logs_each_accepted_connection(reactor: Reactor, caplog: pytest.
 def test_statistics_counters(reactor: Reactor, server: RequestServer) -> None:
     """statistics() reports accepted, active, completed, errors, timeouts, rejected."""
     for i in range(3):
-        reactor.run_until_complete(reactor.request(server.address, str(i), timeout=5), 5)  # type: ignore[attr-defined]
+        reactor.run_until_complete(reactor.request(server.address, str(i), timeout=5), 5)
     stats = server.statistics()
     assert stats["accepted"] == 3 and stats["completed"] == 3 and stats["active"] == 0
     assert stats["errors"] == stats["timeouts"] == stats["rejected"] == 0
@@ -600,7 +600,7 @@ def test_drain_waits_for_inflight_requests(reactor: Reactor) -> None:
     """drain() stops accepting and completes when the last open connection is done."""
     s = Later("localhost:0", reactor=reactor)
     pending = s.pending
-    req = reactor.request(s.address, "x", timeout=5)  # type: ignore[attr-defined]
+    req = reactor.request(s.address, "x", timeout=5)
     run_until(reactor, lambda: len(pending) == 1)
     drained = s.drain()
     reactor.run_once(0)
@@ -642,7 +642,7 @@ def test_default_socket_timeout_does_not_make_accept_block(real_reactor: Reactor
         silent = connect(s)
         run_until(real_reactor, lambda: s.stats.accepted == 1)
         t0 = real_reactor.time()
-        fut = real_reactor.request(s.address, "quick", timeout=5)  # type: ignore[attr-defined]
+        fut = real_reactor.request(s.address, "quick", timeout=5)
         assert real_reactor.run_until_complete(fut, 5) == "Requested: quick"
         assert real_reactor.time() - t0 < 1.0
         silent.close()

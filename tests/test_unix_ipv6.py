@@ -25,7 +25,7 @@ def has_ipv6_loopback() -> bool:
 
 def assert_both_clients_answered(reactor: Reactor, server: RequestServer, address: str) -> None:
     """Reactor.request and (from the server's background thread) do_request both get replies."""
-    fut = reactor.request(address, "non-blocking", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(address, "non-blocking", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: non-blocking"
     server.start()
     try:
@@ -65,7 +65,7 @@ def test_stale_unix_socket_is_replaced(reactor: Reactor, tmp_path: Path) -> None
     old.bind(str(path))
     old.close()  # leaves the file behind, with no listener
     server = RequestServer(f"unix:{path}", reactor=reactor)
-    fut = reactor.request(server.address, "fresh", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(server.address, "fresh", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: fresh"
     server.close()
 
@@ -76,7 +76,7 @@ def test_live_unix_socket_is_not_replaced(reactor: Reactor, tmp_path: Path) -> N
     first = RequestServer(f"unix:{path}", reactor=reactor)
     with pytest.raises(OSError, match="already listening"):
         RequestServer(f"unix:{path}", reactor=reactor)
-    fut = reactor.request(first.address, "still mine", timeout=5)  # type: ignore[attr-defined]
+    fut = reactor.request(first.address, "still mine", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: still mine"
     first.close()
 
@@ -113,7 +113,7 @@ def test_unix_refused_and_missing(reactor: Reactor, tmp_path: Path) -> None:
     missing = f"unix:{tmp_path / 'none.sock'}"
     with pytest.raises(ConnectionRefusedError):
         do_request(missing, "x", 1)
-    fut = reactor.request(missing, "x", timeout=1)  # type: ignore[attr-defined]
+    fut = reactor.request(missing, "x", timeout=1)
     with pytest.raises(RuntimeError):
         reactor.run_until_complete(fut, 5)
 
