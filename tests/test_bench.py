@@ -10,12 +10,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reactor.bench import loadgen
-from reactor.bench.runner import format_markdown, summarize, targets
-from reactor.bench.servers import SERVERS, available
+from reactor.bench.runner import _errors, format_markdown, summarize, targets
+from reactor.bench.servers import LINE_SERVERS, SERVERS, available, line_servers
 
 C_LINE = (
     "reqrep-load: mode=oneshot conc=16 ok=120495 errors=3 mismatches=0 secs=2.00 rps=60245 "
@@ -129,6 +130,71 @@ def test_markdown_and_targets_from_runs() -> None:
     assert "3 (reset 3)" in table and "0.99 ⚠" in table
 
 
+def _persistent_runs(reactor_row: dict[str, object], asyncio_row: dict[str, object],
+                     uvloop_row: dict[str, object]) -> list[dict[str, object]]:
+    base = {"workload": "persistent", "rep": 0, "p50_us": 400.0, "p99_us": 600.0, "server_cpu_util": 1.0,
+            "errors": 0, "mismatches": 0, "other_load": 0.0}
+    return [{**base, "server": "reactor-lines", **reactor_row}, {**base, "server": "asyncio-lines", **asyncio_row},
+            {**base, "server": "uvloop-lines", **uvloop_row}]
+
+
+def test_persistent_targets_follow_the_generator() -> None:
+    """Persistent targets use req/s while the generator has headroom, server CPU per request once it saturates."""
+    runs = _persistent_runs({"rps": 150_000, "server_cpu_us_per_req": 6.0, "gen_cpu": 0.6},
+                            {"rps": 100_000, "server_cpu_us_per_req": 9.0, "gen_cpu": 0.5},
+                            {"rps": 160_000, "server_cpu_us_per_req": 5.0, "gen_cpu": 0.7})
+    judged = {t["target"]: t for t in targets(summarize(runs))}
+    versus_asyncio, versus_uvloop = judged["persistent ≥ 1.3× asyncio"], judged["persistent ≥ 1.0× uvloop"]
+    assert versus_asyncio["value"] == 1.5 and versus_asyncio["met"] is True
+    assert "asyncio / reactor = 1.50x" in versus_asyncio["detail"]
+    assert versus_uvloop["value"] == 150_000 / 160_000 and versus_uvloop["met"] is False
+    saturated = _persistent_runs({"rps": 90_000, "server_cpu_us_per_req": 5.0, "gen_cpu": 0.97},
+                                 {"rps": 80_000, "server_cpu_us_per_req": 10.0, "gen_cpu": 0.8},
+                                 {"rps": 90_000, "server_cpu_us_per_req": 4.0, "gen_cpu": 0.95})
+    judged = {t["target"]: t for t in targets(summarize(saturated))}
+    versus_asyncio, versus_uvloop = judged["persistent ≥ 1.3× asyncio"], judged["persistent ≥ 1.0× uvloop"]
+    assert versus_asyncio["value"] == 2.0 and "capacity" in versus_asyncio["detail"]
+    assert versus_uvloop["value"] == 0.8 and versus_uvloop["met"] is False
+
+
+def test_persistent_table_and_idle_target() -> None:
+    """The persistent table compares with asyncio-lines; create_server's idle memory is judged against 1 KiB."""
+    runs = _persistent_runs({"rps": 150_000, "server_cpu_us_per_req": 6.0, "gen_cpu": 0.6, "mismatches": 2},
+                            {"rps": 100_000, "server_cpu_us_per_req": 9.0, "gen_cpu": 0.5},
+                            {"rps": 160_000, "server_cpu_us_per_req": 5.0, "gen_cpu": 0.7})
+    runs.append({"workload": "idle", "server": "reactor-lines", "rep": 0, "rss_per_conn": 800.0, "errors": 0,
+                 "other_load": 0.0, "rps_base": 1.0, "rps": 1.0, "rps_ratio": 1.0, "accepted": 10})
+    summary = summarize(runs)
+    report: dict[str, Any] = {
+        "summary": summary, "targets": targets(summary), "notes": [],
+        "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
+        "options": {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
+                    "repeat": 1, "duration": 3.0, "idle_connections": 10},
+    }
+    table = format_markdown(report)
+    assert "| persistent c=64 | reactor-lines | 150,000 | 1.50× | 400 | 600 | 6.0 | 100 % | 0.60 |" in table
+    assert "| persistent c=64 | uvloop-lines | 160,000 | 1.60× |" in table
+    assert "| 2 (mismatches 2) |" in table
+    judged = {t["target"]: t for t in report["targets"]}
+    idle = judged["idle: create_server memory per connection ≤ 1 KiB"]
+    assert idle["met"] is True and idle["value"] == 800 / 1024 and "800 B" in idle["detail"]
+
+
+def test_errors_cell_counts_mismatches() -> None:
+    """The errors cell adds wrong replies to failed requests and names both."""
+    assert _errors({"errors": 0, "mismatches": 0}) == "0"
+    assert _errors({"errors": 3, "errors_by_kind": {"reset": 3}, "mismatches": 1}) == "4 (reset 3, mismatches 1)"
+
+
+def test_line_servers_are_the_counterparts_of_the_selected_kinds() -> None:
+    """The persistent workload runs the -lines kind of reactor, asyncio and uvloop, and any -lines kind named."""
+    assert line_servers(["reactor", "asyncio", "uvloop", "tcpserver"]) == ["reactor-lines", "asyncio-lines",
+                                                                          "uvloop-lines"]
+    assert line_servers(["asyncio-lines", "asyncio", "threading"]) == ["asyncio-lines"]
+    assert line_servers(["tcpserver"]) == []
+    assert set(LINE_SERVERS.values()) <= set(SERVERS)
+
+
 # ------------------------------------------------------------ the servers
 
 
@@ -143,6 +209,67 @@ def test_every_server_answers_the_one_shot_protocol(kind: str) -> None:
     with bench_server(kind) as port:
         assert ask(port, b"ping\r\n") == b"Requested: ping\r\n"
         assert ask(port, "pïng".encode()) == "Requested: pïng\r\n".encode()
+
+
+LINE_KINDS = [pytest.param(kind, marks=pytest.mark.skipif(available(kind) is not None, reason=str(available(kind))))
+              for kind in LINE_SERVERS.values()]
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"EOF after {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", LINE_KINDS)
+def test_line_servers_answer_every_line_of_a_connection(kind: str) -> None:
+    """A line server replies to each line, also to lines split over writes, and to a last line at EOF."""
+    with bench_server(kind) as port, socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for sent, wanted in [(b"a\r\nbb\r\nc", b"Requested: a\r\nRequested: bb\r\n"),
+                             (b"c\r", b""), (b"\n", b"Requested: cc\r\n")]:
+            sock.sendall(sent)
+            assert _read_exactly(sock, len(wanted)) == wanted
+        sock.sendall(b"tail")
+        sock.shutdown(socket.SHUT_WR)
+        assert _read_exactly(sock, 17) == b"Requested: tail\r\n"
+        assert sock.recv(10) == b""
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_persistent_counts_checked_replies() -> None:
+    """Persistent mode completes a bounded number of checked requests over a few long-lived connections."""
+    with bench_server("reactor-lines") as port:
+        result = loadgen.run_persistent(port, concurrency=4, duration=20.0, requests=300, check=True,
+                                        src_ips=4, src_first=2)
+    assert result["mode"] == "persistent" and result["conc"] == 4
+    assert result["ok"] == 300 and result["mismatches"] == 0
+    assert sum(result["errors"].values()) == 0
+    assert sum(result["histogram"].values()) == 300
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_persistent_in_two_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--processes 2`` splits the persistent connections over two generator processes and adds them up."""
+    with bench_server("asyncio-lines") as port:
+        assert loadgen.main(["--port", str(port), "--mode", "persistent", "--concurrency", "4", "--requests", "200",
+                             "--processes", "2", "--check", "--duration", "20"]) == 0
+    fields = loadgen.parse_line(capsys.readouterr().out)
+    assert fields is not None and fields["mode"] == "persistent" and fields["procs"] == 2
+    assert fields["ok"] == 200 and fields["errors"] == 0 and fields["mismatches"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_persistent_counts_refused_connections() -> None:
+    """A persistent connection that cannot be opened is counted and retried, not raised."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        result = loadgen.run_persistent(port, concurrency=2, duration=0.2)
+    assert result["ok"] == 0 and result["errors"]["refused"] >= 2
 
 
 @pytest.mark.timeout(60)
@@ -197,6 +324,23 @@ def test_quick_run_prints_a_table(tmp_path: Path) -> None:
     assert "| time |" in proc.stdout and "c16 reactor" in proc.stderr
     report = json.loads(report_path.read_text())
     assert all(run["ok"] > 0 for run in report["runs"] if run["workload"] == "c16")
+
+
+@pytest.mark.timeout(120)
+def test_quick_persistent_run_prints_its_table() -> None:
+    """`--workloads persistent` runs the line servers of the selected kinds and prints their table, error-free."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+         "--workloads", "persistent", "--duration", "0.5"],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| persistent c=64 |")]
+    assert {row[2].strip() for row in rows} == {"reactor-lines", "asyncio-lines"}
+    for row in rows:
+        assert int(row[3].strip().replace(",", "")) > 0
+        assert row[11].strip() == "0"
+    assert "| persistent ≥ 1.3× asyncio |" in proc.stdout
 
 
 def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,10 @@ It speaks the options and prints the result line of the C generator in
 - ``oneshot``: ``--concurrency`` slots, each doing connect, send
   ``<payload>\\r\\n``, ``shutdown(SHUT_WR)``, read until ``\\r\\n`` or EOF,
   close, and again, for ``--duration`` seconds (or ``--requests``).
+- ``persistent``: ``--concurrency`` long-lived connections (``TCP_NODELAY``),
+  each sending ``<payload>\\r\\n``, waiting for the reply line, and again.
+  A connection that fails or that the server closes is counted and reopened
+  after 1 ms.
 - ``idle``: open ``--connections`` connections (at most ``--concurrency``
   connects in flight), print ``idle-ready ...``, hold them ``--hold`` seconds
   or until SIGTERM, close them.
@@ -51,7 +55,17 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ERROR_KINDS", "aggregate", "format_line", "parse_line", "percentile", "run_idle", "run_oneshot", "main"]
+__all__ = [
+    "ERROR_KINDS",
+    "aggregate",
+    "format_line",
+    "parse_line",
+    "percentile",
+    "run_idle",
+    "run_oneshot",
+    "run_persistent",
+    "main",
+]
 
 #: Failure kinds, in the order of the C generator's output.
 ERROR_KINDS = ("refused", "reset", "timeout", "addrnotavail", "eof", "overflow", "other")
@@ -296,6 +310,179 @@ def run_oneshot(
     }
 
 
+# --------------------------------------------------------------- persistent
+
+
+def run_persistent(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    concurrency: int = 64,
+    duration: float = 5.0,
+    requests: int = 0,
+    payload_bytes: int = 16,
+    check: bool = False,
+    timeout: float = 5.0,
+    src_ips: int = 1,
+    src_first: int = 1,
+    warmup: float = 0.0,
+) -> dict[str, Any]:
+    """Run the persistent workload in this process; return the raw result (histogram included).
+
+    Each slot's connection carries one request at a time.  The request is
+    fixed per slot (``<slot>.`` padded to ``payload_bytes``), so the
+    expected reply is built once, not per request.
+    """
+    raise_nofile_limit(concurrency + 64)
+    sources = _sources(src_ips, src_first)
+    dst = (host, port)
+    ep = select.epoll()
+    errors: Counter[str] = Counter()
+    latencies: list[int] = []  # µs, of the requests completed after the warm-up
+    ok = mismatches = issued = opened = 0
+    # fd -> [sock, t_start_ns, slot, reply buffer (None while connecting)]
+    conns: dict[int, list[Any]] = {}
+    retry: list[tuple[int, int]] = []  # (not before ns, slot)
+    pad = b"x" * payload_bytes
+    wanted = [(b"%x." % slot + pad)[: max(payload_bytes, len(b"%x." % slot))] + b"\r\n"
+              for slot in range(concurrency)]
+    expected = [b"Requested: " + request for request in wanted]
+    perf = time.perf_counter_ns
+    t0 = perf()
+    cpu0 = _cpu_seconds()
+    t_measure = t0 + int(warmup * 1e9)
+    t_deadline = t_measure + int(duration * 1e9)
+    timeout_ns = int(timeout * 1e9)
+
+    def fail(fd: int | None, slot: int, exc_or_kind: OSError | str, now: int) -> None:
+        if fd is not None:
+            conns.pop(fd)[0].close()  # closing removes it from the epoll set
+        errors[exc_or_kind if isinstance(exc_or_kind, str) else _error_kind(exc_or_kind)] += 1
+        retry.append((now + 1_000_000, slot))
+
+    def may_issue() -> bool:
+        nonlocal issued
+        if requests and issued >= requests:
+            return False
+        issued += 1
+        return True
+
+    def open_slot(slot: int) -> None:
+        nonlocal opened
+        if not may_issue():
+            return
+        opened += 1
+        now = perf()
+        try:
+            sock = _connect(dst, sources[(slot + opened) % len(sources)])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            fail(None, slot, exc, now)
+            return
+        fd = sock.fileno()
+        conns[fd] = [sock, now, slot, None]
+        ep.register(fd, _EPOLLOUT)
+
+    for slot in range(concurrency):
+        open_slot(slot)
+    next_scan = perf() + 50_000_000
+    poll = ep.poll
+    while True:
+        now = perf()
+        if now >= t_deadline or _Stop.flag or not conns and not retry:
+            break
+        for fd, _events in poll(0.01 if retry else 0.05):
+            entry = conns.get(fd)
+            if entry is None:
+                continue
+            sock = entry[0]
+            buffer = entry[3]
+            if buffer is None:  # connected (or failed): send the first request
+                request = wanted[entry[2]]
+                try:
+                    if sock.send(request) != len(request):
+                        fail(fd, entry[2], "other", perf())
+                        continue
+                except OSError as exc:
+                    fail(fd, entry[2], exc, perf())
+                    continue
+                entry[3] = b""
+                ep.modify(fd, _EPOLLIN)
+                continue
+            try:
+                data = sock.recv(_MAX_REPLY)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                fail(fd, entry[2], exc, perf())
+                continue
+            if not data:
+                fail(fd, entry[2], "eof", perf())
+                continue
+            if buffer:
+                data = buffer + data
+            if not data.endswith(b"\r\n"):
+                if len(data) > _MAX_REPLY:
+                    fail(fd, entry[2], "overflow", perf())
+                else:
+                    entry[3] = data
+                continue
+            end = perf()
+            slot = entry[2]
+            if end >= t_measure:
+                if check and data != expected[slot]:
+                    mismatches += 1
+                else:
+                    ok += 1
+                    latencies.append((end - entry[1]) // 1000)
+            if end >= t_deadline:
+                break
+            if not may_issue():
+                del conns[fd]
+                sock.close()
+                continue
+            entry[1] = end
+            entry[3] = b""
+            request = wanted[slot]
+            try:
+                # A short request on an idle connection: the kernel takes it whole.
+                if sock.send(request) != len(request):
+                    fail(fd, slot, "other", end)
+            except OSError as exc:
+                fail(fd, slot, exc, end)
+        if retry:
+            now = perf()
+            due = [slot for when, slot in retry if when <= now]
+            if due:
+                retry[:] = [(when, slot) for when, slot in retry if when > now]
+                for slot in due:
+                    open_slot(slot)
+        if now >= next_scan:
+            next_scan = now + 50_000_000
+            for fd, entry in list(conns.items()):
+                if now - entry[1] > timeout_ns:
+                    fail(fd, entry[2], "timeout", now)
+    t_end = perf()
+    for entry in conns.values():
+        entry[0].close()
+    ep.close()
+    cpu = _cpu_seconds() - cpu0
+    wall = (t_end - t0) / 1e9
+    secs = max(0.0, (t_end - t_measure) / 1e9)
+    return {
+        "mode": "persistent",
+        "conc": concurrency,
+        "ok": ok,
+        "mismatches": mismatches,
+        "secs": secs,
+        "cpu": cpu,
+        "wall": wall,
+        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
+        "histogram": dict(Counter(latencies)),
+        "procs": 1,
+    }
+
+
 # --------------------------------------------------------------------- idle
 
 
@@ -392,7 +579,7 @@ def percentile(histogram: dict[int, int], fraction: float) -> float:
 
 
 def aggregate(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Add up the raw one-shot results of several generator processes."""
+    """Add up the raw one-shot or persistent results of several generator processes."""
     results = list(results)
     histogram: Counter[int] = Counter()
     errors: Counter[str] = Counter()
@@ -414,7 +601,7 @@ def aggregate(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """The flat key=value fields of a raw one-shot result (what `format_line` prints)."""
+    """The flat key=value fields of a raw one-shot or persistent result (what `format_line` prints)."""
     histogram = {int(k): v for k, v in result["histogram"].items()}
     total = sum(histogram.values())
     mean = sum(k * v for k, v in histogram.items()) / total if total else 0.0
@@ -489,7 +676,7 @@ def _run_processes(args: argparse.Namespace) -> dict[str, Any]:
     requests = _split(args.requests, len(shares)) if args.requests else [0] * len(shares)
     children = []
     for i, (conc, reqs) in enumerate(zip(shares, requests, strict=True)):
-        cmd = [sys.executable, "-m", "reactor.bench.loadgen", "--raw-json",
+        cmd = [sys.executable, "-m", "reactor.bench.loadgen", "--raw-json", "--mode", args.mode,
                "--port", str(args.port), "--host", args.host, "--concurrency", str(conc),
                "--duration", str(args.duration), "--requests", str(reqs),
                "--payload-bytes", str(args.payload_bytes), "--timeout", str(args.timeout),
@@ -516,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=64)
     parser.add_argument("--duration", "-d", type=float, default=5.0)
     parser.add_argument("--requests", "-n", type=int, default=0)
-    parser.add_argument("--mode", "-m", choices=["oneshot", "idle"], default="oneshot")
+    parser.add_argument("--mode", "-m", choices=["oneshot", "persistent", "idle"], default="oneshot")
     parser.add_argument("--payload-bytes", "-b", type=int, default=16)
     parser.add_argument("--check", "-k", action="store_true", help="verify every reply")
     parser.add_argument("--timeout", "-t", type=float, default=5.0)
@@ -526,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src-ip-first", type=int, default=1)
     parser.add_argument("--warmup", "-w", type=float, default=0.0)
     parser.add_argument("--quiet", "-q", action="store_true")
-    parser.add_argument("--processes", "-P", type=int, default=1, help="generator processes (one-shot mode)")
+    parser.add_argument("--processes", "-P", type=int, default=1,
+                        help="generator processes (one-shot and persistent modes)")
     parser.add_argument("--raw-json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -548,10 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1 and not args.raw_json:
         result = _run_processes(args)
     else:
-        result = run_oneshot(args.port, host=args.host, concurrency=args.concurrency, duration=args.duration,
-                             requests=args.requests, payload_bytes=args.payload_bytes, check=args.check,
-                             timeout=args.timeout, src_ips=args.src_ips, src_first=args.src_ip_first,
-                             warmup=args.warmup)
+        run = run_persistent if args.mode == "persistent" else run_oneshot
+        result = run(args.port, host=args.host, concurrency=args.concurrency, duration=args.duration,
+                     requests=args.requests, payload_bytes=args.payload_bytes, check=args.check,
+                     timeout=args.timeout, src_ips=args.src_ips, src_first=args.src_ip_first, warmup=args.warmup)
     if args.raw_json:
         print(json.dumps(result), flush=True)
     else:

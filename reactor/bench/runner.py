@@ -16,8 +16,12 @@ the run, divided by completed requests) and the generator's own CPU use; a
 generator near 1.0 core per process is marked as the bottleneck.
 
 Workloads: one-shot requests at concurrency 1, 16 and 128 (``c1``, ``c16``,
-``c128``); ``idle`` (hold 10,000 idle connections: server RSS per connection
-from ``/proc/<pid>/status``, and c=16 throughput with and without them);
+``c128``); ``persistent`` (64 long-lived connections, each sending a line and
+waiting for its reply, again and again, against the line servers:
+``reactor-lines``, ``asyncio-lines``, ``uvloop-lines``, the counterparts of
+the selected ``reactor``, ``asyncio`` and ``uvloop``); ``idle`` (hold 10,000
+idle connections: server RSS per connection from ``/proc/<pid>/status``, and
+c=16 throughput with and without them; ``reactor-lines`` joins ``reactor``);
 ``timers`` (1,000,000 timers scheduled and cancelled, reactor vs asyncio);
 ``embedded`` (the reactor driven from an asyncio loop through ``fileno()``
 against the reactor alone, c=16).
@@ -48,12 +52,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .loadgen import ERROR_KINDS, parse_line, raise_nofile_limit
-from .servers import SERVERS, available
+from .servers import LINE_SERVERS, SERVERS, available, line_servers
 
 __all__ = ["main", "Options", "run", "format_markdown"]
 
 ONESHOT = {"c1": 1, "c16": 16, "c128": 128}
-WORKLOADS = ("c1", "c16", "c128", "idle", "timers", "embedded")
+#: Connections held open by the persistent workload (a constant, like the peers' figures).
+PERSISTENT_CONCURRENCY = 64
+WORKLOADS = ("c1", "c16", "c128", "persistent", "idle", "timers", "embedded")
 DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop", "tcpserver", "threading", "reactor-tcpserver", "reactor-threading")
 #: Servers that serve one connection at a time: a held idle connection stops them.
 SEQUENTIAL = frozenset({"tcpserver", "reactor-tcpserver"})
@@ -275,10 +281,12 @@ class Runner:
             base = [sys.executable, "-m", "reactor.bench.loadgen", "--processes", str(self.options.processes)]
         return base + ["--port", str(port), *SRC_IPS, "--quiet", *extra]
 
-    def oneshot(self, server: ServerProcess, concurrency: int, duration: float) -> dict[str, Any]:
-        """One timed one-shot run against ``server``; generator fields plus server CPU."""
-        cmd = self.generator(server.port, "--mode", "oneshot", "--concurrency", str(concurrency),
+    def load(self, server: ServerProcess, concurrency: int, duration: float, mode: str = "oneshot") -> dict[str, Any]:
+        """One timed run (``mode`` oneshot or persistent) against ``server``; generator fields plus server CPU."""
+        cmd = self.generator(server.port, "--mode", mode, "--concurrency", str(concurrency),
                              "--duration", str(duration))
+        if mode == "persistent":
+            cmd.append("--check")  # replies pair with requests by position only: verify them
         watched = self.server_cpus | self.gen_cpus if self.server_cpus and self.gen_cpus else None
         busy0, gen0, cpu0 = cpus_busy_seconds(watched), children_cpu_seconds(), server.cpu()
         t0 = time.monotonic()
@@ -306,9 +314,10 @@ class Runner:
 
     # -------------------------------------------------------- workloads
 
-    def run_oneshot(self, workload: str, servers: list[str]) -> None:
-        """Alternate ``servers`` under one-shot load at the workload's concurrency."""
-        concurrency = ONESHOT[workload] if workload in ONESHOT else 16
+    def run_load(self, workload: str, servers: list[str]) -> None:
+        """Alternate ``servers`` under the workload's load (one-shot, or persistent) at its concurrency."""
+        mode = "persistent" if workload == "persistent" else "oneshot"
+        concurrency = PERSISTENT_CONCURRENCY if workload == "persistent" else ONESHOT.get(workload, 16)
         duration = self.options.duration
         for rep in range(self.options.repeat):
             for kind in servers:
@@ -316,7 +325,7 @@ class Runner:
 
                 def attempt(kind: str = kind) -> dict[str, Any]:
                     with ServerProcess(kind, self.server_cpus) as server:
-                        return self.oneshot(server, concurrency, duration)
+                        return self.load(server, concurrency, duration, mode)
 
                 self._measure(workload, kind, rep, attempt)
 
@@ -357,7 +366,7 @@ class Runner:
         return 2 * self.options.duration + _STARTUP_SECONDS + self.options.idle_connections / 8000
 
     def _idle_once(self, server: ServerProcess, n: int, duration: float) -> dict[str, Any]:
-        base = self.oneshot(server, 16, duration)
+        base = self.load(server, 16, duration)
         fds0 = open_fd_count(server.pid)
         rss0 = server.rss()
         cmd = self.generator(server.port, "--mode", "idle", "--connections", str(n), "--concurrency", "256",
@@ -376,7 +385,7 @@ class Runner:
             accepted = open_fd_count(server.pid) - fds0
             time.sleep(0.2)
             rss1 = server.rss()
-            loaded = self.oneshot(server, 16, duration)
+            loaded = self.load(server, 16, duration)
         finally:
             if holder.poll() is None:
                 holder.send_signal(signal.SIGTERM)
@@ -452,6 +461,20 @@ def run(options: Options) -> dict[str, Any]:
             options.notes.append(f"{kind} skipped: {reason}")
     oneshot_servers = [k for k in servers if k != "embedded"] if "embedded" not in options.servers else servers
     idle_servers = [k for k in oneshot_servers if k not in SEQUENTIAL]
+    if "reactor" in idle_servers and "reactor-lines" not in idle_servers and available("reactor-lines") is None:
+        # The stream API's server beside RequestServer: its memory per idle connection is a target too.
+        idle_servers.insert(idle_servers.index("reactor") + 1, "reactor-lines")
+    persistent_servers: list[str] = []
+    if "persistent" in options.workloads:
+        for kind in line_servers(servers):
+            reason = available(kind)
+            if reason is None:
+                persistent_servers.append(kind)
+            else:
+                options.notes.append(f"persistent: {kind} skipped: {reason}")
+        if not persistent_servers:
+            options.notes.append("persistent: no line server among --servers (reactor, asyncio, uvloop or their "
+                                 "-lines kinds)")
     skipped_idle = [k for k in oneshot_servers if k in SEQUENTIAL]
     if "idle" in options.workloads and skipped_idle:
         options.notes.append(f"idle: {', '.join(skipped_idle)} skipped (one connection at a time: "
@@ -470,6 +493,9 @@ def run(options: Options) -> dict[str, Any]:
         if workload in ONESHOT:
             runner.plan((options.duration + _STARTUP_SECONDS) * len(oneshot_servers) * options.repeat,
                         len(oneshot_servers) * options.repeat)
+        elif workload == "persistent":
+            runner.plan((options.duration + _STARTUP_SECONDS) * len(persistent_servers) * options.repeat,
+                        len(persistent_servers) * options.repeat)
         elif workload == "idle":
             runner.plan(runner._idle_seconds() * len(idle_servers) * options.repeat, len(idle_servers) * options.repeat)
         elif workload == "embedded":
@@ -479,11 +505,13 @@ def run(options: Options) -> dict[str, Any]:
     started = time.monotonic()
     for workload in options.workloads:
         if workload in ONESHOT:
-            runner.run_oneshot(workload, oneshot_servers)
+            runner.run_load(workload, oneshot_servers)
+        elif workload == "persistent":
+            runner.run_load(workload, persistent_servers)
         elif workload == "idle":
             runner.run_idle(idle_servers)
         elif workload == "embedded":
-            runner.run_oneshot("embedded", embedded_servers)
+            runner.run_load("embedded", embedded_servers)
         elif workload == "timers":
             runner.run_timers()
     report: dict[str, Any] = {
@@ -528,6 +556,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             keys += ["rss_per_conn", "rps_base", "rps_ratio", "established", "accepted", "server_cpu_us_per_req_base"]
         row: dict[str, Any] = {key: _median([r.get(key) for r in records]) for key in keys}
         row["errors"] = sum(int(r.get("errors", 0)) for r in records)
+        row["mismatches"] = sum(int(r.get("mismatches", 0)) for r in records)
         row["errors_by_kind"] = {k: sum(int(r.get(f"err_{k}", 0)) for r in records) for k in ERROR_KINDS}
         row["runs"] = len(records)
         summary.setdefault(workload, {})[server] = row
@@ -546,24 +575,29 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         met = None if value is None else (value >= goal if higher_is_better else value <= goal)
         out.append({"target": name, "value": value, "goal": goal, "met": met, "detail": detail})
 
-    c16 = summary.get("c16", {})
-    reactor = c16.get("reactor", {})
-    for other, goal in (("asyncio", 1.5), ("uvloop", 1.0)):
+    def versus(name: str, mine: dict[str, Any], theirs: dict[str, Any], other: str, goal: float) -> None:
         # When the generator's core saturates, both servers run at the rate it
         # sets and req/s cannot rank them; what one server core can do is then
         # read from server CPU per request (requests per server-CPU-second),
         # the measure the project's performance method prescribes for this case.
-        theirs = c16.get(other, {})
-        rps = _ratio(reactor.get("rps"), theirs.get("rps"))
-        cpu = _ratio(theirs.get("server_cpu_us_per_req"), reactor.get("server_cpu_us_per_req"))
-        saturated = max(reactor.get("gen_cpu") or 0, theirs.get("gen_cpu") or 0) >= 0.9
+        rps = _ratio(mine.get("rps"), theirs.get("rps"))
+        cpu = _ratio(theirs.get("server_cpu_us_per_req"), mine.get("server_cpu_us_per_req"))
+        saturated = max(mine.get("gen_cpu") or 0, theirs.get("gen_cpu") or 0) >= 0.9
         if saturated and cpu is not None:
             detail = (f"generator saturated (req/s ratio {rps:.3f}x is its rate, not the servers'): "
                       f"judged by server capacity, {other} CPU µs/req / reactor CPU µs/req = {cpu:.2f}x")
-            add(f"one-shot c=16 ≥ {goal}× {other}", cpu, goal, True, detail)
+            add(name, cpu, goal, True, detail)
         else:
             detail = f"server CPU per request: {other} / reactor = {cpu:.2f}x" if cpu is not None else ""
-            add(f"one-shot c=16 ≥ {goal}× {other}", rps, goal, True, detail)
+            add(name, rps, goal, True, detail)
+
+    c16 = summary.get("c16", {})
+    for other, goal in (("asyncio", 1.5), ("uvloop", 1.0)):
+        versus(f"one-shot c=16 ≥ {goal}× {other}", c16.get("reactor", {}), c16.get(other, {}), other, goal)
+    persistent = summary.get("persistent", {})
+    for other, goal in (("asyncio", 1.3), ("uvloop", 1.0)):
+        versus(f"persistent ≥ {goal}× {other}", persistent.get("reactor-lines", {}),
+               persistent.get(f"{other}-lines", {}), other, goal)
     c1 = summary.get("c1", {})
     add("one-shot c=1 p50 latency ≤ 0.6× asyncio",
         _ratio(c1.get("reactor", {}).get("p50_us"), c1.get("asyncio", {}).get("p50_us")), 0.6, False, "")
@@ -573,6 +607,9 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         f"reactor {_bytes(mine)} vs asyncio {_bytes(theirs)} per connection")
     add("idle: one-shot req/s with idle connections ≥ 0.9× idle-free", idle.get("reactor", {}).get("rps_ratio"),
         0.9, True, "")
+    lines = idle.get("reactor-lines", {}).get("rss_per_conn")
+    add("idle: create_server memory per connection ≤ 1 KiB", _ratio(lines, 1024), 1.0, False,
+        f"reactor-lines {_bytes(lines)} per connection")
     embedded = summary.get("embedded", {})
     cpu = _ratio(embedded.get("reactor", {}).get("server_cpu_us_per_req"),
                  embedded.get("embedded", {}).get("server_cpu_us_per_req"))
@@ -606,10 +643,32 @@ def _gen(value: Any, procs: int) -> str:
 
 
 def _errors(row: dict[str, Any]) -> str:
-    if not row.get("errors"):
+    """Failed requests and wrong replies, with their kinds: ``3 (reset 2, mismatches 1)``."""
+    kinds = [f"{k} {v}" for k, v in row.get("errors_by_kind", {}).items() if v]
+    if row.get("mismatches"):
+        kinds.append(f"mismatches {row['mismatches']}")
+    total = int(row.get("errors") or 0) + int(row.get("mismatches") or 0)
+    if not total:
         return "0"
-    kinds = ", ".join(f"{k} {v}" for k, v in row.get("errors_by_kind", {}).items() if v)
-    return f"{row['errors']} ({kinds})" if kinds else str(row["errors"])
+    return f"{total} ({', '.join(kinds)})" if kinds else str(total)
+
+
+def _load_rows(label: str, rows: dict[str, dict[str, Any]], base: Any, procs: int) -> list[list[str]]:
+    """Table cells for a load workload's servers; ``base`` is the req/s the × column divides by."""
+    return [[
+        label, server, _num(row["rps"]),
+        f"{_num(_ratio(row['rps'], base), 2)}{'×' if base and row['rps'] else ''}",
+        _num(row["p50_us"]), _num(row["p99_us"]), _num(row["server_cpu_us_per_req"], 1),
+        f"{_num((row['server_cpu_util'] or 0) * 100)} %", _gen(row["gen_cpu"], procs),
+        _num(row["other_load"], 2), _errors(row),
+    ] for server, row in rows.items()]
+
+
+_LOAD_HEADER = ["workload", "server", "req/s", "× asyncio", "p50 µs", "p99 µs", "server CPU µs/req", "server CPU",
+                "gen CPU", "others", "errors"]
+_SATURATION_NOTE = ("⚠: the generator used ≥ 90 % of its CPU, so it, not the server, set the pace; "
+                    "compare server CPU µs/req. *others*: CPU (in cores) that other processes took from the "
+                    "benchmark's CPUs during the run.")
 
 
 def _table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str]:
@@ -636,20 +695,17 @@ def format_markdown(report: dict[str, Any]) -> str:
         cells = []
         for workload in oneshot:
             base = summary[workload].get("asyncio", {}).get("rps")
-            for server, row in summary[workload].items():
-                cells.append([
-                    workload.replace("c", "one-shot c="), server, _num(row["rps"]),
-                    f"{_num(_ratio(row['rps'], base), 2)}{'×' if base and row['rps'] else ''}",
-                    _num(row["p50_us"]), _num(row["p99_us"]), _num(row["server_cpu_us_per_req"], 1),
-                    f"{_num((row['server_cpu_util'] or 0) * 100)} %", _gen(row["gen_cpu"], procs),
-                    _num(row["other_load"], 2), _errors(row),
-                ])
-        lines += _table(["workload", "server", "req/s", "× asyncio", "p50 µs", "p99 µs", "server CPU µs/req",
-                         "server CPU", "gen CPU", "others", "errors"], "llrrrrrrrrl", cells)
-        lines.append("⚠: the generator used ≥ 90 % of its CPU, so it, not the server, set the pace; "
-                     "compare server CPU µs/req. *others*: CPU (in cores) that other processes took from the "
-                     "benchmark's CPUs during the run.")
-        lines.append("")
+            cells += _load_rows(workload.replace("c", "one-shot c="), summary[workload], base, procs)
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", cells)
+        lines += [_SATURATION_NOTE, ""]
+    if "persistent" in summary:
+        rows = summary["persistent"]
+        base = rows.get("asyncio-lines", {}).get("rps")
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+                        _load_rows(f"persistent c={PERSISTENT_CONCURRENCY}", rows, base, procs))
+        lines += [f"persistent: {PERSISTENT_CONCURRENCY} connections each send a line and wait for its reply, "
+                  "again and again; × asyncio is against asyncio-lines." + ("" if oneshot else " " + _SATURATION_NOTE),
+                  ""]
     if "idle" in summary:
         rows = summary["idle"]
         base = rows.get("asyncio", {}).get("rss_per_conn")
@@ -710,25 +766,38 @@ def plot(report: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     summary = report["summary"]
-    oneshot = [w for w in ("c1", "c16", "c128") if w in summary]
+    oneshot = [w for w in ("c1", "c16", "c128", "persistent") if w in summary]
+    # The persistent rows are the line servers: drawn in the colour of the server they stand for.
+    base_kind = {line: kind for kind, line in LINE_SERVERS.items()}
     servers: list[str] = []
     for w in oneshot:
-        servers += [s for s in summary[w] if s not in servers]
+        names = [base_kind.get(s, s) if w == "persistent" else s for s in summary[w]]
+        servers += [s for s in names if s not in servers]
+
+    def cell(workload: str, server: str) -> dict[str, Any]:
+        rows = summary[workload]
+        if workload == "persistent":
+            return dict(rows.get(LINE_SERVERS.get(server, server), {}))
+        return dict(rows.get(server, {}))
     panels = [p for p in ("rps", "cpu", "latency", "idle") if p != "idle" or "idle" in summary]
     columns = 2 if len(panels) > 1 else 1
     rows_ = (len(panels) + 1) // 2
     fig, grid = plt.subplots(rows_, columns, figsize=(6 * columns, 4.2 * rows_), squeeze=False)
-    axes = [ax for row in grid for ax in row][: len(panels)]
+    axes = [ax for row in grid for ax in row]
+    for unused in axes[len(panels):]:
+        unused.remove()
+    axes = axes[: len(panels)]
     width = 0.8 / max(1, len(servers))
     for ax, panel in zip(axes, panels, strict=True):
         if panel in ("rps", "cpu", "latency"):
             key = {"rps": "rps", "cpu": "server_cpu_us_per_req", "latency": "p50_us"}[panel]
             for i, server in enumerate(servers):
-                values = [summary[w].get(server, {}).get(key) or 0 for w in oneshot]
+                values = [cell(w, server).get(key) or 0 for w in oneshot]
                 ax.bar([x + i * width for x in range(len(oneshot))], values, width, label=server)
             ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(oneshot))])
-            ax.set_xticklabels([w.replace("c", "c=") for w in oneshot])
-            ax.set_title({"rps": "one-shot requests/s (higher is better)",
+            ax.set_xticklabels([f"persistent c={PERSISTENT_CONCURRENCY}" if w == "persistent" else
+                                w.replace("c", "c=") for w in oneshot])
+            ax.set_title({"rps": "requests/s (higher is better)",
                           "cpu": "server CPU µs per request (lower is better)",
                           "latency": "p50 latency µs (lower is better)"}[panel], fontsize=10)
             if panel == "latency":
@@ -758,11 +827,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         prog="python -m reactor bench",
         description="Compare this reactor's RequestServer with asyncio, uvloop and the stdlib socketserver.",
-        epilog="workloads: " + ", ".join(WORKLOADS) + " (oneshot = c1,c16,c128); "
+        epilog="workloads: " + ", ".join(WORKLOADS) + " (oneshot = c1,c16,c128; persistent: "
+        f"{PERSISTENT_CONCURRENCY} long-lived connections against the line servers); "
         "`python -m reactor bench core [...]` runs the core micro-benchmark.",
     )
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                        help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded)")
+                        help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded and the "
+                        "-lines kinds; persistent runs the -lines kind of each selected reactor, asyncio, uvloop)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default: all)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 5; quick 1)")
     parser.add_argument("--repeat", type=int, default=None, help="alternating repetitions (default 3; quick 1)")

@@ -16,6 +16,16 @@ goes, with the same listen backlog (``socket.SOMAXCONN``) for all of them:
 - ``reactor-tcpserver`` / ``reactor-threading``: the same handler on
   ``reactor.socketserver``.
 
+The line servers keep a connection open and answer every line on it (the
+``persistent`` workload), and answer the one-shot protocol too (one line,
+then EOF: the reply, then close):
+
+- ``reactor-lines``: a `reactor.streams.LineProtocol` made with
+  `reactor.streams.create_server`, replying per line with
+  ``transport.write``, served by ``Reactor.run()``.
+- ``asyncio-lines`` / ``uvloop-lines``: an `asyncio.Protocol` that buffers,
+  splits on ``\\r\\n`` and writes one reply per line.
+
 Run one with ``python -m reactor.bench.servers KIND [--port 0]``: it binds
 127.0.0.1, prints ``port=N pid=P`` on stdout when it accepts connections, and
 serves until it receives SIGTERM or SIGINT.
@@ -33,7 +43,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SERVERS", "available", "serve"]
+__all__ = ["LINE_SERVERS", "SERVERS", "available", "line_servers", "serve", "settle_allocator"]
 
 _CRLF = b"\r\n"
 
@@ -102,6 +112,29 @@ def serve_embedded(port: int) -> None:
         loop.close()
 
 
+def serve_reactor_lines(port: int) -> None:
+    """A `LineProtocol` on `reactor.streams.create_server`, served by ``run()``."""
+    from ..core import Reactor
+    from ..streams import LineProtocol, create_server
+
+    class Reply(LineProtocol):
+        """One reply per line."""
+
+        def line_received(self, line: bytes) -> None:
+            self.transport.write(b"Requested: " + line + _CRLF)
+
+    with Reactor() as reactor:
+        # As for RequestServer: lift the 1,024-connection default so the
+        # idle workload's 10,000 connections are all accepted.
+        server = create_server(reactor, Reply, f"127.0.0.1:{port}", max_connections=1 << 20)
+        _stop_on_signals(reactor.stop)
+        _ready(server.sockaddr[1])
+        try:
+            reactor.run()
+        finally:
+            server.close()
+
+
 # ---------------------------------------------------------------- asyncio
 
 
@@ -139,13 +172,43 @@ def _protocol_class() -> type[Any]:
     return OneShot
 
 
-def _serve_asyncio(port: int, loop: Any) -> None:
+def _lines_protocol_class() -> type[Any]:
+    import asyncio
+
+    class Lines(asyncio.Protocol):
+        """Buffer, split on CRLF, write one reply per line; at EOF answer a last partial line, close."""
+
+        __slots__ = ("transport", "buffer")
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            if self.buffer:
+                data = self.buffer + data
+            lines = data.split(_CRLF)
+            self.buffer = lines.pop()
+            write = self.transport.write
+            for line in lines:
+                write(b"Requested: " + line + _CRLF)
+
+        def eof_received(self) -> bool:
+            if self.buffer:
+                self.transport.write(b"Requested: " + self.buffer + _CRLF)
+                self.buffer = b""
+            return False
+
+    return Lines
+
+
+def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None) -> None:
     import asyncio
 
     asyncio.set_event_loop(loop)
     try:
         server = loop.run_until_complete(
-            loop.create_server(_protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN)
+            loop.create_server(protocol or _protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN)
         )
         loop.add_signal_handler(signal.SIGTERM, loop.stop)
         loop.add_signal_handler(signal.SIGINT, loop.stop)
@@ -171,6 +234,20 @@ def serve_uvloop(port: int) -> None:
     import uvloop
 
     _serve_asyncio(port, uvloop.new_event_loop())
+
+
+def serve_asyncio_lines(port: int) -> None:
+    """The line `asyncio.Protocol` on the stdlib selector loop."""
+    import asyncio
+
+    _serve_asyncio(port, asyncio.SelectorEventLoop(), _lines_protocol_class())
+
+
+def serve_uvloop_lines(port: int) -> None:
+    """The line `asyncio.Protocol` on uvloop."""
+    import uvloop
+
+    _serve_asyncio(port, uvloop.new_event_loop(), _lines_protocol_class())
 
 
 # ------------------------------------------------------------ socketserver
@@ -237,16 +314,53 @@ SERVERS: dict[str, tuple[Callable[[int], None], str]] = {
     "reactor-tcpserver": (serve_reactor_tcpserver, "reactor.socketserver.TCPServer"),
     "reactor-threading": (serve_reactor_threading, "reactor.socketserver.ThreadingTCPServer"),
     "embedded": (serve_embedded, "reactor RequestServer embedded in asyncio"),
+    "reactor-lines": (serve_reactor_lines, "reactor create_server + LineProtocol"),
+    "asyncio-lines": (serve_asyncio_lines, "asyncio line Protocol (selector loop)"),
+    "uvloop-lines": (serve_uvloop_lines, "uvloop line Protocol"),
 }
+
+#: server kind -> its line-protocol counterpart (what the persistent workload runs for it).
+LINE_SERVERS: dict[str, str] = {
+    "reactor": "reactor-lines",
+    "asyncio": "asyncio-lines",
+    "uvloop": "uvloop-lines",
+}
+
+
+def line_servers(kinds: list[str]) -> list[str]:
+    """The line servers for ``kinds``: each line kind named, and the counterpart of each kind that has one."""
+    out: list[str] = []
+    for kind in kinds:
+        line_kind = kind if kind in LINE_SERVERS.values() else LINE_SERVERS.get(kind)
+        if line_kind is not None and line_kind not in out:
+            out.append(line_kind)
+    return out
 
 
 def available(kind: str) -> str | None:
     """None when ``kind`` can run here, else the reason it cannot."""
     if kind not in SERVERS:
         return f"unknown server {kind!r} (known: {', '.join(SERVERS)})"
-    if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
+    if kind.startswith("uvloop") and importlib.util.find_spec("uvloop") is None:
         return "uvloop is not installed (pip install 'reactor[bench]')"
     return None
+
+
+def settle_allocator() -> None:
+    """Free one large block, so the C allocator's state is that of a process that has run a while.
+
+    glibc's ``malloc`` serves blocks above its mmap threshold (128 KiB at
+    start) with ``mmap`` and raises the threshold only when such a block is
+    freed.  asyncio reads with ``recv(256 KiB)``: in a fresh process that
+    never freed a large block, every read is an ``mmap``, an ``mremap``
+    (shrinking the bytes to the data) and an ``munmap``, which quadruples
+    asyncio's CPU per persistent request here.  Whether a server starts in
+    that state depends on what its imports happened to allocate; a
+    long-running server leaves it at its first large free.  Each benchmark
+    server is a fresh process, so each starts with this one free instead.
+    """
+    block = bytearray(1 << 20)
+    del block
 
 
 def serve(kind: str, port: int = 0) -> None:
@@ -254,6 +368,7 @@ def serve(kind: str, port: int = 0) -> None:
     reason = available(kind)
     if reason is not None:
         raise SystemExit(f"cannot run {kind}: {reason}")
+    settle_allocator()
     SERVERS[kind][0](port)
 
 
