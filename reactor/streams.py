@@ -115,6 +115,9 @@ class LineProtocol(Protocol):
                     return
             self.line_too_long(exc)
             return
+        if len(lines) == 1:  # the common case: one line per read
+            self.line_received(lines[0])
+            return
         for line in lines:
             self.line_received(line)
             if self.transport.is_closing():
