@@ -197,9 +197,10 @@ class LineParser:
             # the chunk is exactly one whole message.  One find and one slice
             # instead of the general loop (a third of its cost).
             terminator = self._terminator
-            last = len(data) - len(terminator)
+            size = len(data)
+            last = size - self._overlap - 1
             if 0 <= last <= self._max_size and data.find(terminator) == last:
-                self.scanned += last + len(terminator)
+                self.scanned += size
                 return [data[:last]]
         source: bytes | bytearray
         if buffer or type(data) is not bytes:
