@@ -10,6 +10,8 @@ Modules:
 
 - `reactor.transport.table`: the connection table's rows, their states and
   the one function that changes a state.
+- `reactor.transport.base`: what every transport shares (limits, deadlines,
+  water marks, delivering ``connection_lost`` once, reporting protocol errors).
 - `reactor.transport.stream`: `StreamTransport`, a row that is also an
   asyncio-style transport (bounded reads, try-send-then-buffer with water
   marks, half-close, deadlines, unregister-then-close).

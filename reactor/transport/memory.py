@@ -41,12 +41,10 @@ leak checks that read it) never sees it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from ..core import Reactor
-from .errors import report_user_error
-from .stream import DEFAULT_LIMITS, HIGH_WATER, TransportLimits
+from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, TransportBase, TransportLimits
 from .table import TRANSITIONS, State
 
 __all__ = ["MemoryTransport", "memory_pair", "DEFAULT_WINDOW"]
@@ -65,17 +63,7 @@ _WRITABLE = frozenset({_OPEN, _READ_CLOSED})
 _READABLE = frozenset({_OPEN, _WRITE_CLOSED})
 
 
-class _Marker:
-    __slots__ = ()
-
-
-#: ``_lost`` is _ALIVE until the connection closes, then the exception to
-#: deliver, then _DELIVERED once ``connection_lost`` ran.
-_ALIVE: Any = _Marker()
-_DELIVERED: Any = _Marker()
-
-
-class MemoryTransport:
+class MemoryTransport(TransportBase):
     """One end of a `memory_pair`: the public API of `StreamTransport`, with no socket.
 
     Methods for the protocol: `write`, `writelines`, `write_eof`,
@@ -162,6 +150,9 @@ class MemoryTransport:
 
     # ---------------------------------------------------------------- reading
 
+    def _describe(self) -> str:
+        return f"memory connection {self.name}"
+
     def _start(self, protocol: Any) -> None:
         self.protocol = protocol
         self._dispatching = True
@@ -243,10 +234,6 @@ class MemoryTransport:
         self._reading = True
         self._schedule_delivery()
 
-    def is_reading(self) -> bool:
-        """True while the transport delivers incoming data to its protocol."""
-        return self._reading and self.state in _READABLE
-
     # ---------------------------------------------------------------- writing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -271,10 +258,6 @@ class MemoryTransport:
         if not self._writing_paused and len(buffer) > self._limits.high:
             self._writing_paused = True
             self._call_protocol("pause_writing")
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Write each buffer of ``list_of_data`` in order."""
-        self.write(b"".join(list_of_data))
 
     def _push(self, data: bytes | bytearray) -> int:
         """Move what fits of ``data`` into the peer's inbox; how many bytes moved."""
@@ -322,14 +305,6 @@ class MemoryTransport:
         elif self._eof_pending:
             self._shutdown_write()
 
-    def _write_refused(self) -> None:
-        if self.state == _CLOSED and not self._closed_by_call:
-            logger.debug("%r: write after the connection was lost; dropped", self)
-            return
-        if self.state == _WRITE_CLOSED:
-            raise RuntimeError("cannot write after write_eof()")
-        raise RuntimeError("cannot write to a transport that was closed with close() or abort()")
-
     def write_eof(self) -> None:
         """Close the write side once the buffer is flushed; keep reading (half-close)."""
         state = self.state
@@ -350,41 +325,11 @@ class MemoryTransport:
         peer._eof_in = True
         peer._schedule_delivery()
 
-    def can_write_eof(self) -> bool:
-        """True: memory transports support half-close."""
-        return True
-
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by `write` that do not fit the window yet."""
         return len(self._buffer)
 
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        """The ``(low, high)`` water marks."""
-        return self._limits.low, self._limits.high
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """Set the water marks: ``pause_writing()`` above ``high``, ``resume_writing()`` at ``low``.
-
-        As in asyncio: ``high`` defaults to 64 KiB (or 4 x ``low``), ``low`` to ``high // 4``.
-        """
-        if high is None:
-            high = HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        self._limits = self._limits.replace(high=high, low=low)
-        size = len(self._buffer)
-        if not self._writing_paused and size > high:
-            self._writing_paused = True
-            self._call_protocol("pause_writing")
-        elif self._writing_paused and size <= low:
-            self._writing_paused = False
-            self._call_protocol("resume_writing")
-
     # ------------------------------------------------------------------ closing
-
-    def is_closing(self) -> bool:
-        """True once the transport is closing or closed."""
-        return self.state == _CLOSING or self.state == _CLOSED
 
     def close(self) -> None:
         """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
@@ -404,7 +349,7 @@ class MemoryTransport:
             self._closed_by_call = True
         self._close_now(None)
 
-    def _close_now(self, exc: BaseException | None) -> None:
+    def _close_now(self, exc: BaseException | None, inline: bool = False) -> None:
         if self.state == _CLOSED:
             return
         self._set_state(_CLOSED)
@@ -432,81 +377,7 @@ class MemoryTransport:
         else:
             self._call_connection_lost(exc)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        if self._lost is _DELIVERED:
-            return
-        self._lost = _DELIVERED
-        protocol = self.protocol
-        try:
-            protocol.connection_lost(exc)
-        except Exception as err:
-            report_user_error(self.reactor, "exception in connection_lost", err, protocol=protocol, transport=self)
-
-    def _protocol_failed(self, exc: Exception, where: str) -> None:
-        report_user_error(
-            self.reactor,
-            f"exception in {type(self.protocol).__name__}.{where}(); closing the memory connection {self.name}",
-            exc,
-            protocol=self.protocol,
-            transport=self,
-        )
-        self._close_now(exc)
-
-    def _call_protocol(self, name: str) -> None:
-        try:
-            getattr(self.protocol, name)()
-        except Exception as exc:
-            self._protocol_failed(exc, name)
-
     # ------------------------------------------------------------- deadlines
-
-    def _due(self) -> float | None:
-        limits = self._limits
-        due = None if limits.timeout is None else self.started + limits.timeout
-        if limits.idle_timeout is not None:
-            idle_due = self._active_at + limits.idle_timeout
-            if due is None or idle_due < due:
-                due = idle_due
-        return due
-
-    def _arm_deadline(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        due = self._due()
-        self.deadline = due
-        if due is not None and self.state != _CLOSED:
-            self.timer = self.reactor.call_at(due, self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self.timer = None
-        if self.state == _CLOSED:
-            return
-        due = self._due()
-        if due is None:
-            self.deadline = None
-            return
-        if due > self.reactor.time():
-            self.deadline = due
-            self.timer = self.reactor.call_at(due, self._on_deadline)  # progress moved it: re-arm
-            return
-        limits = self._limits
-        idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
-        what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
-        logger.info("memory connection %s timed out (%s) in state %s", self.name, what, self.state)
-        self._close_now(TimeoutError(f"connection {what}"))
-
-    def set_timeout(self, seconds: float | None) -> None:
-        """Close the connection ``seconds`` from now whatever it does (None: no such deadline)."""
-        self.started = self.reactor.time()
-        self._limits = self._limits.replace(timeout=seconds)
-        self._arm_deadline()
-
-    def set_idle_timeout(self, seconds: float | None) -> None:
-        """Close the connection after ``seconds`` without progress either way (None: never)."""
-        self._active_at = self.reactor.time()
-        self._limits = self._limits.replace(idle_timeout=seconds)
-        self._arm_deadline()
 
     # ---------------------------------------------------------- introspection
 
@@ -519,14 +390,6 @@ class MemoryTransport:
         if name == "sockname":
             return self.name
         return default
-
-    def get_protocol(self) -> Any:
-        """The protocol this transport delivers to."""
-        return self.protocol
-
-    def set_protocol(self, protocol: Any) -> None:
-        """Deliver to ``protocol`` from now on."""
-        self.protocol = protocol
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot for logs and tests, shaped like a connection-table row's."""

@@ -56,26 +56,15 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable
 from typing import Any
 
 from ..core import Reactor
-from .errors import report_user_error
+from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, MAX_READ, TransportBase, TransportLimits
 from .table import Connection, State
 
 __all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
 
 logger = logging.getLogger("reactor.transport")
-
-#: Bytes read per readiness event, at most.  Below glibc's default mmap
-#: threshold (128 KiB) on purpose: ``recv(n)`` allocates ``n`` bytes before it
-#: shrinks them to what arrived, and an allocation above the threshold is an
-#: ``mmap``/``munmap`` pair per read (about 9 µs instead of 0.9 µs for a small
-#: message, measured) until the process happens to free a block that large.
-MAX_READ = 64 * 1024
-#: Default write buffer water marks (asyncio's defaults).
-HIGH_WATER = 64 * 1024
-LOW_WATER = 16 * 1024
 
 _DONTWAIT = int(socket.MSG_DONTWAIT)
 _SHUT_WR = socket.SHUT_WR
@@ -93,55 +82,7 @@ _EV_READ = 1
 _EV_WRITE = 2
 
 
-class _Alive:
-    """Marks a transport whose ``connection_lost`` is not due yet."""
-
-    __slots__ = ()
-
-
-_ALIVE: Any = _Alive()
-_DELIVERED: Any = _Alive()
-
-
-class TransportLimits:
-    """Per-owner settings shared by its transports: read size, water marks, timeouts."""
-
-    __slots__ = ("max_read", "high", "low", "idle_timeout", "timeout")
-
-    def __init__(
-        self,
-        max_read: int = MAX_READ,
-        high: int = HIGH_WATER,
-        low: int | None = None,
-        idle_timeout: float | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        if max_read <= 0:
-            raise ValueError(f"max_read must be positive, got {max_read!r}")
-        if low is None:
-            low = high // 4
-        if not 0 <= low <= high:
-            raise ValueError(f"need 0 <= low <= high for write buffer limits, got high={high!r} low={low!r}")
-        for name, value in (("idle_timeout", idle_timeout), ("timeout", timeout)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive or None, got {value!r}")
-        self.max_read = max_read
-        self.high = high
-        self.low = low
-        self.idle_timeout = idle_timeout
-        self.timeout = timeout
-
-    def replace(self, **changes: Any) -> TransportLimits:
-        """A copy with some settings changed."""
-        values = {name: getattr(self, name) for name in self.__slots__}
-        values.update(changes)
-        return TransportLimits(**values)
-
-
-DEFAULT_LIMITS = TransportLimits()
-
-
-class StreamTransport(Connection):
+class StreamTransport(Connection, TransportBase):
     """A stream connection: one row of the connection table, and its asyncio-style transport.
 
     Made by the transport layer (a `Listener` accepting, `open_connection`
@@ -206,6 +147,9 @@ class StreamTransport(Connection):
         self._lost: Any = _ALIVE
         self._blocking = True
         self._closed_by_call = False
+
+    def _describe(self) -> str:
+        return f"connection from {self.peer}"
 
     # ---------------------------------------------------------------- reading
 
@@ -318,10 +262,6 @@ class StreamTransport(Connection):
         if not self._events & _EV_READ and self.state in _READABLE:
             self._start_reading()
 
-    def is_reading(self) -> bool:
-        """True while the transport delivers incoming data to its protocol."""
-        return self._reading and self.state in _READABLE
-
     # ---------------------------------------------------------------- writing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -360,25 +300,6 @@ class StreamTransport(Connection):
         if not self._writing_paused and len(buffer) > self._limits.high:
             self._writing_paused = True
             self._call_protocol("pause_writing")
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Write each buffer of ``list_of_data`` in order."""
-        self.write(b"".join(list_of_data))
-
-    def _write_refused(self) -> None:
-        state = self.state
-        if state == _CLOSED and not self._closed_by_call:
-            # The connection was lost (peer reset, timeout): the protocol learns
-            # it from connection_lost; writing into the void is not an error.
-            logger.debug("%r: write after the connection was lost; dropped", self)
-            return
-        if state == _CONNECTING:
-            raise RuntimeError("the transport is not connected yet")
-        if state == _WRITE_CLOSED:
-            raise RuntimeError("cannot write after write_eof()")
-        if state == _CLOSED:
-            raise RuntimeError("cannot write to a transport that was closed with close() or abort()")
-        raise RuntimeError("cannot write to a transport that is closing; it was closed with close()")
 
     def _on_writable(self) -> None:
         buffer = self._buffer
@@ -431,42 +352,12 @@ class StreamTransport(Connection):
         except OSError as exc:
             self._fatal(exc, inline)
 
-    def can_write_eof(self) -> bool:
-        """True: stream sockets support half-close."""
-        return True
-
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by `write` and not yet handed to the kernel."""
         buffer = self._buffer
         return len(buffer) if buffer else 0
 
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        """The ``(low, high)`` water marks."""
-        return self._limits.low, self._limits.high
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """Set the water marks: ``pause_writing()`` above ``high``, ``resume_writing()`` at ``low``.
-
-        As in asyncio: ``high`` defaults to 64 KiB (or 4 x ``low``), ``low`` to ``high // 4``.
-        """
-        if high is None:
-            high = HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        self._limits = self._limits.replace(high=high, low=low)
-        size = self.get_write_buffer_size()
-        if not self._writing_paused and size > high:
-            self._writing_paused = True
-            self._call_protocol("pause_writing")
-        elif self._writing_paused and size <= low:
-            self._writing_paused = False
-            self._call_protocol("resume_writing")
-
     # ------------------------------------------------------------------ closing
-
-    def is_closing(self) -> bool:
-        """True once the transport is closing or closed."""
-        return self.state == _CLOSING or self.state == _CLOSED
 
     def close(self) -> None:
         """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
@@ -533,32 +424,6 @@ class StreamTransport(Connection):
         else:
             self._call_connection_lost(exc)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        if self._lost is _DELIVERED:
-            return
-        self._lost = _DELIVERED
-        protocol = self.protocol
-        try:
-            protocol.connection_lost(exc)
-        except Exception as err:
-            report_user_error(self.reactor, "exception in connection_lost", err, protocol=protocol, transport=self)
-
-    def _protocol_failed(self, exc: Exception, where: str) -> None:
-        report_user_error(
-            self.reactor,
-            f"exception in {type(self.protocol).__name__}.{where}(); closing the connection from {self.peer}",
-            exc,
-            protocol=self.protocol,
-            transport=self,
-        )
-        self._close_now(exc)
-
-    def _call_protocol(self, name: str) -> None:
-        try:
-            getattr(self.protocol, name)()
-        except Exception as exc:
-            self._protocol_failed(exc, name)
-
     # ------------------------------------------------------------- selector
 
     def _make_waitable(self) -> None:
@@ -599,57 +464,6 @@ class StreamTransport(Connection):
 
     # ------------------------------------------------------------- deadlines
 
-    def _due(self) -> float | None:
-        limits = self._limits
-        due = None if limits.timeout is None else self.started + limits.timeout
-        if limits.idle_timeout is not None:
-            idle_due = self._active_at + limits.idle_timeout
-            if due is None or idle_due < due:
-                due = idle_due
-        return due
-
-    def _arm_deadline(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        due = self._due()
-        self.deadline = due
-        if due is not None and self.state != _CLOSED:
-            self.timer = self.reactor.call_at(due, self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self.timer = None
-        if self.state == _CLOSED:
-            return
-        due = self._due()
-        if due is None:
-            self.deadline = None
-            return
-        if due > self.reactor.time():
-            self.deadline = due
-            self.timer = self.reactor.call_at(due, self._on_deadline)  # progress moved it: re-arm
-            return
-        limits = self._limits
-        idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
-        what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
-        logger.info("connection from %s timed out (%s) in state %s", self.peer, what, self.state)
-        self._close_now(TimeoutError(f"connection {what}"), True)
-
-    def set_timeout(self, seconds: float | None) -> None:
-        """Close the connection ``seconds`` from now whatever it does (None: no such deadline).
-
-        Restarts the whole-exchange deadline; progress does not push it back.
-        """
-        self.started = self.reactor.time()
-        self._limits = self._limits.replace(timeout=seconds)
-        self._arm_deadline()
-
-    def set_idle_timeout(self, seconds: float | None) -> None:
-        """Close the connection after ``seconds`` without progress either way (None: never)."""
-        self._active_at = self.reactor.time()
-        self._limits = self._limits.replace(idle_timeout=seconds)
-        self._arm_deadline()
-
     # ---------------------------------------------------------- introspection
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -667,14 +481,6 @@ class StreamTransport(Connection):
             return getattr(self.sock, method)()
         except OSError:
             return default
-
-    def get_protocol(self) -> Any:
-        """The protocol this transport delivers to."""
-        return self.protocol
-
-    def set_protocol(self, protocol: Any) -> None:
-        """Deliver to ``protocol`` from now on."""
-        self.protocol = protocol
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot of the row, with the transport's flow-control state."""
