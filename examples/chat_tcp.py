@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from chat_udp import DEFAULT_PORT, MAX_MISSED_PINGS, Address, ChatClient, ChatServer
+from chat_udp import DEFAULT_PORT, MAX_MISSED_PINGS, Address, ChatClient, ChatCommands, ChatServer
 
 from reactor import Future, LineProtocol, Reactor, create_server, get_default_reactor
 from reactor.streams import StreamTransport
@@ -185,7 +185,7 @@ class ChatHub(ChatServer):
         self.tcp.close()
 
 
-class TCPChatClient(LineProtocol):
+class TCPChatClient(LineProtocol, ChatCommands):
     """A chat member over TCP: `chat_udp.ChatClient`'s methods on a `LineProtocol`.
 
     Every line from the server is appended to `received` (PINGs too) and,
@@ -235,34 +235,6 @@ class TCPChatClient(LineProtocol):
         """Send a raw protocol message (one line) to the server."""
         if not self.transport.is_closing():
             self.send_line(message)
-
-    def join(self, name: str | None = None) -> None:
-        """JOIN as ``name`` (default: this client's name)."""
-        self.send(f"JOIN {name if name is not None else self.name}")
-
-    def say(self, text: str) -> None:
-        """MSGA: a message to everyone."""
-        self.send(f"MSGA {text}")
-
-    def tell(self, name: str, text: str) -> None:
-        """MSGP: a private message to ``name``."""
-        self.send(f"MSGP ({name}) {text}")
-
-    def exit(self) -> None:
-        """EXIT: log out (the connection stays open)."""
-        self.send("EXIT")
-
-    def command(self, line: str) -> bool:
-        """Act on one line typed by a user; False once the user has left."""
-        if line == "/quit":
-            self.exit()
-            return False
-        if line.startswith("/msg "):
-            _, name, text = (line.split(" ", 2) + [""])[:3]
-            self.tell(name, text)
-        elif line.strip():
-            self.say(line)
-        return True
 
     def close(self) -> None:
         """Close the connection (after sending what is buffered)."""

@@ -142,7 +142,45 @@ class ChatServer:
         self.server.close()
 
 
-class ChatClient:
+class ChatCommands:
+    """The client side of the chat protocol, over any ``send(message)``: shared by the UDP and TCP clients."""
+
+    name: str
+
+    def send(self, message: str) -> None:
+        """Send one raw protocol message (the transport's part)."""
+        raise NotImplementedError
+
+    def join(self, name: str | None = None) -> None:
+        """JOIN as ``name`` (default: this client's name)."""
+        self.send(f"JOIN {name if name is not None else self.name}")
+
+    def say(self, text: str) -> None:
+        """MSGA: a message to everyone."""
+        self.send(f"MSGA {text}")
+
+    def tell(self, name: str, text: str) -> None:
+        """MSGP: a private message to ``name``."""
+        self.send(f"MSGP ({name}) {text}")
+
+    def exit(self) -> None:
+        """EXIT: log out."""
+        self.send("EXIT")
+
+    def command(self, line: str) -> bool:
+        """Act on one line typed by a user; False once the user has left."""
+        if line == "/quit":
+            self.exit()
+            return False
+        if line.startswith("/msg "):
+            _, name, text = (line.split(" ", 2) + [""])[:3]
+            self.tell(name, text)
+        elif line.strip():
+            self.say(line)
+        return True
+
+
+class ChatClient(ChatCommands):
     """A chat user: sends protocol messages, answers PING, reports the rest.
 
     Every datagram from the server is appended to `received` (PINGs too) and,
@@ -182,34 +220,6 @@ class ChatClient:
     def send(self, message: str) -> None:
         """Send a raw protocol message to the server."""
         self.client.send(message, self.server_address)
-
-    def join(self, name: str | None = None) -> None:
-        """JOIN as ``name`` (default: this client's name)."""
-        self.send(f"JOIN {name if name is not None else self.name}")
-
-    def say(self, text: str) -> None:
-        """MSGA: a message to everyone."""
-        self.send(f"MSGA {text}")
-
-    def tell(self, name: str, text: str) -> None:
-        """MSGP: a private message to ``name``."""
-        self.send(f"MSGP ({name}) {text}")
-
-    def exit(self) -> None:
-        """EXIT: log out."""
-        self.send("EXIT")
-
-    def command(self, line: str) -> bool:
-        """Act on one line typed by a user; False once the user has left."""
-        if line == "/quit":
-            self.exit()
-            return False
-        if line.startswith("/msg "):
-            _, name, text = (line.split(" ", 2) + [""])[:3]
-            self.tell(name, text)
-        elif line.strip():
-            self.say(line)
-        return True
 
     def close(self) -> None:
         """Close the client socket."""

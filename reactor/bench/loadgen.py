@@ -151,6 +151,33 @@ class _Stop:
 # ------------------------------------------------------------------ oneshot
 
 
+def _result(
+    mode: str,
+    concurrency: int,
+    ok: int,
+    mismatches: int,
+    errors: dict[str, int],
+    latencies: list[int],
+    cpu0: float,
+    t0: int,
+    t_measure: int,
+    t_end: int,
+) -> dict[str, Any]:
+    """One generator process's result, as `aggregate` and `format_line` expect it."""
+    return {
+        "mode": mode,
+        "conc": concurrency,
+        "ok": ok,
+        "mismatches": mismatches,
+        "secs": max(0.0, (t_end - t_measure) / 1e9),
+        "cpu": _cpu_seconds() - cpu0,
+        "wall": (t_end - t0) / 1e9,
+        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
+        "histogram": dict(Counter(latencies)),
+        "procs": 1,
+    }
+
+
 def run_oneshot(
     port: int,
     *,
@@ -293,21 +320,7 @@ def run_oneshot(
     for entry in inflight.values():
         entry[0].close()
     ep.close()
-    cpu = _cpu_seconds() - cpu0
-    wall = (t_end - t0) / 1e9
-    secs = max(0.0, (t_end - t_measure) / 1e9)
-    return {
-        "mode": "oneshot",
-        "conc": concurrency,
-        "ok": ok,
-        "mismatches": mismatches,
-        "secs": secs,
-        "cpu": cpu,
-        "wall": wall,
-        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
-        "histogram": dict(Counter(latencies)),
-        "procs": 1,
-    }
+    return _result("oneshot", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
 
 
 # --------------------------------------------------------------- persistent
@@ -466,21 +479,7 @@ def run_persistent(
     for entry in conns.values():
         entry[0].close()
     ep.close()
-    cpu = _cpu_seconds() - cpu0
-    wall = (t_end - t0) / 1e9
-    secs = max(0.0, (t_end - t_measure) / 1e9)
-    return {
-        "mode": "persistent",
-        "conc": concurrency,
-        "ok": ok,
-        "mismatches": mismatches,
-        "secs": secs,
-        "cpu": cpu,
-        "wall": wall,
-        "errors": {kind: errors.get(kind, 0) for kind in ERROR_KINDS},
-        "histogram": dict(Counter(latencies)),
-        "procs": 1,
-    }
+    return _result("persistent", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
 
 
 # --------------------------------------------------------------------- idle
