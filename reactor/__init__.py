@@ -10,7 +10,7 @@ composes the layers into the public API.  `Reactor.request`,
 when called, so the core itself never imports a protocol at module level.
 """
 
-from .client import RequestRefused, do_request
+from .client import RequestError, RequestFailed, RequestRefused, do_request
 from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
 from .futures import CancelledError, Future, InvalidStateError
 from .reqrep import RequestServer
@@ -26,7 +26,9 @@ __all__ = [
     "InvalidStateError",
     "get_default_reactor",
     "RequestServer",
+    "RequestError",
     "RequestRefused",
+    "RequestFailed",
     "do_request",
     "Protocol",
     "LineProtocol",

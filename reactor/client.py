@@ -34,7 +34,7 @@ from .futures import Future
 from .transport.connect import open_connection
 from .transport.stream import StreamTransport, TransportLimits
 
-__all__ = ["request", "do_request", "RequestRefused", "ReplyProtocol", "DEFAULT_MAX_REPLY_SIZE"]
+__all__ = ["request", "do_request", "RequestError", "RequestRefused", "RequestFailed", "ReplyProtocol", "DEFAULT_MAX_REPLY_SIZE"]
 
 logger = logging.getLogger("reactor.client")
 
@@ -44,8 +44,22 @@ DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
 _CRLF = b"\r\n"
 
 
-class RequestRefused(ConnectionRefusedError, RuntimeError):
+class RequestError(RuntimeError):
+    """A request failed: the base of `RequestRefused` and `RequestFailed` (a `RuntimeError`, as in yoton)."""
+
+
+class RequestRefused(ConnectionRefusedError, RequestError):
     """Nothing listens at the address (a `ConnectionRefusedError` and, as in yoton, a `RuntimeError`)."""
+
+
+class RequestFailed(ConnectionError, RequestError):
+    """The server closed the connection without replying.
+
+    A reply, even an empty one, always ends in ``\\r\\n``; a connection that
+    closes before a single byte arrived is the server refusing the request
+    (too large, not UTF-8) or its handler failing.  This is never reported as
+    an empty reply.
+    """
 
 
 def _refused(address: Address, exc: OSError | None = None) -> RequestRefused:
@@ -97,13 +111,17 @@ class ReplyProtocol:
             self._finish(messages[0])
 
     def eof_received(self) -> None:
-        """The server closed: what arrived is the reply (empty if nothing did)."""
+        """The server closed: what arrived is the reply; nothing at all is `RequestFailed`."""
+        received = self.transport.bytes_in if self.transport is not None else 0
         try:
-            reply = self.parser.feed_eof() or b""
+            reply = self.parser.feed_eof()
         except MessageTooLarge as exc:
             self._fail(exc)
             return
-        self._finish(reply)
+        if reply is None and not received:
+            self._fail(RequestFailed(f"{self.address} closed the connection without replying"))
+            return
+        self._finish(reply or b"")
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """A connection lost before the reply fails the future."""
@@ -150,7 +168,9 @@ def request(
     Non-blocking: connect, send, half-close and read all happen in reactor
     callbacks.  The future fails with `TimeoutError` after ``timeout``
     seconds (None: no timeout), with `RequestRefused` when nothing listens,
-    and with the `OSError` of any other network failure.  Cancelling the
+    with `RequestFailed` when the server closes without replying (it refused
+    the request or its handler failed), and with the `OSError` of any other
+    network failure.  Cancelling the
     future closes the connection.  ``address`` is parsed at once: a bad one
     raises `ValueError` here.
     """
@@ -202,7 +222,7 @@ def do_request(
 
     Returns the reply string, or None if ``timeout`` (seconds; <= 0 waits for
     ever) passes first.  Raises `RequestRefused` when nothing listens at the
-    address.  Runs on a private reactor for the length of the call; starts no
+    address and `RequestFailed` when the server closes without replying.  Runs on a private reactor for the length of the call; starts no
     thread.
     """
     parsed = parse_address(address)  # a bad address raises before anything is created

@@ -25,12 +25,16 @@ on top is about 10 µs (the performance notes).  So:
    buffered closes the socket right away.  Only a reply that does not fit the
    socket buffer gets a writer registration and an output buffer.
 
-Limits, all per server: ``max_request_size`` (oversized requests are
-rejected, counted and logged), ``timeout`` (the whole exchange, counted from
-accept and not pushed back by incoming bytes, so a slowloris client that drips
-a byte a second is closed like a silent one; a reply that is a `Future` or
-runs in a worker gets a fresh ``timeout``), ``max_connections`` and
-``EMFILE``/``ENFILE`` on accept (the listener pauses).
+Limits, all per server: ``max_request_size`` (8 MiB by default: yoton had
+no limit and its users send whole files; oversized requests are rejected,
+counted and logged), ``max_reply_size`` (64 MiB, the client's default reply
+limit: a larger reply is a handler error, so one reply to a reader that never
+reads cannot hold more than that), ``timeout`` (the whole exchange, reply
+included, counted from accept and pushed back by nothing: a slowloris client
+that drips a byte a second, or a reader that trickles the reply out 4 KiB at a
+time, is closed like a silent one; a reply that is a `Future` or runs in a
+worker gets a fresh ``timeout`` when the handler returns), ``max_connections``
+and ``EMFILE``/``ENFILE`` on accept (the listener pauses).
 
 Handlers: ``handle_request`` may return a ``str`` or a reactor `Future` of
 one (a proxy or fan-out server with `Reactor.request`, no threads).  With
@@ -158,7 +162,8 @@ class RequestServer:
         *,
         reactor: Reactor | None = None,
         async_val: bool | None = None,
-        max_request_size: int = 1 << 20,
+        max_request_size: int = 8 << 20,
+        max_reply_size: int = 64 << 20,
         timeout: float = 30.0,
         max_connections: int = 1024,
         workers: int = 8,
@@ -170,6 +175,8 @@ class RequestServer:
             async_ = async_val
         if max_request_size <= 0:
             raise ValueError(f"max_request_size must be positive, got {max_request_size!r}")
+        if max_reply_size <= 0:
+            raise ValueError(f"max_reply_size must be positive, got {max_reply_size!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if max_connections <= 0:
@@ -178,6 +185,7 @@ class RequestServer:
         self.verbose = verbose
         self.async_ = bool(async_)
         self.max_request_size = max_request_size
+        self.max_reply_size = max_reply_size
         self.timeout = timeout
         self._pool = WorkerPool(workers, thread_name_prefix="reactor-reqrep") if self.async_ else None
         if verbose:
@@ -254,8 +262,18 @@ class RequestServer:
                 message = f"handle_request returned {type(reply).__name__}, not str"
                 self._handler_failed(protocol, message, None)
                 return
+        try:
+            data = reply.encode("utf-8")
+        except UnicodeEncodeError as exc:  # e.g. a lone surrogate: the handler's fault, reported as such
+            self._handler_failed(protocol, "handle_request returned a str that is not encodable as UTF-8", exc)
+            return
+        if len(data) > self.max_reply_size:
+            self._handler_failed(
+                protocol, f"the reply is {len(data)} bytes, more than max_reply_size={self.max_reply_size}", None
+            )
+            return
         protocol.replied = True
-        transport.write(reply.encode("utf-8") + _CRLF)
+        transport.write(data + _CRLF)
         transport.close()
 
     # ------------------------------------------------------ slower paths

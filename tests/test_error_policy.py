@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import pytest
 from conftest import run_until
 
-from reactor import Protocol, Reactor, RequestServer
+from reactor import Protocol, Reactor, RequestFailed, RequestServer
 from reactor.easy import UDPServer
 from reactor.transport.stream import StreamTransport
 
@@ -29,7 +30,8 @@ def test_request_handler_failure_reaches_the_exception_handler(reactor: Reactor)
     seen = collect(reactor)
     server = Broken("localhost:0", reactor=reactor)
     fut = reactor.request(server.address, "x", timeout=5)
-    assert reactor.run_until_complete(fut, 5) == ""
+    with pytest.raises(RequestFailed):
+        reactor.run_until_complete(fut, 5)
     (context,) = seen
     assert isinstance(context["exception"], ValueError) and context["server"] is server
     assert "handle_request raised" in context["message"]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import run_until
 
-from reactor import Future, ManualClock, Reactor, RequestServer, do_request
+from reactor import Future, ManualClock, Reactor, RequestFailed, RequestServer, do_request
 
 
 def recv_all(sock: socket.socket) -> bytes:
@@ -484,7 +484,8 @@ def test_handler_raising_closes_only_its_connection(reactor: Reactor, caplog: py
         bad = reactor.request(s.address, "bad", timeout=5)
         good = reactor.request(s.address, "good", timeout=5)
         assert reactor.run_until_complete(good, 5) == "ok good"
-        assert reactor.run_until_complete(bad, 5) == ""  # closed without a reply
+        with pytest.raises(RequestFailed):  # closed without a reply: never an empty reply
+            reactor.run_until_complete(bad, 5)
     assert "I do not like this request" in caplog.text
     assert any(r.exc_info for r in caplog.records)
     assert s.stats.errors == 1
@@ -501,7 +502,8 @@ def test_handler_returning_non_string_is_an_error(reactor: Reactor, caplog: pyte
     s = Wrong("localhost:0", reactor=reactor)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
         fut = reactor.request(s.address, "x", timeout=5)
-        assert reactor.run_until_complete(fut, 5) == ""
+        with pytest.raises(RequestFailed):
+            reactor.run_until_complete(fut, 5)
     assert "int, not str" in caplog.text
     assert s.stats.errors == 1
     s.close()
@@ -533,7 +535,8 @@ def test_future_reply_and_failing_future(reactor: Reactor, caplog: pytest.LogCap
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
         bad = reactor.request(s.address, "fail", timeout=5)
         assert reactor.run_until_complete(ok, 5) == "later x"
-        assert reactor.run_until_complete(bad, 5) == ""
+        with pytest.raises(RequestFailed):
+            reactor.run_until_complete(bad, 5)
     assert "nope" in caplog.text
     s.close()
 
@@ -568,7 +571,8 @@ def test_async_handler_error_is_logged(real_reactor: Reactor, caplog: pytest.Log
     s = Boom("localhost:0", async_=True, reactor=real_reactor)
     with caplog.at_level(logging.ERROR, logger="reactor.reqrep"):
         fut = real_reactor.request(s.address, "x", timeout=5)
-        assert real_reactor.run_until_complete(fut, 5) == ""
+        with pytest.raises(RequestFailed):
+            real_reactor.run_until_complete(fut, 5)
     assert "worker boom" in caplog.text and s.stats.errors == 1
     s.close()
 
@@ -682,5 +686,100 @@ def test_a_future_reply_that_never_comes_times_out(reactor: Reactor, clock: Manu
     clock.advance(3)
     run_until(reactor, lambda: s.stats.timeouts == 1)
     assert s.connections() == [] and recv_all(c) == b""
+    c.close()
+    s.close()
+
+
+# ------------------------------------------------------------ failures are never replies
+
+
+def test_failed_request_is_an_error_not_an_empty_reply(reactor: Reactor) -> None:
+    """A rejected request fails with RequestFailed (both clients); a real empty reply is still ''."""
+
+    class Empty(RequestServer):
+        def handle_request(self, request: str) -> str:
+            return ""
+
+    small = RequestServer("localhost:0", reactor=reactor, max_request_size=4)
+    fut = reactor.request(small.address, "far too long", timeout=5)
+    with pytest.raises(RequestFailed, match="without replying"):
+        reactor.run_until_complete(fut, 5)
+    assert isinstance(fut.exception(), RuntimeError) and isinstance(fut.exception(), ConnectionError)
+    empty = Empty("localhost:0", reactor=reactor)
+    assert reactor.run_until_complete(reactor.request(empty.address, "x", timeout=5), 5) == ""
+    small.start()
+    try:
+        with pytest.raises(RequestFailed):
+            do_request(small.address, "far too long", timeout=5)
+        assert do_request(small.address, "ok", timeout=5) == "Requested: ok"
+    finally:
+        small.stop()
+        small.join(5)
+    small.close()
+    empty.close()
+
+
+def test_default_request_limit_admits_eight_mib(reactor: Reactor) -> None:
+    """yoton had no limit: the default max_request_size admits an 8 MiB request."""
+    s = RequestServer("localhost:0", reactor=reactor)
+    assert s.max_request_size >= 8 << 20
+    big = "y" * (8 << 20)
+    reply = reactor.run_until_complete(reactor.request(s.address, big, timeout=30), 30)
+    assert reply == "Requested: " + big
+    s.close()
+
+
+def test_unencodable_reply_is_a_handler_error(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
+    """A reply with a lone surrogate is reported like a handler error; the row does not leak."""
+
+    class Surrogate(RequestServer):
+        def handle_request(self, request: str) -> str:
+            return "bad \udc80 reply"
+
+    s = Surrogate("localhost:0", reactor=reactor)
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(RequestFailed):
+            reactor.run_until_complete(reactor.request(s.address, "x", timeout=5), 5)
+    assert "not encodable" in caplog.text and s.stats.errors == 1
+    run_until(reactor, lambda: not s.connections())
+    s.close()
+
+
+def test_reply_over_max_reply_size_is_refused(reactor: Reactor) -> None:
+    """A reply longer than max_reply_size is never buffered: a handler error, the client gets RequestFailed."""
+
+    class Huge(RequestServer):
+        def handle_request(self, request: str) -> str:
+            return "z" * 5000
+
+    s = Huge("localhost:0", reactor=reactor, max_reply_size=4096)
+    with pytest.raises(RequestFailed):
+        reactor.run_until_complete(reactor.request(s.address, "x", timeout=5), 5)
+    assert s.stats.errors == 1 and s.stats.completed == 0
+    s.close()
+
+
+def test_trickling_reader_is_cut_by_the_whole_exchange_deadline(reactor: Reactor, clock: ManualClock) -> None:
+    """A reader that takes the reply out a little at a time is closed at timeout: progress does not push it back."""
+
+    class Big(RequestServer):
+        def handle_request(self, request: str) -> str:
+            return "r" * (4 << 20)
+
+    s = Big("localhost:0", reactor=reactor, timeout=10)
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(s.server_address)
+    c.sendall(b"go\r\n")
+    run_until(reactor, lambda: any(r.state == "CLOSING" for r in s.connections()))
+    c.setblocking(False)
+    for _ in range(9):  # 9 s of steady progress, 4 KiB at a time
+        clock.advance(1)
+        c.recv(4096)
+        reactor.run_once(0)
+        assert s.connections(), "closed too early"
+    clock.advance(1.5)
+    run_until(reactor, lambda: s.stats.timeouts == 1)
+    assert not s.connections()
     c.close()
     s.close()
