@@ -34,7 +34,15 @@ from .futures import Future
 from .transport.connect import open_connection
 from .transport.stream import StreamTransport, TransportLimits
 
-__all__ = ["request", "do_request", "RequestError", "RequestRefused", "RequestFailed", "ReplyProtocol", "DEFAULT_MAX_REPLY_SIZE"]
+__all__ = [
+    "request",
+    "do_request",
+    "RequestError",
+    "RequestRefused",
+    "RequestFailed",
+    "ReplyProtocol",
+    "DEFAULT_MAX_REPLY_SIZE",
+]
 
 logger = logging.getLogger("reactor.client")
 
@@ -222,8 +230,8 @@ def do_request(
 
     Returns the reply string, or None if ``timeout`` (seconds; <= 0 waits for
     ever) passes first.  Raises `RequestRefused` when nothing listens at the
-    address and `RequestFailed` when the server closes without replying.  Runs on a private reactor for the length of the call; starts no
-    thread.
+    address and `RequestFailed` when the server closes without replying.
+    Runs on a private reactor for the length of the call; starts no thread.
     """
     parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
