@@ -68,7 +68,7 @@ def serve(addresses: list[str], handler: str | None = None, grace: float = 10.0,
                     return
                 stopping = True
                 logger.info("shutting down: no new connections; finishing requests in flight")
-                drains = [server.drain() for server in servers]
+                drains = [server.drain(grace) for server in servers]
                 remaining = len(drains)
 
                 def one_done(_: Future[None]) -> None:
@@ -79,7 +79,6 @@ def serve(addresses: list[str], handler: str | None = None, grace: float = 10.0,
 
                 for fut in drains:
                     fut.add_done_callback(one_done)
-                reactor.call_later(grace, reactor.stop)
 
             def on_signal(signum: int, frame: object) -> None:
                 reactor.call_soon_threadsafe(begin_shutdown)

@@ -54,7 +54,16 @@ from typing import Any, Self
 from .core import Reactor, TimerHandle, get_default_reactor
 from .transport.datagram import Address, DatagramEndpoint
 from .transport.errors import report_user_error
-from .transport.threads import WorkerPool, background_thread, start_background
+from .transport.threads import (
+    ServeToken,
+    WorkerPool,
+    background_thread,
+    reactor_thread,
+    serve_until_stopped,
+    serving_started,
+    start_background,
+    stop_serving,
+)
 
 __all__ = [
     "UDPClient",
@@ -178,6 +187,7 @@ class _DatagramEndpoint(DatagramEndpoint):
         self.handle = handle_function
         self.encoding = encoding
         self.threaded = threaded
+        self._token: ServeToken | None = None
         self._handled = self._dropped_decode = self._dropped_busy = self._errors = 0
         self._worker_errors = 0
         self._worker_lock = threading.Lock()
@@ -327,49 +337,64 @@ class _DatagramEndpoint(DatagramEndpoint):
 
     # ---------------------------------------------------------------- running
 
+    def _serve_token(self) -> ServeToken:
+        # A token per serving period: stop() ends one, a later run()/start() begins the next.
+        token = self._token
+        if token is None or token.stopped():
+            token = self._token = ServeToken(repr(self))
+        return token
+
     def run(self) -> None:
-        """Serve in the calling thread until `stop` (from a handler, a timer, or a thread)."""
+        """Serve in the calling thread until `stop` (from a handler, a timer, or a thread).
+
+        Other servers of the same reactor are served too.  If another thread
+        already runs the reactor (its own server's ``run()``), this one waits
+        until this endpoint is stopped, and takes over the serving if that
+        thread's server is stopped first.
+        """
         self._check_open()
-        self._reactor.run()
+        serve_until_stopped(self._reactor, self._serve_token())
 
     def start(self) -> threading.Thread | None:
         """Serve in a background daemon thread; return it.
 
         Every endpoint on the same reactor shares one thread: a second
-        ``start()`` returns the thread already running.  Returns None if the
+        ``start()`` returns the thread already running, and the thread ends
+        when the last started endpoint is stopped.  Returns None if the
         reactor is already run by someone else's ``run()``.
         """
         self._check_open()
-        return start_background(self._reactor, name="easy-reactor")
+        return start_background(self._reactor, self._serve_token(), name="easy-reactor")
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        """Make `run` return, or end the `start` thread (waiting up to ``timeout`` s).
+        """Stop serving this endpoint: its `run` returns, and the `start` thread ends if it served only this.
 
-        This stops the reactor, so every endpoint sharing it stops serving.
-        Safe from any thread; from another thread the stop is queued behind
-        the `send` calls that thread made before, so they go out first.  A
-        no-op when nothing is running.
+        The reactor and the other endpoints and servers on it go on.  Safe
+        from any thread; from another thread the stop is queued behind the
+        `send` calls that thread made before, so they go out first, and it
+        waits up to ``timeout`` s for the stop (and for the background
+        thread, when this was its last endpoint).  A no-op when nothing runs.
+        The socket stays open until `close` (a later `run` serves again).
         """
+        token = self._token
+        if token is None or token.stopped():
+            return
         reactor = self._reactor
-        thread = background_thread(reactor)
-        if thread is not None:
-            self._stop_reactor()
-            if thread is not threading.current_thread():
-                thread.join(timeout)
-                if thread.is_alive():
-                    logger.warning("%r: the reactor thread did not stop within %s s", self, timeout)
-        elif reactor.is_running():
-            self._stop_reactor()
-
-    def _stop_reactor(self) -> None:
-        reactor = self._reactor
-        if reactor.thread_ident == threading.get_ident():
-            reactor.stop()
+        owner = reactor_thread(reactor)
+        if owner is None or owner == threading.get_ident() or reactor.is_closed():
+            stop_serving(reactor, token)
             return
         try:
-            reactor.call_soon_threadsafe(reactor.stop)
+            reactor.call_soon_threadsafe(stop_serving, reactor, token)
         except RuntimeError:  # closed meanwhile: nothing runs any more
-            pass
+            stop_serving(reactor, token)
+            return
+        if not token._stopped.wait(timeout):
+            logger.warning("%r: the reactor thread did not stop serving within %s s", self, timeout)
+            return
+        thread = background_thread(reactor)
+        if thread is not None and thread is not threading.current_thread() and not serving_started(reactor):
+            thread.join(timeout)
 
     def _check_open(self) -> None:
         if self._closed:

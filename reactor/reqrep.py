@@ -62,7 +62,15 @@ from .futures import Future
 from .transport.errors import report_user_error
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
 from .transport.stream import StreamTransport, TransportLimits
-from .transport.threads import WorkerPool, join_background, start_background
+from .transport.threads import (
+    ServeToken,
+    WorkerPool,
+    call_in_reactor_thread,
+    join_background,
+    serve_until_stopped,
+    start_background,
+    stop_serving,
+)
 
 __all__ = ["RequestServer", "ServerStatistics", "RequestProtocol"]
 
@@ -188,6 +196,7 @@ class RequestServer:
         self.max_reply_size = max_reply_size
         self.timeout = timeout
         self._pool = WorkerPool(workers, thread_name_prefix="reactor-reqrep") if self.async_ else None
+        self._stopping = False
         if verbose:
             _make_verbose_visible()
         parsed = parse_address(address)
@@ -204,6 +213,7 @@ class RequestServer:
             log_accepts=bool(verbose) or logger.isEnabledFor(logging.DEBUG),
             name=type(self).__name__,
         )
+        self._token = ServeToken(f"{type(self).__name__} {self._listener.address}")
         #: The counters (shared with the listener, which counts accepts, pauses and timeouts).
         self.stats: ServerStatistics = self._listener.stats
         self.server_address: Any = self._listener.sockaddr
@@ -344,42 +354,78 @@ class RequestServer:
         return self._listener.connections()
 
     def run(self) -> None:
-        """Serve in the calling thread until `stop()` (serves every server of this reactor)."""
-        self._check_open()
-        self.reactor.run()
+        """Serve in the calling thread until this server is stopped (`stop`, `close`).
 
-    def start(self) -> threading.Thread | None:
-        """Serve in a background thread (one thread per reactor, shared by its servers).
-
-        Returns that thread, or None if the reactor already runs in the foreground.
+        Every server of the reactor is served meanwhile.  If another thread
+        already runs the reactor (another server's ``run()``, or the `start`
+        thread), this call waits until this server is stopped, and takes the
+        serving over if that thread's server is stopped first.  It also
+        returns when the reactor itself is stopped (`Reactor.stop`).
         """
         self._check_open()
-        return start_background(self.reactor)
+        serve_until_stopped(self.reactor, self._token)
 
-    def stop(self) -> None:
-        """Make `run()` (or the `start()` thread) return; safe from any thread."""
-        self.reactor.stop()
+    def start(self) -> threading.Thread | None:
+        """Serve in a background thread (one thread per reactor, shared by its started servers).
+
+        The thread ends when the last server it serves is stopped.  Returns
+        that thread, or None if a plain `Reactor.run` already runs the reactor.
+        """
+        self._check_open()
+        return start_background(self.reactor, self._token)
+
+    def stop(self, grace: float = 0.0) -> None:
+        """End this server; the reactor and its other servers go on.  Safe from any thread; idempotent.
+
+        The listening socket is closed at once (the port is free again, a
+        Unix path is unlinked, new clients are refused), idle connections
+        are closed, requests in flight get ``grace`` seconds to finish and
+        the rest is then closed.  `run` returns (and the `start` thread ends
+        if this was its last server) once that is done.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        call_in_reactor_thread(self.reactor, lambda: self._stop_in_reactor(grace))
+
+    def _stop_in_reactor(self, grace: float) -> None:
+        if self.reactor.is_closed():
+            stop_serving(self.reactor, self._token)
+            return
+        done = self._listener.shutdown(grace)
+        done.add_done_callback(lambda _: self._stopped())
+
+    def _stopped(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        stop_serving(self.reactor, self._token)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the background thread started by `start()` to end."""
         join_background(self.reactor, timeout)
 
     def stop_accepting(self) -> None:
-        """Close nothing, but accept no new connections (for a graceful shutdown)."""
+        """Close nothing, but accept no new connections (the socket stays open)."""
         self._listener.stop_accepting()
 
-    def drain(self) -> Future[None]:
-        """Stop accepting; return a future that completes when no connection is open."""
-        return self._listener.drain()
+    def drain(self, grace: float | None = None) -> Future[None]:
+        """Shut down gracefully: a future that completes when no connection of this server is left.
+
+        The listening socket is closed at once (late clients are refused),
+        idle connections are closed at once, requests in flight finish
+        within ``grace`` seconds (default: ``timeout``) and the rest are
+        then closed.  Call it from the reactor's thread.
+        """
+        return self._listener.shutdown(self.timeout if grace is None else grace)
 
     def close(self) -> None:
         """Stop accepting, close every open connection of this server and the listener.
 
         Call it from the reactor's thread, or after the reactor stopped.
         """
-        if self._listener.socket.fileno() < 0:
-            return
-        self._listener.close()
+        self._stopping = True
+        stop_serving(self.reactor, self._token)
+        self._listener.close()  # idempotent, and aborts what a graceful stop left running
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -196,6 +196,7 @@ class BaseServer:
         self.RequestHandlerClass = RequestHandlerClass
         self.__is_shut_down = threading.Event()
         self.__shutdown_request = False
+        self.__serving = False
         self._reactor_binding = _ServerBinding(self, reactor)
 
     @property
@@ -214,6 +215,7 @@ class BaseServer:
         ignored.  `service_actions` runs after every turn.
         """
         self.__is_shut_down.clear()
+        self.__serving = True
         b = self._reactor_binding
         try:
             b.attach()
@@ -228,6 +230,7 @@ class BaseServer:
         finally:
             b.serving_thread = None
             self.__shutdown_request = False
+            self.__serving = False
             self.__is_shut_down.set()
             if b.close_pending:
                 b.release()
@@ -235,15 +238,16 @@ class BaseServer:
     def shutdown(self) -> None:
         """Stop the `serve_forever` loop and wait until it has stopped.
 
-        From another thread it returns once ``serve_forever()`` has exited
-        (if that has not started yet: once it starts and sees the request).
-        From the serving thread itself -- a synchronous handler, a reactor
-        callback -- it requests the stop and returns at once; the standard
-        library deadlocks there.
+        From another thread it returns once ``serve_forever()`` has exited.
+        When no ``serve_forever()`` runs it returns at once (the standard
+        library blocks for ever there), and a ``serve_forever()`` that starts
+        later sees the request and returns.  From the serving thread itself --
+        a synchronous handler, a reactor callback -- it requests the stop and
+        returns at once; the standard library deadlocks there.
         """
         self.__shutdown_request = True
         b = self._reactor_binding
-        if b.serving_thread == threading.get_ident():
+        if b.serving_thread == threading.get_ident() or not self.__serving:
             return
         reactor = b.existing_reactor()
         if reactor is not None:

@@ -6,7 +6,7 @@ import threading
 
 from reactor import Reactor, RequestServer, do_request
 from reactor.easy import UDPServer
-from reactor.transport.threads import background_thread, join_background, start_background
+from reactor.transport.threads import ServeToken, background_thread, join_background, start_background
 
 
 def test_udp_then_request_server_share_one_thread() -> None:
@@ -20,7 +20,9 @@ def test_udp_then_request_server_share_one_thread() -> None:
     assert t1 is t2 and t1 is background_thread(r)
     assert threading.active_count() == before + 1
     assert do_request(req.address, "x", 5) == "Requested: x"
-    req.stop()
+    req.stop()  # ends req only: the thread still serves udp
+    assert background_thread(r) is t1
+    udp.stop()  # the last started server: the thread ends
     req.join(5)
     assert background_thread(r) is None
     udp.close()
@@ -32,7 +34,7 @@ def test_start_background_returns_none_when_run_in_foreground() -> None:
     """A reactor already run() in the foreground gets no extra thread."""
     with Reactor() as r:
         seen: list[object] = []
-        r.call_soon(lambda: seen.append(start_background(r)))
+        r.call_soon(lambda: seen.append(start_background(r, ServeToken())))
         r.call_soon(r.stop)
         r.run()
         assert seen == [None]

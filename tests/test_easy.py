@@ -548,8 +548,12 @@ def test_servers_sharing_a_reactor_share_one_thread(raw: socket.socket) -> None:
         raw.sendto(b"?", a.address)
         raw.sendto(b"?", b.address)
         assert {raw.recvfrom(10)[0], raw.recvfrom(10)[0]} == {b"a", b"b"}
-        b.stop()
-        assert first is not None and not first.is_alive()
+        b.stop()  # stops b only: the thread goes on serving a
+        assert first is not None and first.is_alive()
+        raw.sendto(b"?", a.address)
+        assert raw.recvfrom(10)[0] == b"a"
+        a.stop()  # the last started endpoint: the thread ends
+        assert not first.is_alive()
         a.close()
         b.close()
 

@@ -184,7 +184,7 @@ def test_thousand_requests_in_flight(reactor: Reactor, server: RequestServer) ->
 
 
 def test_start_runs_one_thread_for_all_servers() -> None:
-    """start() on several servers of one reactor starts one thread; stop()/join() end it."""
+    """start() on several servers of one reactor starts one thread; it ends when the last is stopped."""
     r = Reactor()
     a = RequestServer("localhost:0", reactor=r)
     b = Upper("localhost:0", reactor=r)
@@ -194,8 +194,10 @@ def test_start_runs_one_thread_for_all_servers() -> None:
     assert threading.active_count() == before + 1
     assert do_request(a.address, "one", 5) == "Requested: one"
     assert do_request(b.address, "two", 5) == "TWO"
-    a.stop()
-    a.join(5)
+    a.stop()  # ends a only: the thread goes on serving b
+    assert do_request(b.address, "three", 5) == "THREE"
+    b.stop()  # the last started server: the thread ends
+    b.join(5)
     assert threading.active_count() == before
     a.close()
     b.close()
@@ -421,7 +423,7 @@ def test_emfile_pauses_accepting_without_spinning(
         run_until(reactor, lambda: fake.calls >= 1)
         for _ in range(50):
             reactor.run_once(0)
-    assert fake.calls == 1  # paused: the pending connection does not cause a spin
+    assert fake.calls == 2  # the failure, one retry with the reserve freed; then no spin
     assert "Too many open files" in caplog.text
     fake.fail = False
     clock.advance(0.5)

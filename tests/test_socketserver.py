@@ -755,3 +755,11 @@ def test_tcp_server_served_from_an_asyncio_loop() -> None:
         return line
 
     assert asyncio.run(main()) == b"hello from the reactor\n"
+
+
+def test_shutdown_before_serve_forever_returns_at_once(reactor: Reactor) -> None:
+    """shutdown() with no serve_forever() running returns at once; a later serve_forever() returns too."""
+    server = ss.TCPServer((HOST, 0), UpperLine, reactor=reactor)
+    server.shutdown()  # the standard library would block here for ever
+    server.serve_forever()  # sees the pending request and returns
+    server.server_close()

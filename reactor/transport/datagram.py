@@ -6,7 +6,14 @@ What can go wrong with a UDP socket on a reactor, and what we chose
 ``n`` bytes (socketserver's 8192-byte ``max_packet_size`` bites people).  We
 read with ``recvmsg_into`` into one preallocated buffer and look at
 ``MSG_TRUNC``: a datagram longer than ``receive_size`` is counted
-(``truncated``), logged and dropped, never handed over cut.
+(``truncated``) and dropped, never handed over cut.  One misconfigured (or
+hostile) peer can send thousands a second, so a WARNING is logged at most
+once per `DatagramEndpoint.truncated_warning_interval` (60 s of reactor
+time) per endpoint, naming the peer and how many were dropped since the
+last one; the others are logged at DEBUG.  Once per endpoint rather than
+once per peer: source addresses cost nothing to forge, so per-peer state
+would need a bound of its own, and a flood from many forged peers would
+still flood the log.  The counter is exact either way.
 
 *Floods.*  A readiness event is a hint that *some* datagrams wait; we read
 until ``EAGAIN`` but at most `DatagramEndpoint.max_datagrams_per_read` per
@@ -107,6 +114,9 @@ class DatagramEndpoint:
 
     #: At most this many datagrams are read per readiness event.
     max_datagrams_per_read = 64
+    #: Seconds of reactor time between two WARNINGs about oversized datagrams
+    #: (the ones in between are counted and logged at DEBUG).
+    truncated_warning_interval = 60.0
 
     def __init__(
         self,
@@ -138,6 +148,8 @@ class DatagramEndpoint:
         self._sent = self._send_dropped = 0
         self._kernel_drops: int | None = None
         self._ancillary_size = 0
+        self._truncated_warned_at: float | None = None  # reactor time of the last WARNING
+        self._truncated_at_warning = 0  # the truncated count then
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -238,14 +250,32 @@ class DatagramEndpoint:
                 self._read_ancillary(ancillary)
             if flags & _MSG_TRUNC:
                 self._truncated += 1
-                logger.warning(
-                    "%r: dropped a datagram from %s longer than receive_size=%d bytes",
-                    self, address, self.receive_size,
-                )
+                self._report_truncated(address)
                 continue
             deliver(buffer, nbytes, address)
             if self._closed:
                 return
+
+    def _report_truncated(self, address: Address) -> None:
+        now = self._reactor.time()
+        last = self._truncated_warned_at
+        if last is not None and now - last < self.truncated_warning_interval:
+            logger.debug(
+                "%r: dropped a datagram from %s longer than receive_size=%d bytes", self, address, self.receive_size
+            )
+            return
+        since = self._truncated - self._truncated_at_warning - 1
+        self._truncated_warned_at = now
+        self._truncated_at_warning = self._truncated
+        logger.warning(
+            "%r: dropped a datagram from %s longer than receive_size=%d bytes%s; "
+            "more within %g s are counted (truncated) and logged at DEBUG",
+            self,
+            address,
+            self.receive_size,
+            f" ({since} more dropped since the last warning)" if since else "",
+            self.truncated_warning_interval,
+        )
 
     def _read_ancillary(self, ancillary: list[tuple[int, int, bytes]]) -> None:
         for level, kind, data in ancillary:

@@ -23,7 +23,27 @@ the next clients) and resumes when a connection closes.
 *Out of descriptors.*  ``EMFILE``/``ENFILE``/``ENOBUFS``/``ENOMEM`` on accept
 would make a level-triggered selector report the socket readable forever: the
 listener stops accepting for ``accept_backoff`` seconds instead of spinning
-(asyncio does the same).
+(asyncio does the same).  Pausing alone leaves the waiting clients in the
+backlog, neither served nor refused, until they time out.  So each listener
+keeps one *reserve descriptor* (``/dev/null``, opened with the listener): on
+``EMFILE``/``ENFILE`` it closes the reserve, accepts and closes the clients
+waiting in the backlog (at most `ACCEPT_BATCH`; they see EOF at once instead
+of a hang), and opens the reserve again.  libuv keeps one such descriptor per
+loop and Twisted one per process; we keep one per listener, because then the
+descriptor has one owner that opens and closes it with the socket (no lock
+between reactors in different threads, nothing left open after the last
+listener closes), and each listener can always shed its own backlog.  It
+costs one descriptor per listener.  An *episode* starts at the first resource
+error after accepting worked and ends when an accept succeeds again: one
+WARNING at its start, DEBUG for the errors within it, one INFO at its end
+(counted as ``exhaustions`` and ``refused`` in `ServerStatistics`).
+
+*Graceful shutdown.*  `Listener.shutdown` closes the listening socket at once
+(a late client is refused by the kernel instead of being accepted and then
+reset when the process exits), closes the connections that are idle (no byte
+received, nothing to send), lets the others finish, and aborts what is left
+when a reactor timer fires ``grace`` seconds later.  `Listener.drain` only
+stops accepting and keeps the socket (its callers rely on that).
 
 *Unix sockets.*  A stale socket file left by a dead server is replaced only
 after a probe connect is refused; a live listener gives ``EADDRINUSE`` and a
@@ -73,6 +93,8 @@ ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 
 _STREAM = int(socket.SOCK_STREAM)
 _OPEN = State.OPEN
+#: Resource errors that one free descriptor relieves (the reserve is of no use for memory).
+_DESCRIPTOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def accept_failed_is_resource_error(exc: OSError) -> bool:
@@ -83,7 +105,18 @@ def accept_failed_is_resource_error(exc: OSError) -> bool:
 class ServerStatistics:
     """Counters of one server: accepted, active, completed, errors, timeouts, rejected, ..."""
 
-    __slots__ = ("accepted", "active", "completed", "errors", "timeouts", "rejected", "accept_pauses", "waited")
+    __slots__ = (
+        "accepted",
+        "active",
+        "completed",
+        "errors",
+        "timeouts",
+        "rejected",
+        "accept_pauses",
+        "waited",
+        "exhaustions",
+        "refused",
+    )
 
     def __init__(self) -> None:
         self.accepted = 0  #: connections accepted
@@ -96,6 +129,10 @@ class ServerStatistics:
         #: connections whose first read found nothing, so they were registered
         #: with the selector (accepted - waited took the fast path)
         self.waited = 0
+        #: episodes of accept failing for lack of descriptors or memory
+        self.exhaustions = 0
+        #: clients accepted and closed at once because the process was out of descriptors
+        self.refused = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
@@ -103,6 +140,14 @@ class ServerStatistics:
 
     def __repr__(self) -> str:
         return f"<ServerStatistics {self.as_dict()}>"
+
+
+def _open_reserve() -> int:
+    """A descriptor to give back when accept runs out of them, or -1 if none can be opened now."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _prepare_unix_path(path: str) -> None:
@@ -135,7 +180,9 @@ def bind_listening_socket(
     """A non-blocking listening stream socket bound to ``address``.
 
     Returns the socket and, for a Unix path, its ``(st_dev, st_ino)`` so that
-    the owner unlinks only its own file.
+    the owner unlinks only its own file.  A ``bind()`` error is raised again
+    naming the address (``cannot bind 127.0.0.1:8000: Address already in
+    use``), with the same ``errno`` and the original error as ``__cause__``.
     """
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     inode = None
@@ -146,11 +193,17 @@ def bind_listening_socket(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address.sockaddr)
+        try:
+            sock.bind(address.sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot bind {address.text}: {exc.strerror}") from exc
         if address.family == socket.AF_UNIX:
             st = os.stat(str(address.sockaddr))
             inode = (st.st_dev, st.st_ino)
-        sock.listen(backlog)
+        try:
+            sock.listen(backlog)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {address.text}: {exc.strerror}") from exc
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -165,8 +218,8 @@ class Listener:
     listener, with a protocol from ``protocol_factory()``.  The listener is
     listening when the constructor returns.
 
-    Methods for the owner: `close`, `drain`, `stop_accepting`, `connections`,
-    `statistics`; attributes ``address`` (the string form), ``sockaddr``
+    Methods for the owner: `close`, `shutdown`, `drain`, `stop_accepting`,
+    `connections`, `statistics`; attributes ``address`` (the string form), ``sockaddr``
     (the bound socket address), ``stats`` and ``limits``.
     """
 
@@ -204,7 +257,12 @@ class Listener:
         self._closed = False  # no more accepting (drain, stop_accepting, close)
         self._resume_timer: TimerHandle | None = None
         self._drain_futures: list[Future[None]] = []
+        self._grace_timer: TimerHandle | None = None
+        self._exhausted = False  # in an episode of accept failing for lack of resources
+        self._refused_before = 0  # stats.refused when the episode began
+        self._reserve = -1
         self._sock, self._unix_inode = bind_listening_socket(address, backlog, reuse_port)
+        self._reserve = _open_reserve()
         self._fd = self._sock.fileno()
         self._family = int(address.family)
         self._unix_path = str(address.sockaddr) if address.family == socket.AF_UNIX else None
@@ -251,6 +309,8 @@ class Listener:
 
     def _resume_after_backoff(self) -> None:
         self._resume_timer = None
+        if self._reserve < 0:
+            self._reserve = _open_reserve()  # lost to someone else at the last refusal: try again
         if self.stats.active < self.max_connections:
             self._start_accepting()
 
@@ -265,6 +325,7 @@ class Listener:
         limits = self.limits
         factory = self.protocol_factory
         now = reactor.time()  # one clock read per readiness event, not per connection
+        exhausted = self._exhausted
         for _ in range(ACCEPT_BATCH):
             if stats.active >= self.max_connections:
                 self._pause_accepting(None)
@@ -275,17 +336,14 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in ACCEPT_RESOURCE_ERRNOS:
-                    self.log.warning(
-                        "%s: accept failed (%s); pausing accepts for %.2f s",
-                        self.address,
-                        exc.strerror,
-                        self.accept_backoff,
-                    )
-                    self._pause_accepting(self.accept_backoff)
+                    self._out_of_resources(exc)
                     return
                 if exc.errno == errno.ECONNABORTED:
                     continue
                 raise
+            if exhausted:
+                exhausted = False
+                self._resources_recovered()
             sock = new_socket(family, _STREAM, 0, fd)
             if set_nonblocking:
                 sock.setblocking(False)
@@ -303,6 +361,65 @@ class Listener:
                 continue
             transport._start(protocol)
 
+    def _out_of_resources(self, exc: OSError) -> None:
+        """Accept failed for lack of descriptors or memory: log once per episode, refuse the waiting, pause."""
+        stats = self.stats
+        if not self._exhausted:
+            self._exhausted = True
+            self._refused_before = stats.refused
+            stats.exhaustions += 1
+            self.log.warning(
+                "%s: accept failed (%s); refusing waiting clients and pausing accepts for %.2f s at a time "
+                "until accepting works again",
+                self.address,
+                exc.strerror,
+                self.accept_backoff,
+            )
+        else:
+            self.log.debug("%s: accept failed again (%s)", self.address, exc.strerror)
+        if exc.errno in _DESCRIPTOR_ERRNOS:
+            self._refuse_waiting()
+        self._pause_accepting(self.accept_backoff)
+
+    def _refuse_waiting(self) -> None:
+        """Give back the reserve descriptor, accept and close the clients in the backlog, take it again.
+
+        The clients see EOF at once instead of waiting for a timeout.  If the
+        reserve cannot be taken again (another thread took the slot), it is
+        retried when accepting resumes.
+        """
+        if self._reserve < 0:
+            return
+        os.close(self._reserve)
+        self._reserve = -1
+        accept = self._sock._accept  # type: ignore[attr-defined]
+        refused = 0
+        try:
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    fd, _peer = accept()
+                except OSError as exc:
+                    if exc.errno == errno.ECONNABORTED:
+                        continue
+                    break  # EAGAIN: nobody waits; EMFILE: the slot went elsewhere
+                os.close(fd)
+                refused += 1
+        finally:
+            self._reserve = _open_reserve()
+        if refused:
+            self.stats.refused += refused
+            self.log.debug("%s: out of descriptors; refused %d waiting clients", self.address, refused)
+
+    def _resources_recovered(self) -> None:
+        self._exhausted = False
+        if self._reserve < 0:
+            self._reserve = _open_reserve()
+        self.log.info(
+            "%s: accepting again (refused %d clients while out of resources)",
+            self.address,
+            self.stats.refused - self._refused_before,
+        )
+
     # ------------------------------------------------------------ rows
 
     def _connection_waits(self, transport: StreamTransport) -> None:
@@ -319,7 +436,7 @@ class Listener:
         if not self._accepting and not self._closed and self._resume_timer is None:
             if stats.active < self.max_connections and self._sock.fileno() >= 0:
                 self._start_accepting()
-        if self._drain_futures and not stats.active:
+        if not stats.active and (self._drain_futures or self._grace_timer is not None):
             self._finish_drain()
 
     def connections(self) -> list[Any]:
@@ -344,8 +461,61 @@ class Listener:
         self._closed = True
 
     def drain(self) -> Future[None]:
-        """Stop accepting; a future that completes when this listener owns no connection."""
+        """Stop accepting; a future that completes when this listener owns no connection.
+
+        The socket stays open (the kernel still completes handshakes into the
+        backlog); for a shutdown that refuses new clients use `shutdown`.
+        """
         self.stop_accepting()
+        return self._no_rows_left()
+
+    def shutdown(self, grace: float) -> Future[None]:
+        """Shut down gracefully: a future that completes when this listener owns no connection.
+
+        At once: stops accepting, closes the listening socket (later clients
+        are refused; a Unix path is unlinked if it is still ours) and closes
+        every idle connection (``OPEN``, no byte received, nothing buffered
+        to send).  The others may finish for ``grace`` seconds of reactor
+        time; then the rest are aborted.  So the future completes at most
+        ``grace`` seconds and one reactor turn from now.  Calling it again
+        returns another such future; the earlier deadline wins.  Call it
+        from the reactor's thread.
+        """
+        if not grace >= 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        self.stop_accepting()
+        self._close_socket()
+        rows = self.connections()
+        idle = [row for row in rows if row.state == _OPEN and not row.bytes_in and not row.get_write_buffer_size()]
+        for row in idle:
+            row._close_now(None)  # as in close(): the server ended it, so later writes are dropped quietly
+        fut = self._no_rows_left()
+        if self.stats.active:
+            due = self.reactor.time() + grace
+            timer = self._grace_timer
+            if timer is None or due < timer.when:
+                if timer is not None:
+                    timer.cancel()
+                self._grace_timer = self.reactor.call_at(due, self._grace_expired)
+        self.log.info(
+            "%s: shutting down; closed %d idle connections, %d may finish within %.1f s",
+            self.address,
+            len(idle),
+            self.stats.active,
+            grace,
+        )
+        return fut
+
+    def _grace_expired(self) -> None:
+        self._grace_timer = None
+        rows = self.connections()
+        if rows:
+            self.log.info("%s: shutdown grace is over; aborting %d connections", self.address, len(rows))
+        for row in rows:
+            row._close_now(None)
+        self._finish_drain()
+
+    def _no_rows_left(self) -> Future[None]:
         fut: Future[None] = self.reactor.create_future()
         self._drain_futures.append(fut)
         if not self.stats.active:
@@ -353,6 +523,9 @@ class Listener:
         return fut
 
     def _finish_drain(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         futures, self._drain_futures = self._drain_futures, []
         for fut in futures:
             if not fut.done():
@@ -361,17 +534,26 @@ class Listener:
     def close(self) -> None:
         """Stop accepting, abort every connection this listener owns, close the socket.
 
-        Unlinks a Unix socket path if it is still ours.  Idempotent; call it
-        from the reactor's thread or after the reactor stopped.
+        Unlinks a Unix socket path if it is still ours.  Idempotent, and it
+        also ends a `shutdown` in progress at once; call it from the
+        reactor's thread or after the reactor stopped.
         """
-        if self._sock.fileno() < 0:
-            return
         self.stop_accepting()
         # Not row.abort(): the server closed these, not their protocols, so a
         # protocol that writes before its connection_lost arrives is dropped
         # quietly, as after a peer reset.
         for row in self.connections():
             row._close_now(None)
+        self._close_socket()
+        self._finish_drain()
+
+    def _close_socket(self) -> None:
+        """Close the listening socket and the reserve, unlink our Unix path; after `stop_accepting`."""
+        if self._reserve >= 0:
+            os.close(self._reserve)
+            self._reserve = -1
+        if self._sock.fileno() < 0:
+            return
         self._sock.close()
         if self._unix_path is not None:
             try:
@@ -380,10 +562,13 @@ class Listener:
                     os.unlink(self._unix_path)
             except FileNotFoundError:
                 pass
-        self._finish_drain()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         sock = getattr(self, "_sock", None)
         if sock is not None and sock.fileno() >= 0:
             _warn(f"unclosed {self!r}", ResourceWarning, source=self)
             sock.close()
+        reserve = getattr(self, "_reserve", -1)
+        if reserve >= 0:
+            self._reserve = -1
+            os.close(reserve)

@@ -3,12 +3,17 @@
 The core never starts a thread.  Two things above it do, and each must be
 written once so that every surface agrees:
 
-*Serving in the background.*  Surfaces offer ``start()`` (`RequestServer.start`,
-`reactor.easy` endpoints' ``start``).  However many servers of one reactor
-are started, one thread runs that reactor: `start_background` keeps the
-registry, `background_thread` answers "who runs it?" (which is also how a
-thread-safe ``send`` knows whether it is already on the reactor's thread),
-and `join_background` waits for it.
+*Serving, per server.*  Surfaces offer ``run()`` and ``start()``
+(`RequestServer`, `reactor.easy` endpoints), and several servers share one
+reactor, each with its own lifecycle: stopping one must not stop another.
+However many servers of one reactor are started, one background thread runs
+that reactor, and it ends when the last of them is stopped; a ``run()`` in a
+second thread waits while another thread drives, and takes over when that
+one's server is stopped.  `serve_until_stopped`, `start_background` and
+`stop_serving` are that protocol (the comment above them has the details);
+`background_thread` and `reactor_thread` answer "who runs it?" (which is also
+how a thread-safe ``send`` knows whether it is already on the reactor's
+thread), and `join_background` waits for the background thread.
 
 *Running handlers in threads.*  Surfaces that offer "run the handler in a
 thread" (``threaded=True``, ``async_=True``) hand work to a `WorkerPool`.  A
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +42,13 @@ if TYPE_CHECKING:
     import concurrent.futures
 
 __all__ = [
+    "ServeToken",
     "WorkerPool",
+    "call_in_reactor_thread",
+    "reactor_thread",
+    "serve_until_stopped",
+    "serving_started",
+    "stop_serving",
     "WorkerPoolStatistics",
     "background_thread",
     "join_background",
@@ -46,42 +58,197 @@ __all__ = [
 logger = logging.getLogger("reactor")
 
 # ------------------------------------------------------------------ the registry
+#
+# Who runs a reactor's turns, and for whom.  Several servers share a reactor
+# and each has its own lifecycle: `ServeToken` is one server's "I want to be
+# served until I am stopped".  A thread that wants a reactor served -- a
+# server's foreground ``run()``, or the one background thread that serves the
+# servers started with ``start()`` -- is a *participant*.  One participant at a
+# time drives (it is inside `Reactor.run`); the others wait on a condition.
+# When the driver's own purpose is done (its server was stopped, or no started
+# server is left) `stop_serving` asks `Reactor.run` to return (a *handoff*),
+# and a waiting participant takes over.  A `Reactor.stop()` that is not a
+# handoff is the user stopping the reactor itself: every participant of that
+# moment returns, as ``run()`` always did.
 
-_threads: dict[Reactor, threading.Thread] = {}
-_lock = threading.Lock()
+
+class ServeToken:
+    """One server's wish to be served; set by `stop_serving`, never cleared."""
+
+    __slots__ = ("name", "_stopped")
+
+    def __init__(self, name: str = "server") -> None:
+        self.name = name
+        self._stopped = threading.Event()
+
+    def stopped(self) -> bool:
+        """True once the server was stopped."""
+        return self._stopped.is_set()
+
+    def __repr__(self) -> str:
+        return f"<ServeToken {self.name}{' stopped' if self.stopped() else ''}>"
 
 
-def _serve(reactor: Reactor) -> None:
-    try:
-        reactor.run()
-    finally:
-        with _lock:
-            if _threads.get(reactor) is threading.current_thread():
-                del _threads[reactor]
+class _Serving:
+    """The drivers of one reactor."""
+
+    __slots__ = ("cond", "driver", "driver_done", "handoff", "generation", "started", "thread", "__weakref__")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.driver: int | None = None  # the participant inside Reactor.run()
+        self.driver_done: Callable[[], bool] | None = None
+        self.handoff = False  # we asked Reactor.run() to return, not the user
+        self.generation = 0  # bumped when the user stopped the reactor itself
+        self.started: set[ServeToken] = set()
+        self.thread: threading.Thread | None = None
 
 
-def start_background(reactor: Reactor, name: str = "reactor") -> threading.Thread | None:
-    """Run ``reactor`` in a daemon thread unless one already does; return that thread.
+_serving: weakref.WeakKeyDictionary[Reactor, _Serving] = weakref.WeakKeyDictionary()
+_serving_lock = threading.Lock()
 
-    Returns None when the reactor is already run by someone's ``run()`` in
-    the foreground (it is being served; there is nothing to start).
+
+def _state(reactor: Reactor) -> _Serving:
+    with _serving_lock:
+        state = _serving.get(reactor)
+        if state is None:
+            state = _serving[reactor] = _Serving()
+        return state
+
+
+def _participate(
+    reactor: Reactor, state: _Serving, done: Callable[[], bool], on_exit: Callable[[], None] | None = None
+) -> bool:
+    """Drive ``reactor`` (or wait while another participant does) until ``done()``.
+
+    Returns True when ``done()``, False when the reactor itself was stopped or
+    closed.  ``on_exit`` runs under the registry's lock as this participant
+    leaves, so that nothing can slip in between the last check and the exit.
     """
-    with _lock:
-        thread = _threads.get(reactor)
-        if thread is not None and thread.is_alive():
+    me = threading.get_ident()
+    cond = state.cond
+    with cond:
+        generation = state.generation
+    while True:
+        with cond:
+            while True:
+                if done() or state.generation != generation or reactor.is_closed():
+                    if on_exit is not None:
+                        on_exit()
+                    return done()
+                if state.driver is None and not reactor.is_running():
+                    state.driver, state.driver_done, state.handoff = me, done, False
+                    break
+                cond.wait()
+        try:
+            reactor.run()
+        finally:
+            with cond:
+                state.driver = state.driver_done = None
+                if not state.handoff:
+                    state.generation += 1  # Reactor.stop() from the user: everybody returns
+                cond.notify_all()
+
+
+def serve_until_stopped(reactor: Reactor, token: ServeToken) -> bool:
+    """A server's ``run()``: serve in this thread, or wait while another thread does, until ``token`` is stopped.
+
+    Returns False if the reactor itself was stopped (`Reactor.stop`) or
+    closed first.
+    """
+    return _participate(reactor, _state(reactor), token.stopped)
+
+
+def start_background(
+    reactor: Reactor, token: ServeToken | None = None, name: str = "reactor"
+) -> threading.Thread | None:
+    """Serve ``token``'s server from the reactor's one background thread; return that thread.
+
+    However many servers of one reactor are started, one thread serves them;
+    it ends when the last of them is stopped.  Returns None when a ``run()``
+    outside this registry (a plain `Reactor.run`) already drives the reactor.
+    """
+    state = _state(reactor)
+    with state.cond:
+        if token is not None and not token.stopped():
+            state.started.add(token)
+        thread = state.thread
+        if thread is not None:
             return thread
-        if reactor.is_running():
+        if reactor.is_running() and state.driver is None:
             return None
-        thread = threading.Thread(target=_serve, args=(reactor,), name=name, daemon=True)
-        _threads[reactor] = thread
+        thread = threading.Thread(target=_background, args=(reactor, state), name=name, daemon=True)
+        state.thread = thread
         thread.start()
         return thread
 
 
+def _background(reactor: Reactor, state: _Serving) -> None:
+    me = threading.current_thread()
+
+    def leave() -> None:
+        if state.thread is me:
+            state.thread = None
+
+    try:
+        _participate(reactor, state, lambda: not state.started, leave)
+    finally:
+        with state.cond:
+            leave()
+            state.cond.notify_all()
+
+
+def stop_serving(reactor: Reactor, token: ServeToken) -> None:
+    """Stop serving ``token``'s server: its ``run()`` returns; the background thread ends if it was the last.
+
+    Safe from any thread, idempotent.  The reactor and its other servers go on.
+    """
+    state = _state(reactor)
+    with state.cond:
+        token._stopped.set()
+        state.started.discard(token)
+        done = state.driver_done
+        if state.driver is not None and done is not None and done():
+            state.handoff = True
+            reactor.stop()
+        state.cond.notify_all()
+
+
+def serving_started(reactor: Reactor) -> bool:
+    """True while some server of ``reactor`` is started (served by the background thread)."""
+    state = _state(reactor)
+    with state.cond:
+        return bool(state.started)
+
+
+def reactor_thread(reactor: Reactor) -> int | None:
+    """The ident of the thread that runs ``reactor``'s turns now (or is about to), if any."""
+    state = _state(reactor)
+    with state.cond:
+        driver = state.driver
+        thread = state.thread
+    if driver is not None:
+        return driver
+    if reactor.thread_ident is not None:
+        return reactor.thread_ident
+    # A background thread that was started and has not entered run() yet.
+    return thread.ident if thread is not None and thread.is_alive() else None
+
+
+def call_in_reactor_thread(reactor: Reactor, function: Callable[[], object]) -> None:
+    """Call ``function()`` now if this thread may touch the reactor, else from its thread (soon)."""
+    owner = reactor_thread(reactor)
+    if owner is None or owner == threading.get_ident() or reactor.is_closed():
+        function()
+    else:
+        reactor.call_soon_threadsafe(function)
+
+
 def background_thread(reactor: Reactor) -> threading.Thread | None:
     """The live background thread of ``reactor``, if any."""
-    with _lock:
-        thread = _threads.get(reactor)
+    state = _state(reactor)
+    with state.cond:
+        thread = state.thread
     return thread if thread is not None and thread.is_alive() else None
 
 
