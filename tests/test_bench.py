@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from reactor.bench import loadgen
 from reactor.bench.runner import _errors, format_markdown, summarize, targets
 from reactor.bench.servers import LINE_SERVERS, SERVERS, available, line_servers
+from reactor.bench.soak import slope_per_minute
 
 C_LINE = (
     "reqrep-load: mode=oneshot conc=16 ok=120495 errors=3 mismatches=0 secs=2.00 rps=60245 "
@@ -341,6 +344,81 @@ def test_quick_persistent_run_prints_its_table() -> None:
         assert int(row[3].strip().replace(",", "")) > 0
         assert row[11].strip() == "0"
     assert "| persistent ≥ 1.3× asyncio |" in proc.stdout
+
+
+# ------------------------------------------------------------ the soak
+
+
+def test_slope_per_minute_is_the_least_squares_slope() -> None:
+    """The slope of (seconds, value) points, per minute; None when there is no time span."""
+    assert slope_per_minute([(0.0, 5.0), (10.0, 25.0), (20.0, 45.0)]) == pytest.approx(120.0)
+    assert slope_per_minute([(0.0, 7.0), (30.0, 7.0), (60.0, 7.0)]) == 0.0
+    # Noise around a line of 1 per second: least squares, not first-to-last.
+    assert slope_per_minute([(0.0, 1.0), (1.0, 0.0), (2.0, 4.0), (3.0, 3.0)]) == pytest.approx(60.0)
+    assert slope_per_minute([(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)]) == pytest.approx(30.0)
+    assert slope_per_minute([(5.0, 1.0)]) is None and slope_per_minute([]) is None
+    assert slope_per_minute([(5.0, 1.0), (5.0, 9.0)]) is None
+
+
+@pytest.mark.timeout(60)
+def test_loadgen_soak_is_bounded_and_counts_refused_connections() -> None:
+    """With nobody listening, the soak generator counts refusals on both loads and still ends on time."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    out = io.StringIO()
+    t0 = time.monotonic()
+    result = loadgen.run_soak(ports[0], ports[1], duration=0.5, rate=100, connections=2, progress_interval=0.2,
+                              timeout=0.5, linger=0.0, out=out)
+    assert time.monotonic() - t0 < 5
+    assert result["ok"] == {"oneshot": 0, "persistent": 0}
+    assert result["errors"]["oneshot"]["refused"] > 0 and result["errors"]["persistent"]["refused"] >= 2
+    progress = [line for line in out.getvalue().splitlines() if "soak-progress" in line]
+    assert len(progress) >= 3
+    fields = loadgen.parse_line(loadgen.format_line(loadgen.soak_fields(result)))
+    assert fields is not None and fields["mode"] == "soak" and fields["oneshot_err_refused"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_soak_run_samples_rss_and_descriptors(tmp_path: Path) -> None:
+    """`bench --soak 3 --soak-interval 1`: both servers served without errors, sampled, with numeric slopes."""
+    report_path = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "bench", "--soak", "3", "--soak-interval", "1", "--json",
+         str(report_path)],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {row[2].strip(): row for row in (line.split("|") for line in proc.stdout.splitlines())
+            if len(row) > 3 and row[1].strip() in ("oneshot", "persistent")}
+    assert set(rows) == {"reactor", "reactor-lines"}, proc.stdout
+    for row in rows.values():
+        assert int(row[3].strip().replace(",", "")) > 0  # requests
+        assert row[5].strip() == "0"  # errors
+        assert row[9].strip().endswith("KiB/min") and row[13].strip().endswith("/min")
+    assert "| t s | reactor RSS | reactor fds |" in proc.stdout and "[soak] t=" in proc.stderr
+    report = json.loads(report_path.read_text())
+    soak = report["soak"]
+    assert len(soak["samples"]) >= 4
+    assert soak["generator"]["oneshot_errors"] == 0 and soak["generator"]["persistent_errors"] == 0
+    for sample in soak["samples"]:
+        for kind in ("reactor", "reactor-lines"):
+            assert sample[kind]["rss"] > 0 and sample[kind]["fds"] > 0
+    for kind, row in soak["servers"].items():
+        assert row["errors"] == 0 and row["requests"] > 0, kind
+        for key in ("rss_slope_per_min", "fds_slope_per_min", "rss_slope_per_min_2nd_half",
+                    "fds_slope_per_min_2nd_half"):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (kind, key)
+    # ~400 one-shot requests a second: rate-limited, not flat out.
+    assert 0.5 * 400 * 3 <= soak["servers"]["reactor"]["requests"] <= 1.2 * 400 * 3
+    # The persistent connections stay open: one descriptor each, on every sample.
+    fds = {sample["reactor-lines"]["fds"] for sample in soak["samples"]}
+    assert len(fds) == 1
+    again = subprocess.run([sys.executable, "-m", "reactor", "bench", "--from-json", str(report_path)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout == proc.stdout
 
 
 def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,7 @@
 """Benchmarks: ``python -m reactor bench`` compares this reactor with asyncio,
-uvloop and the stdlib socketserver (`reactor.bench.runner`); ``bench core``
-runs the core micro-benchmark (`reactor.bench.core`).
+uvloop and the stdlib socketserver (`reactor.bench.runner`); ``bench --soak
+SECONDS`` is a leak check under steady load (`reactor.bench.soak`); ``bench
+core`` runs the core micro-benchmark (`reactor.bench.core`).
 
 The package imports nothing heavy at import time, so the server and
 generator processes it starts (``python -m reactor.bench.servers``,

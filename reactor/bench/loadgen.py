@@ -13,6 +13,12 @@ It speaks the options and prints the result line of the C generator in
 - ``idle``: open ``--connections`` connections (at most ``--concurrency``
   connects in flight), print ``idle-ready ...``, hold them ``--hold`` seconds
   or until SIGTERM, close them.
+- ``soak``: a steady, bounded load for leak checks (`run_soak`): one-shot
+  requests to ``--port`` started at ``--rate`` per second, and
+  ``--concurrency`` persistent connections to ``--lines-port``, each sending
+  a line every ``--line-interval`` seconds after its last reply; a
+  ``soak-progress`` line with the counts so far every
+  ``--progress-interval`` seconds.
 
 One process drives ``select.epoll`` directly (no selector object, no
 per-socket registration dance: a socket is registered once, for reading,
@@ -64,6 +70,8 @@ __all__ = [
     "run_idle",
     "run_oneshot",
     "run_persistent",
+    "run_soak",
+    "soak_fields",
     "main",
 ]
 
@@ -560,6 +568,308 @@ def run_idle(
     }
 
 
+# --------------------------------------------------------------------- soak
+
+
+def run_soak(
+    port: int,
+    lines_port: int,
+    *,
+    host: str = "127.0.0.1",
+    duration: float = 600.0,
+    rate: float = 400.0,
+    connections: int = 8,
+    line_interval: float = 0.005,
+    payload_bytes: int = 16,
+    timeout: float = 5.0,
+    src_ips: int = 1,
+    src_first: int = 1,
+    progress_interval: float = 10.0,
+    linger: float = 0.5,
+    out: Any = None,
+) -> dict[str, Any]:
+    """Steady, rate-limited load for a leak check; return the raw result.
+
+    One-shot requests to ``port`` are *started* at ``rate`` per second (at
+    most 64 in flight; a schedule that falls behind by more than a second
+    drops the backlog instead of bursting), while ``connections`` persistent
+    connections to ``lines_port`` each send a line, wait for its reply,
+    pause ``line_interval`` seconds and again.  Every reply is checked.
+
+    The persistent connections are opened and have answered once before the
+    clock starts.  ``soak-progress`` lines (cumulative counts) go to ``out``
+    at t = 0, every ``progress_interval`` seconds, and once more when the
+    run has ended and its requests in flight are drained (at most
+    ``timeout`` seconds); the persistent connections are then held another
+    ``linger`` seconds, so a sample taken on that last line sees the same
+    connections as the others, and closed.  Every wait is bounded by
+    ``duration`` plus twice ``timeout`` plus ``linger``.
+    """
+    out = out if out is not None else sys.stdout
+    raise_nofile_limit(connections + 256)
+    sources = _sources(src_ips, src_first)
+    oneshot_dst, lines_dst = (host, port), (host, lines_port)
+    ep = select.epoll()
+    perf = time.perf_counter_ns
+    cpu0 = _cpu_seconds()
+    t_begin = perf()
+    timeout_ns = int(timeout * 1e9)
+    period_ns = int(1e9 / rate) if rate > 0 else 0
+    pause_ns = int(line_interval * 1e9)
+    pad = b"x" * payload_bytes
+    counts: dict[str, Counter[str]] = {"oneshot": Counter(), "persistent": Counter()}
+    ok = {"oneshot": 0, "persistent": 0}
+    mismatches = {"oneshot": 0, "persistent": 0}
+    seq = 0
+    # One-shot: fd -> [sock, t_start_ns, request, reply buffer (None until sent)]
+    oneshots: dict[int, list[Any]] = {}
+    # Persistent: slot -> [sock or None, fd, t_sent_ns (0: idle), reply buffer (None while connecting), due_ns]
+    wanted = [(b"%x." % slot + pad)[: max(payload_bytes, len(b"%x." % slot))] + b"\r\n"
+              for slot in range(connections)]
+    expected = [b"Requested: " + request for request in wanted]
+    slots: list[list[Any]] = [[None, -1, 0, None, 0] for _ in range(connections)]
+    by_fd: dict[int, int] = {}  # persistent fd -> slot
+
+    def fail(kind: str, what: OSError | str) -> None:
+        counts[kind][what if isinstance(what, str) else _error_kind(what)] += 1
+
+    def close_slot(slot: int, now: int, what: OSError | str | None) -> None:
+        entry = slots[slot]
+        if entry[0] is not None:
+            by_fd.pop(entry[1], None)
+            entry[0].close()
+        if what is not None:
+            fail("persistent", what)
+        entry[:] = [None, -1, 0, None, now + 100_000_000]  # reopen after 100 ms
+
+    def open_slot(slot: int, now: int) -> None:
+        try:
+            sock = _connect(lines_dst, sources[slot % len(sources)])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            close_slot(slot, now, exc)
+            return
+        fd = sock.fileno()
+        slots[slot][:] = [sock, fd, now, None, 0]  # the first line goes out once connected
+        by_fd[fd] = slot
+        ep.register(fd, _EPOLLOUT)
+
+    def send_line(slot: int, now: int) -> None:
+        entry = slots[slot]
+        try:
+            if entry[0].send(wanted[slot]) != len(wanted[slot]):
+                close_slot(slot, now, "other")
+                return
+        except OSError as exc:
+            close_slot(slot, now, exc)
+            return
+        entry[2], entry[3] = now, b""
+
+    def start_oneshot(now: int) -> None:
+        nonlocal seq
+        seq += 1
+        head = b"%x." % seq
+        request = (head + pad)[: max(payload_bytes, len(head))] + b"\r\n"
+        try:
+            sock = _connect(oneshot_dst, sources[seq % len(sources)])
+        except OSError as exc:
+            fail("oneshot", exc)
+            return
+        fd = sock.fileno()
+        try:
+            try:
+                sock.send(request)
+            except BlockingIOError:
+                oneshots[fd] = [sock, now, request, None]
+                ep.register(fd, _EPOLLOUT)
+                return
+            sock.shutdown(socket.SHUT_WR)
+            oneshots[fd] = [sock, now, request, b""]
+            ep.register(fd, _EPOLLIN)
+        except OSError as exc:
+            oneshots.pop(fd, None)
+            sock.close()
+            fail("oneshot", exc)
+
+    def on_oneshot(fd: int, entry: list[Any]) -> None:
+        sock = entry[0]
+        if entry[3] is None:
+            try:
+                sock.send(entry[2])
+                sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                del oneshots[fd]
+                sock.close()
+                fail("oneshot", exc)
+                return
+            entry[3] = b""
+            ep.modify(fd, _EPOLLIN)
+            return
+        try:
+            data = sock.recv(_MAX_REPLY)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            del oneshots[fd]
+            sock.close()
+            fail("oneshot", exc)
+            return
+        buffer = entry[3] + data if entry[3] else data
+        if data and not buffer.endswith(b"\r\n"):
+            if len(buffer) > _MAX_REPLY:
+                del oneshots[fd]
+                sock.close()
+                fail("oneshot", "overflow")
+            else:
+                entry[3] = buffer
+            return
+        del oneshots[fd]
+        sock.close()
+        if not buffer.endswith(b"\r\n"):
+            fail("oneshot", "eof")
+        elif buffer != b"Requested: " + entry[2]:
+            mismatches["oneshot"] += 1
+        else:
+            ok["oneshot"] += 1
+
+    def on_persistent(slot: int, now: int) -> None:
+        entry = slots[slot]
+        if entry[3] is None:  # connected (or failed): send the first line
+            ep.modify(entry[1], _EPOLLIN)
+            send_line(slot, now)
+            return
+        try:
+            data = entry[0].recv(_MAX_REPLY)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            close_slot(slot, now, exc)
+            return
+        if not data:
+            close_slot(slot, now, "eof")
+            return
+        buffer = entry[3] + data if entry[3] else data
+        if not buffer.endswith(b"\r\n"):
+            if len(buffer) > _MAX_REPLY:
+                close_slot(slot, now, "overflow")
+            else:
+                entry[3] = buffer
+            return
+        if buffer != expected[slot]:
+            mismatches["persistent"] += 1
+        else:
+            ok["persistent"] += 1
+        entry[2], entry[3], entry[4] = 0, b"", now + pause_ns
+
+    def progress(t_start: int) -> None:
+        out.write(f"reqrep-load: soak-progress t={(perf() - t_start) / 1e9:.2f} oneshot_ok={ok['oneshot']} "
+                  f"persistent_ok={ok['persistent']} "
+                  f"errors={sum(sum(c.values()) for c in counts.values()) + sum(mismatches.values())}\n")
+        out.flush()
+
+    def turn(now: int, running: bool, wait_ns: int) -> None:
+        """One poll and its events; then timeouts, reopened and due persistent connections."""
+        for fd, _events in ep.poll(max(0, min(wait_ns, 50_000_000)) / 1e9):
+            entry = oneshots.get(fd)
+            if entry is not None:
+                on_oneshot(fd, entry)
+                continue
+            slot = by_fd.get(fd)
+            if slot is not None:
+                on_persistent(slot, perf())
+        now = perf()
+        for fd, entry in list(oneshots.items()):
+            if now - entry[1] > timeout_ns:
+                del oneshots[fd]
+                entry[0].close()
+                fail("oneshot", "timeout")
+        for slot, entry in enumerate(slots):
+            if entry[0] is None:
+                if running and now >= entry[4]:
+                    open_slot(slot, now)
+            elif entry[2] and now - entry[2] > timeout_ns:
+                close_slot(slot, now, "timeout")
+            elif running and entry[3] is not None and not entry[2] and now >= entry[4]:
+                send_line(slot, now)
+
+    # Warm: every persistent connection opened and answered once (bounded by the timeout).
+    for slot in range(connections):
+        open_slot(slot, perf())
+    warm_deadline = perf() + timeout_ns
+    while not _Stop.flag and perf() < warm_deadline and ok["persistent"] < connections \
+            and any(entry[0] is not None for entry in slots):
+        turn(perf(), False, 10_000_000)
+    for slot, entry in enumerate(slots):  # the warm-up's connections all start idle
+        if entry[0] is not None and entry[2]:
+            close_slot(slot, perf(), "timeout")
+        entry[4] = 0
+    t0 = perf()
+    t_deadline = t0 + int(duration * 1e9)
+    next_progress = t0 + int(progress_interval * 1e9)
+    next_oneshot = t0
+    progress(t0)
+    while not _Stop.flag:
+        now = perf()
+        if now >= t_deadline:
+            break
+        if now >= next_progress:
+            progress(t0)
+            next_progress += int(progress_interval * 1e9)
+        if period_ns:
+            if now - next_oneshot > 1_000_000_000:
+                next_oneshot = now  # fell behind: drop the backlog rather than burst
+            while next_oneshot <= now and len(oneshots) < 64:
+                start_oneshot(now)
+                next_oneshot += period_ns
+        due = [entry[4] for entry in slots if entry[0] is None or not entry[2]]
+        wake = min([next_oneshot if period_ns and len(oneshots) < 64 else t_deadline, next_progress, t_deadline,
+                    *due])
+        turn(now, True, wake - now)
+    # Drain: no new requests; those in flight finish or time out.
+    drain_deadline = perf() + timeout_ns
+    while (oneshots or any(entry[2] for entry in slots)) and perf() < drain_deadline and not _Stop.flag:
+        turn(perf(), False, 10_000_000)
+    for entry in oneshots.values():
+        entry[0].close()
+        fail("oneshot", "timeout")
+    oneshots.clear()
+    for slot, entry in enumerate(slots):
+        if entry[0] is not None and entry[2]:
+            close_slot(slot, perf(), "timeout")
+    t_end = perf()
+    progress(t0)
+    hold_until = time.monotonic() + linger
+    while not _Stop.flag and time.monotonic() < hold_until:
+        time.sleep(min(0.05, max(0.0, hold_until - time.monotonic())))
+    for slot in range(connections):
+        if slots[slot][0] is not None:
+            close_slot(slot, perf(), None)
+    ep.close()
+    return {
+        "mode": "soak",
+        "secs": (t_end - t0) / 1e9,
+        "cpu": _cpu_seconds() - cpu0,
+        "wall": (perf() - t_begin) / 1e9,
+        "ok": dict(ok),
+        "mismatches": dict(mismatches),
+        "errors": {kind: {k: counts[kind].get(k, 0) for k in ERROR_KINDS} for kind in counts},
+    }
+
+
+def soak_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """The flat key=value fields of a raw soak result (what ``--mode soak`` prints)."""
+    fields: dict[str, Any] = {"mode": "soak", "secs": round(result["secs"], 2)}
+    for kind in ("oneshot", "persistent"):
+        errors = result["errors"][kind]
+        fields[f"{kind}_ok"] = result["ok"][kind]
+        fields[f"{kind}_errors"] = sum(errors.values())
+        fields[f"{kind}_mismatches"] = result["mismatches"][kind]
+        for what in ERROR_KINDS:
+            fields[f"{kind}_err_{what}"] = errors[what]
+    fields["gen_cpu"] = round(result["cpu"] / result["wall"], 2) if result["wall"] > 0 else 0.0
+    return fields
+
+
 # ---------------------------------------------------------- result handling
 
 
@@ -702,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=64)
     parser.add_argument("--duration", "-d", type=float, default=5.0)
     parser.add_argument("--requests", "-n", type=int, default=0)
-    parser.add_argument("--mode", "-m", choices=["oneshot", "persistent", "idle"], default="oneshot")
+    parser.add_argument("--mode", "-m", choices=["oneshot", "persistent", "idle", "soak"], default="oneshot")
     parser.add_argument("--payload-bytes", "-b", type=int, default=16)
     parser.add_argument("--check", "-k", action="store_true", help="verify every reply")
     parser.add_argument("--timeout", "-t", type=float, default=5.0)
@@ -714,6 +1024,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", "-q", action="store_true")
     parser.add_argument("--processes", "-P", type=int, default=1,
                         help="generator processes (one-shot and persistent modes)")
+    parser.add_argument("--lines-port", type=int, default=0,
+                        help="soak: the line server's port, for the --concurrency persistent connections")
+    parser.add_argument("--rate", type=float, default=400.0, help="soak: one-shot requests started per second")
+    parser.add_argument("--line-interval", type=float, default=0.005,
+                        help="soak: pause of each persistent connection between a reply and its next line")
+    parser.add_argument("--progress-interval", type=float, default=10.0,
+                        help="soak: seconds between soak-progress lines")
     parser.add_argument("--raw-json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -721,6 +1038,15 @@ def main(argv: list[str] | None = None) -> int:
             or args.src_ip_first + args.src_ips > 255:
         parser.error("bad --port, --concurrency, --src-ips or --src-ip-first")
     _Stop.install()
+    if args.mode == "soak":
+        if not 0 < args.lines_port < 65536 or args.rate < 0 or args.progress_interval <= 0:
+            parser.error("soak needs --lines-port, a --rate ≥ 0 and a positive --progress-interval")
+        result = run_soak(args.port, args.lines_port, host=args.host, duration=args.duration, rate=args.rate,
+                          connections=args.concurrency, line_interval=args.line_interval,
+                          payload_bytes=args.payload_bytes, timeout=args.timeout, src_ips=args.src_ips,
+                          src_first=args.src_ip_first, progress_interval=args.progress_interval)
+        print(format_line(soak_fields(result)), flush=True)
+        return 0
     if args.mode == "idle":
         result = run_idle(args.port, host=args.host, connections=args.connections,
                           concurrency=args.concurrency,

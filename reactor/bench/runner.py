@@ -24,7 +24,8 @@ idle connections: server RSS per connection from ``/proc/<pid>/status``, and
 c=16 throughput with and without them; ``reactor-lines`` joins ``reactor``);
 ``timers`` (1,000,000 timers scheduled and cancelled, reactor vs asyncio);
 ``embedded`` (the reactor driven from an asyncio loop through ``fileno()``
-against the reactor alone, c=16).
+against the reactor alone, c=16).  ``--soak SECONDS`` runs none of these but
+a bounded leak check under steady load (`reactor.bench.soak`).
 
 The built-in generator is `reactor.bench.loadgen`; ``--loadgen CMD`` runs an
 external one that takes the same options and prints the same result line
@@ -84,6 +85,12 @@ class Options:
     max_other_load: float = 0.1
     quiet: bool = False
     notes: list[str] = field(default_factory=list)
+    #: ``--soak SECONDS``: run the leak check (`reactor.bench.soak`) instead of the comparison.
+    soak: float | None = None
+    soak_interval: float = 10.0
+    soak_rate: float = 400.0
+    soak_connections: int = 8
+    soak_line_interval: float = 0.005
 
 
 # ------------------------------------------------------------ /proc readers
@@ -450,7 +457,15 @@ def _duration(seconds: float) -> str:
 
 
 def run(options: Options) -> dict[str, Any]:
-    """Run every selected workload; return the JSON-able report."""
+    """Run every selected workload (or, with ``soak`` set, the soak alone); return the JSON-able report."""
+    if options.soak is not None:
+        from .soak import run_soak
+
+        soak = run_soak(options.soak, interval=options.soak_interval, rate=options.soak_rate,
+                        connections=options.soak_connections, line_interval=options.soak_line_interval,
+                        quiet=options.quiet)
+        soak["notes"] = options.notes + soak["notes"]
+        return soak
     runner = Runner(options)
     servers = []
     for kind in options.servers:
@@ -680,7 +695,11 @@ def _table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables, one per workload, then the targets."""
+    """The report as Markdown tables, one per workload, then the targets (a soak report: `format_soak`)."""
+    if "soak" in report:
+        from .soak import format_soak
+
+        return format_soak(report)
     summary = report["summary"]
     opts = report["options"]
     procs = int(opts.get("processes") or 1) if opts["loadgen"].startswith("builtin") else 1
@@ -851,6 +870,18 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--plot", metavar="FILE.png", help="draw the comparison (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--from-json", metavar="FILE", help="print (and --plot) a saved --json report; run nothing")
+    soak = parser.add_argument_group(
+        "soak", "--soak SECONDS runs a leak check instead of the comparison: one-shot load on `reactor` and "
+        "persistent load on `reactor-lines`, sampling each server's RSS and open descriptors")
+    soak.add_argument("--soak", type=float, metavar="SECONDS", help="run the soak for SECONDS (e.g. 600)")
+    soak.add_argument("--soak-interval", type=float, default=10.0, metavar="SECONDS",
+                      help="seconds between samples (default 10)")
+    soak.add_argument("--soak-rate", type=float, default=400.0, metavar="N",
+                      help="one-shot connections started per second (default 400: TIME_WAIT-safe)")
+    soak.add_argument("--soak-connections", type=int, default=8, metavar="N",
+                      help="persistent connections (default 8)")
+    soak.add_argument("--soak-line-interval", type=float, default=0.005, metavar="SECONDS",
+                      help="pause of each persistent connection between a reply and its next line (default 0.005)")
     args = parser.parse_args(argv)
     workloads: list[str] = []
     for name in args.workloads.split(","):
@@ -881,6 +912,19 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     )
     if options.duration <= 0 or options.repeat < 1:
         parser.error("--duration must be positive and --repeat at least 1")
+    if args.soak is not None:
+        if args.soak <= 0 or args.soak_interval <= 0 or args.soak_rate < 0 or args.soak_connections < 0 \
+                or args.soak_line_interval < 0:
+            parser.error("--soak and --soak-interval must be positive; rate, connections and line interval ≥ 0")
+        if args.plot:
+            parser.error("--plot draws the comparison; a soak has none")
+        options.soak = args.soak
+        options.soak_interval = args.soak_interval
+        options.soak_rate = args.soak_rate
+        options.soak_connections = args.soak_connections
+        options.soak_line_interval = args.soak_line_interval
+        if options.loadgen:
+            options.notes.append("--loadgen ignored: the soak uses the built-in generator's soak mode")
     return options, args
 
 
@@ -895,8 +939,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         with open(args.from_json) as f:
             report = json.load(f)
-        report["summary"] = summarize(report["runs"])
-        report["targets"] = targets(report["summary"])
+        if "soak" not in report:
+            report["summary"] = summarize(report["runs"])
+            report["targets"] = targets(report["summary"])
     else:
         report = run(options)
         report["command"] = "python -m reactor bench " + " ".join(shlex.quote(a) for a in argv)
@@ -905,6 +950,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
-    if args.plot:
+    if args.plot and "soak" not in report:
         plot(report, args.plot)
     return 0
