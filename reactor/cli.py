@@ -1,11 +1,12 @@
 """The command line: ``python -m reactor`` (also installed as ``reactor``).
 
-``serve [ADDRESS ...] [--handler module:Class]``
-    Serve every address from one reactor in one thread.  On Ctrl-C or
-    SIGTERM: stop accepting, finish the requests in flight (at most
-    ``--grace`` seconds), exit 0.
-``request ADDRESS TEXT [--timeout S]``
-    Print the reply.  Exit 0 on a reply, 1 on timeout, 2 on a connection
+``serve [ADDRESS ...] [--handler module:Class] [--certfile F --keyfile K]``
+    Serve every address from one reactor in one thread (over TLS with a
+    certificate chain and its key).  On Ctrl-C or SIGTERM: stop accepting,
+    finish the requests in flight (at most ``--grace`` seconds), exit 0.
+``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
+    Print the reply (over TLS with ``--cafile``, trusting that CA, or with
+    ``--tls``, trusting the system's CAs).  Exit 0 on a reply, 1 on timeout, 2 on a connection
     error, with a one-line message on stderr.
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
@@ -20,6 +21,7 @@ import argparse
 import importlib
 import logging
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -46,20 +48,41 @@ def _load_handler(spec: str) -> type[RequestServer]:
     return cls
 
 
-def serve(addresses: list[str], handler: str | None = None, grace: float = 10.0, verbose: int = 0) -> int:
+def _server_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    if certfile is None:
+        if keyfile is not None:
+            raise SystemExit("reactor serve: --keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"reactor serve: cannot load the certificate: {exc}") from None
+    return context
+
+
+def serve(
+    addresses: list[str],
+    handler: str | None = None,
+    grace: float = 10.0,
+    verbose: int = 0,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> int:
     """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0."""
     cls = _load_handler(handler) if handler else RequestServer
+    context = _server_context(certfile, keyfile)
     with Reactor() as reactor:
         servers: list[RequestServer] = []
         try:
             for address in addresses:
                 try:
-                    servers.append(cls(address, verbose=verbose, reactor=reactor))
+                    servers.append(cls(address, verbose=verbose, reactor=reactor, ssl=context))
                 except (OSError, ValueError) as exc:
                     print(f"reactor serve: cannot listen on {address!r}: {exc}", file=sys.stderr)
                     return 2
             for server in servers:
-                print(f"serving {cls.__name__} on {server.address}", flush=True)
+                print(f"serving {cls.__name__}{' over TLS' if context else ''} on {server.address}", flush=True)
             stopping = False
 
             def begin_shutdown() -> None:
@@ -96,10 +119,24 @@ def serve(addresses: list[str], handler: str | None = None, grace: float = 10.0,
     return 0
 
 
-def request(address: str, text: str, timeout: float) -> int:
-    """Send one request; print the reply.  Exit status 0 reply, 1 timeout, 2 connection error."""
+def request(
+    address: str,
+    text: str,
+    timeout: float,
+    cafile: str | None = None,
+    tls: bool = False,
+    server_hostname: str | None = None,
+) -> int:
+    """Send one request; print the reply.  Exit status 0 reply, 1 timeout, 2 connection or TLS error."""
+    context = None
+    if cafile is not None or tls:
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"reactor request: cannot load {cafile!r}: {exc}", file=sys.stderr)
+            return 2
     try:
-        reply = do_request(address, text, timeout)
+        reply = do_request(address, text, timeout, ssl=context, server_hostname=server_hostname)
     except ValueError as exc:
         print(f"reactor request: {exc}", file=sys.stderr)
         return 2
@@ -160,10 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish requests in flight on shutdown")
     p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
+    p_serve.add_argument("--certfile", help="serve TLS with this certificate chain (PEM)")
+    p_serve.add_argument("--keyfile", help="the certificate's private key (PEM; default: in --certfile)")
     p_req = sub.add_parser("request", help="send one request and print the reply")
     p_req.add_argument("address")
     p_req.add_argument("text")
     p_req.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p_req.add_argument("--cafile", help="speak TLS, trusting the CA certificates in this PEM file")
+    p_req.add_argument("--tls", action="store_true", help="speak TLS, trusting the system's CA certificates")
+    p_req.add_argument(
+        "--server-hostname", help="the name the server's certificate must carry (default: ADDRESS's host)"
+    )
     sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
     sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -177,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s"
     )
     if args.command == "serve":
-        return serve(args.addresses, args.handler, args.grace, args.verbose)
+        return serve(args.addresses, args.handler, args.grace, args.verbose, args.certfile, args.keyfile)
     if args.command == "request":
-        return request(args.address, args.text, args.timeout)
+        return request(args.address, args.text, args.timeout, args.cafile, args.tls, args.server_hostname)
     return demo()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import ssl as _ssl
 from typing import Any
 
 from .addresses import Address, parse_address
@@ -33,6 +34,7 @@ from .framing import LineParser, MessageTooLarge
 from .futures import Future
 from .transport.connect import open_connection
 from .transport.stream import StreamTransport, TransportLimits
+from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol, default_server_hostname
 
 __all__ = [
     "request",
@@ -90,11 +92,18 @@ class ReplyProtocol:
     in-memory transport.  The reply (or the failure) goes to ``future``.
     """
 
-    __slots__ = ("future", "payload", "parser", "transport", "address", "timeout")
+    __slots__ = ("future", "payload", "parser", "transport", "address", "timeout", "half_close")
 
     def __init__(
-        self, future: Future[str], payload: bytes, max_reply_size: int, address: str, timeout: float | None
+        self,
+        future: Future[str],
+        payload: bytes,
+        max_reply_size: int,
+        address: str,
+        timeout: float | None,
+        half_close: bool = True,
     ) -> None:
+        self.half_close = half_close
         self.future = future
         self.payload = payload
         self.parser = LineParser(max_reply_size)
@@ -103,10 +112,11 @@ class ReplyProtocol:
         self.timeout = timeout
 
     def connection_made(self, transport: Any) -> None:
-        """Send the request and half-close (the yoton client does)."""
+        """Send the request and half-close (the yoton client does; over TLS it does not, see `request`)."""
         self.transport = transport
         transport.write(self.payload)
-        transport.write_eof()
+        if self.half_close:
+            transport.write_eof()
 
     def data_received(self, data: bytes) -> None:
         """Collect the reply up to its terminator."""
@@ -170,6 +180,9 @@ def request(
     timeout: float | None = None,
     *,
     max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
 ) -> Future[str]:
     """Send ``request`` to the server at ``address``; return a `Future` of the reply.
 
@@ -181,22 +194,78 @@ def request(
     network failure.  Cancelling the
     future closes the connection.  ``address`` is parsed at once: a bad one
     raises `ValueError` here.
+
+    ``ssl``: speak TLS with that client-side `ssl.SSLContext`;
+    ``server_hostname`` (by default the host of ``address`` as written) must
+    match the server's certificate.  A failed handshake fails the future with
+    its `ssl.SSLError`.  Over TLS the client does not half-close after the
+    request (the server answers at the request's ``\r\n``); see `TLSProtocol`.
     """
     parsed = parse_address(address)
     payload = _encode(request)
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive or None, got {timeout!r}")
-    return _exchange(reactor, parsed, payload, timeout, max_reply_size)
+    tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
+    return _exchange(reactor, parsed, payload, timeout, max_reply_size, tls)
+
+
+_TLSOptions = tuple[_ssl.SSLContext, "str | None", "float | None"]
+
+
+def _tls_options(
+    address: str,
+    parsed: Address,
+    context: _ssl.SSLContext | None,
+    server_hostname: str | None,
+    handshake_timeout: float | None,
+) -> _TLSOptions | None:
+    if context is None:
+        return None
+    hostname = server_hostname if server_hostname is not None else default_server_hostname(address, parsed.family)
+    TLSProtocol(context, None, server_side=False, server_hostname=hostname, handshake_timeout=handshake_timeout)
+    return context, hostname, handshake_timeout
 
 
 def _exchange(
-    reactor: Reactor, parsed: Address, payload: bytes, timeout: float | None, max_reply_size: int
+    reactor: Reactor,
+    parsed: Address,
+    payload: bytes,
+    timeout: float | None,
+    max_reply_size: int,
+    tls: _TLSOptions | None = None,
 ) -> Future[str]:
     future: Future[str] = reactor.create_future()
-    protocol = ReplyProtocol(future, payload, max_reply_size, parsed.text, timeout)
-    connecting = open_connection(
-        reactor, parsed, lambda: protocol, timeout=timeout, limits=TransportLimits(timeout=timeout)
-    )
+    protocol = ReplyProtocol(future, payload, max_reply_size, parsed.text, timeout, tls is None)
+    factory: Any = lambda: protocol  # noqa: E731
+    layer: list[TLSProtocol] = []
+    if tls is not None:
+        context, hostname, handshake_timeout = tls
+        handshake: Future[Any] = reactor.create_future()
+
+        def factory() -> TLSProtocol:
+            layer.append(
+                TLSProtocol(
+                    context,
+                    protocol,
+                    server_side=False,
+                    server_hostname=hostname,
+                    handshake_timeout=handshake_timeout,
+                    waiter=handshake,
+                )
+            )
+            return layer[0]
+
+        def handshake_done(done: Future[Any]) -> None:
+            if future.done() or done.cancelled():
+                return
+            exc = done.exception()
+            if isinstance(exc, TimeoutError) and layer[0].transport.is_closing() and timeout is not None:
+                exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
+            if exc is not None:
+                future.set_exception(exc)
+
+        handshake.add_done_callback(handshake_done)
+    connecting = open_connection(reactor, parsed, factory, timeout=timeout, limits=TransportLimits(timeout=timeout))
 
     def connected(done: Future[tuple[StreamTransport, Any]]) -> None:
         if done.cancelled() or future.done():
@@ -215,6 +284,8 @@ def _exchange(
         if done.cancelled():
             if protocol.transport is not None:
                 protocol.transport.abort()
+            elif layer and layer[0].transport is not None:
+                layer[0].transport.abort()  # cancelled during the TLS handshake
             else:
                 connecting.cancel()
 
@@ -224,7 +295,14 @@ def _exchange(
 
 
 def do_request(
-    address: str, request: str, timeout: float = -1, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE
+    address: str,
+    request: str,
+    timeout: float = -1,
+    *,
+    max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
 ) -> str | None:
     """Send ``request`` to ``address`` and wait for the reply (yoton's blocking call).
 
@@ -232,11 +310,13 @@ def do_request(
     ever) passes first.  Raises `RequestRefused` when nothing listens at the
     address and `RequestFailed` when the server closes without replying.
     Runs on a private reactor for the length of the call; starts no thread.
+    ``ssl``/``server_hostname``: over TLS, as for `request`.
     """
     parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
+    tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
     with Reactor() as reactor:
-        future = _exchange(reactor, parsed, payload, timeout if timeout > 0 else None, max_reply_size)
+        future = _exchange(reactor, parsed, payload, timeout if timeout > 0 else None, max_reply_size, tls)
         try:
             return reactor.run_until_complete(future)
         except TimeoutError:

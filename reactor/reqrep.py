@@ -50,6 +50,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import ssl as _ssl
 import sys
 import threading
 import warnings
@@ -71,6 +72,7 @@ from .transport.threads import (
     start_background,
     stop_serving,
 )
+from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol
 
 __all__ = ["RequestServer", "ServerStatistics", "RequestProtocol"]
 
@@ -160,6 +162,10 @@ class RequestServer:
     many servers are started), `stop`, `join`, `close`, `drain`,
     `statistics`.  Several servers share one reactor with ``reactor=``;
     without it they share the default reactor.
+
+    ``ssl``: serve over TLS with that server-side `ssl.SSLContext` (the
+    handshake must complete within ``ssl_handshake_timeout`` seconds).  The
+    request ends at its ``\r\n``; a client need not half-close.
     """
 
     def __init__(
@@ -178,6 +184,8 @@ class RequestServer:
         backlog: int = socket.SOMAXCONN,
         accept_backoff: float = ACCEPT_BACKOFF,
         reuse_port: bool = False,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
     ) -> None:
         if async_val is not None:
             async_ = async_val
@@ -200,10 +208,21 @@ class RequestServer:
         if verbose:
             _make_verbose_visible()
         parsed = parse_address(address)
+        factory: Any = functools.partial(RequestProtocol, self)
+        if ssl is not None:
+            # TLS is a layer under the same RequestProtocol; the plain path is untouched.
+            context = ssl
+            TLSProtocol(context, None, server_side=True, handshake_timeout=ssl_handshake_timeout)  # check arguments
+
+            def factory() -> TLSProtocol:
+                return TLSProtocol(
+                    context, RequestProtocol(self), server_side=True, handshake_timeout=ssl_handshake_timeout
+                )
+
         self._listener = Listener(
             self.reactor,
             parsed,
-            functools.partial(RequestProtocol, self),
+            factory,
             backlog=backlog,
             max_connections=max_connections,
             accept_backoff=accept_backoff,

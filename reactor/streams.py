@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl as _ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,12 +40,14 @@ from .futures import Future
 from .transport.connect import open_connection
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
 from .transport.stream import MAX_READ, StreamTransport, TransportLimits
+from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol, TLSTransport, default_server_hostname
 
 __all__ = [
     "Protocol",
     "LineProtocol",
     "Server",
     "StreamTransport",
+    "TLSTransport",
     "create_server",
     "create_connection",
 ]
@@ -223,6 +226,8 @@ def create_server(
     write_buffer_low: int | None = None,
     reuse_port: bool = False,
     accept_backoff: float = ACCEPT_BACKOFF,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
 ) -> Server:
     """Listen on ``address`` and serve each connection with a new ``protocol_factory()``.
 
@@ -236,13 +241,28 @@ def create_server(
     stops accepting until one closes (the kernel backlog holds the rest).
     ``write_buffer_high``/``write_buffer_low``: the water marks for
     ``pause_writing``/``resume_writing``.
+
+    ``ssl``: serve TLS with that (server-side) context.  Each protocol then
+    gets a `TLSTransport` in ``connection_made``, once the handshake is
+    complete; a client that has not completed it within
+    ``ssl_handshake_timeout`` seconds is closed, and a failed handshake closes
+    only that connection (logged once at INFO).  `Server.connections` lists
+    the rows below the TLS layer.
     """
     parsed = parse_address(address)
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout, timeout)
+    factory = protocol_factory
+    if ssl is not None:
+        context = ssl
+        TLSProtocol(context, None, server_side=True, handshake_timeout=ssl_handshake_timeout)  # check the arguments now
+
+        def factory() -> TLSProtocol:
+            return TLSProtocol(context, protocol_factory(), server_side=True, handshake_timeout=ssl_handshake_timeout)
+
     listener = Listener(
         reactor,
         parsed,
-        protocol_factory,
+        factory,
         backlog=backlog,
         max_connections=max_connections,
         accept_backoff=accept_backoff,
@@ -264,7 +284,10 @@ def create_connection(
     max_read: int = MAX_READ,
     write_buffer_high: int = 64 * 1024,
     write_buffer_low: int | None = None,
-) -> Future[tuple[StreamTransport, P]]:
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+) -> Future[tuple[Any, P]]:
     """Connect to ``address``; a `Future` of ``(transport, protocol)``.
 
     ``timeout`` bounds the connect; the future fails with `TimeoutError`, or
@@ -273,7 +296,51 @@ def create_connection(
     progress.  ``write_buffer_high``/``write_buffer_low`` are the water marks
     for ``pause_writing``/``resume_writing``.  A bad ``address`` raises
     `ValueError` here.
+
+    ``ssl``: speak TLS with that (client-side) context.  The future completes
+    once the handshake is complete, with a `TLSTransport`; it fails with the
+    handshake's `ssl.SSLError` (an untrusted certificate, a wrong name), or
+    `TimeoutError` after ``ssl_handshake_timeout`` seconds.
+    ``server_hostname`` is the name the certificate must carry (and the SNI
+    name sent); by default the host of ``address`` as written
+    (``'localhost:8000'`` checks ``localhost``).  A Unix address has no host:
+    pass ``server_hostname=``, or use a context with ``check_hostname=False``.
     """
     parsed = parse_address(address)
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout)
-    return open_connection(reactor, parsed, protocol_factory, timeout=timeout, limits=limits)
+    if ssl is None:
+        return open_connection(reactor, parsed, protocol_factory, timeout=timeout, limits=limits)
+    context = ssl
+    hostname = server_hostname if server_hostname is not None else default_server_hostname(address, parsed.family)
+    TLSProtocol(context, None, server_side=False, server_hostname=hostname, handshake_timeout=ssl_handshake_timeout)
+    waiter: Future[tuple[Any, Any]] = reactor.create_future()
+    layers: list[TLSProtocol] = []
+
+    def factory() -> TLSProtocol:
+        tls = TLSProtocol(
+            context,
+            protocol_factory(),
+            server_side=False,
+            server_hostname=hostname,
+            handshake_timeout=ssl_handshake_timeout,
+            waiter=waiter,
+        )
+        layers.append(tls)
+        return tls
+
+    connecting = open_connection(reactor, parsed, factory, timeout=timeout, limits=limits)
+
+    def connected(done: Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None and not waiter.done():
+            waiter.set_exception(done.exception())  # type: ignore[arg-type]
+
+    def cancelled(done: Future[Any]) -> None:
+        if done.cancelled():
+            if layers and layers[0].transport is not None:
+                layers[0].transport.abort()
+            else:
+                connecting.cancel()
+
+    connecting.add_done_callback(connected)
+    waiter.add_done_callback(cancelled)
+    return waiter

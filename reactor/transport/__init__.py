@@ -19,6 +19,9 @@ Modules:
   loop with the read-at-accept fast path, ``max_connections`` and
   ``EMFILE``/``ENFILE``).
 - `reactor.transport.connect`: non-blocking connect with a timeout.
+- `reactor.transport.tls`: TLS as a layer on any stream transport
+  (`TLSProtocol` below the application, `TLSTransport` above it; MemoryBIO,
+  handshake timeout, ``close_notify``).
 - `reactor.transport.datagram`: `DatagramEndpoint`.
 - `reactor.transport.memory`: an in-memory transport pair for tests.
 - `reactor.transport.threads`: the registry of reactor threads and the one
