@@ -105,3 +105,15 @@ def test_core_imports_nothing_above() -> None:
     assert module_level_imports(PACKAGE / "core.py") <= {"futures"}
     assert package_imports(PACKAGE / "core.py") <= {"futures"} | LATE_BOUND
     assert package_imports(PACKAGE / "futures.py") <= {"core"}
+
+
+def test_every_subpackage_is_shipped() -> None:
+    """pyproject.toml lists every package directory, so a non-editable install is whole."""
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    shipped = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")
+    }
+    assert found <= shipped, f"missing from [tool.setuptools] packages: {sorted(found - shipped)}"
