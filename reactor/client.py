@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import errno
 import logging
-import ssl as _ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .addresses import Address, parse_address
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
+from .transport.base import HANDSHAKE_TIMEOUT
 from .transport.connect import open_connection
 from .transport.stream import StreamTransport, TransportLimits
-from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol, default_server_hostname
+
+if TYPE_CHECKING:
+    import ssl as _ssl
+
+    from .transport.tls import TLSProtocol
 
 __all__ = [
     "request",
@@ -209,7 +213,7 @@ def request(
     return _exchange(reactor, parsed, payload, timeout, max_reply_size, tls)
 
 
-_TLSOptions = tuple[_ssl.SSLContext, "str | None", "float | None"]
+_TLSOptions = tuple["_ssl.SSLContext", "str | None", "float | None"]
 
 
 def _tls_options(
@@ -221,6 +225,8 @@ def _tls_options(
 ) -> _TLSOptions | None:
     if context is None:
         return None
+    from .transport.tls import TLSProtocol, default_server_hostname  # imports ssl: only when TLS is asked for
+
     hostname = server_hostname if server_hostname is not None else default_server_hostname(address, parsed.family)
     TLSProtocol(context, None, server_side=False, server_hostname=hostname, handshake_timeout=handshake_timeout)
     return context, hostname, handshake_timeout
@@ -239,6 +245,8 @@ def _exchange(
     factory: Any = lambda: protocol  # noqa: E731
     layer: list[TLSProtocol] = []
     if tls is not None:
+        from .transport.tls import TLSProtocol
+
         context, hostname, handshake_timeout = tls
         handshake: Future[Any] = reactor.create_future()
 

@@ -50,16 +50,16 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import ssl as _ssl
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .addresses import parse_address
 from .core import Reactor, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
+from .transport.base import HANDSHAKE_TIMEOUT
 from .transport.errors import report_user_error
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
 from .transport.stream import StreamTransport, TransportLimits
@@ -72,7 +72,9 @@ from .transport.threads import (
     start_background,
     stop_serving,
 )
-from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol
+
+if TYPE_CHECKING:
+    import ssl as _ssl
 
 __all__ = ["RequestServer", "ServerStatistics", "RequestProtocol"]
 
@@ -211,6 +213,8 @@ class RequestServer:
         factory: Any = functools.partial(RequestProtocol, self)
         if ssl is not None:
             # TLS is a layer under the same RequestProtocol; the plain path is untouched.
+            from .transport.tls import TLSProtocol  # imports ssl: only when TLS is asked for
+
             context = ssl
             TLSProtocol(context, None, server_side=True, handshake_timeout=ssl_handshake_timeout)  # check arguments
 

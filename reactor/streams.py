@@ -29,25 +29,27 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl as _ssl
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .addresses import parse_address
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
+from .transport.base import HANDSHAKE_TIMEOUT
 from .transport.connect import open_connection
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
 from .transport.stream import MAX_READ, StreamTransport, TransportLimits
-from .transport.tls import HANDSHAKE_TIMEOUT, TLSProtocol, TLSTransport, default_server_hostname
+
+if TYPE_CHECKING:
+    import ssl as _ssl
+
 
 __all__ = [
     "Protocol",
     "LineProtocol",
     "Server",
     "StreamTransport",
-    "TLSTransport",
     "create_server",
     "create_connection",
 ]
@@ -253,6 +255,8 @@ def create_server(
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout, timeout)
     factory = protocol_factory
     if ssl is not None:
+        from .transport.tls import TLSProtocol  # imports ssl: only when TLS is asked for
+
         context = ssl
         TLSProtocol(context, None, server_side=True, handshake_timeout=ssl_handshake_timeout)  # check the arguments now
 
@@ -310,6 +314,8 @@ def create_connection(
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout)
     if ssl is None:
         return open_connection(reactor, parsed, protocol_factory, timeout=timeout, limits=limits)
+    from .transport.tls import TLSProtocol, default_server_hostname  # imports ssl: only when TLS is asked for
+
     context = ssl
     hostname = server_hostname if server_hostname is not None else default_server_hostname(address, parsed.family)
     TLSProtocol(context, None, server_side=False, server_hostname=hostname, handshake_timeout=ssl_handshake_timeout)

@@ -23,9 +23,21 @@ from ..core import Reactor
 from .errors import report_user_error
 from .table import State
 
-__all__ = ["TransportBase", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ", "HIGH_WATER", "LOW_WATER"]
+__all__ = [
+    "TransportBase",
+    "TransportLimits",
+    "DEFAULT_LIMITS",
+    "MAX_READ",
+    "HIGH_WATER",
+    "LOW_WATER",
+    "HANDSHAKE_TIMEOUT",
+]
 
 logger = logging.getLogger("reactor.transport")
+
+#: Seconds a peer may take to complete a TLS handshake (default).  Here, not in
+#: `reactor.transport.tls`, so that surfaces name the default without importing `ssl`.
+HANDSHAKE_TIMEOUT = 10.0
 
 #: Bytes read per readiness event, at most.  Below glibc's default mmap
 #: threshold (128 KiB) on purpose: ``recv(n)`` allocates ``n`` bytes before it

@@ -61,7 +61,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..futures import Future
-from .base import MAX_READ
+from .base import HANDSHAKE_TIMEOUT, MAX_READ
 from .errors import report_user_error
 from .table import State
 
@@ -69,8 +69,6 @@ __all__ = ["TLSProtocol", "TLSTransport", "HANDSHAKE_TIMEOUT", "SHUTDOWN_TIMEOUT
 
 logger = logging.getLogger("reactor.transport")
 
-#: Seconds a peer may take to complete the TLS handshake (default).
-HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a closing connection waits for the peer's close_notify or EOF before it is aborted.
 SHUTDOWN_TIMEOUT = 10.0
 
