@@ -363,6 +363,11 @@ class TLSProtocol:
             except Exception as exc:
                 self._app_failed(exc, "data_received")
                 return
+            if not self._incoming.pending and not sslobj.pending():
+                # Nothing left to decrypt: another read would only raise
+                # SSLWantReadError, whose construction costs about as much as
+                # the decryption of a short record.
+                break
         if self.state == _WRAPPED:
             self._flush()  # TLS 1.3 key updates and tickets answered while reading
             if self._pending:
@@ -411,19 +416,24 @@ class TLSProtocol:
     # ------------------------------------------------------------- writing
 
     def _flush(self) -> None:
+        if not self._outgoing.pending:
+            return
         data = self._outgoing.read()
-        if data and not self.transport.is_closing() and self.transport.state != State.WRITE_CLOSED:
+        if not self.transport.is_closing() and self.transport.state != State.WRITE_CLOSED:
             self.transport.write(data)
 
     def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
-        assert self.sslobj is not None
-        view = memoryview(data)
+        sslobj = self.sslobj
+        assert sslobj is not None
         offset = 0
         try:
-            while offset < len(view):
-                offset += self.sslobj.write(view[offset:])
+            offset = sslobj.write(data)  # with memory BIOs this takes it all: no memoryview slicing
+            if offset < len(data):
+                view = memoryview(data)
+                while offset < len(view):
+                    offset += sslobj.write(view[offset:])
         except ssl.SSLWantReadError:  # a renegotiation in progress: keep the rest for later
-            self._pending.append(bytes(view[offset:]))
+            self._pending.append(bytes(memoryview(data)[offset:]))
         except ssl.SSLError as exc:
             self._fatal(exc)
             return
@@ -577,7 +587,9 @@ class TLSTransport:
             tls._pending.append(bytes(data))
         else:
             tls._encrypt(data)
-        tls._update_writing_paused()
+        # What _update_writing_paused decides, without its calls when nothing can change.
+        if tls._writing_paused or tls._pending or tls.transport.get_write_buffer_size() > tls._high:
+            tls._update_writing_paused()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each buffer of ``list_of_data`` in order."""
