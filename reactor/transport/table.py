@@ -13,6 +13,11 @@ For a connection the transport layer drives, the row *is* the transport
 one object per connection and nothing to keep in sync.  A `reactor.socketserver`
 request, whose socket belongs to the standard library's handler code, is a
 plain `Connection` row in ``HANDLING`` for as long as the handler has it.
+An asyncore dispatcher (`reactor.compat.asyncore`) is a row that points at
+it; its state follows the dispatcher's own flags (``connecting``,
+``connected``, ``accepting``), so it adds the two states a dispatcher can be
+in that no transport is: ``UNCONNECTED`` (a socket just created, or a
+datagram socket that is never connected) and ``LISTENING``.
 
 States and transitions
 ----------------------
@@ -28,6 +33,13 @@ from          to              when
 (new)         CONNECTING      an outgoing connect was started
 (new)         OPEN            a connection was accepted
 (new)         HANDLING        a socketserver request was accepted
+(new)         UNCONNECTED     a dispatcher took a socket that is not connected
+(new)         LISTENING       a dispatcher took a listening socket
+UNCONNECTED   CONNECTING      a dispatcher's ``connect()`` was started
+UNCONNECTED   OPEN            the dispatcher's socket turned out connected
+UNCONNECTED   LISTENING       a dispatcher's ``listen()``
+UNCONNECTED   CLOSED          the dispatcher was closed
+LISTENING     CLOSED          the dispatcher was closed
 CONNECTING    OPEN            the connect completed
 CONNECTING    CLOSED          the connect failed, timed out or was aborted
 OPEN          READ_CLOSED     the peer sent EOF and the protocol keeps writing
@@ -64,6 +76,8 @@ class State:
     WRITE_CLOSED = "WRITE_CLOSED"
     CLOSING = "CLOSING"
     HANDLING = "HANDLING"
+    UNCONNECTED = "UNCONNECTED"
+    LISTENING = "LISTENING"
     CLOSED = "CLOSED"
 
 
@@ -83,6 +97,11 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         (_S.WRITE_CLOSED, _S.CLOSED),
         (_S.CLOSING, _S.CLOSED),
         (_S.HANDLING, _S.CLOSED),
+        (_S.UNCONNECTED, _S.CONNECTING),
+        (_S.UNCONNECTED, _S.OPEN),
+        (_S.UNCONNECTED, _S.LISTENING),
+        (_S.UNCONNECTED, _S.CLOSED),
+        (_S.LISTENING, _S.CLOSED),
     }
 )
 

@@ -1,0 +1,337 @@
+"""reactor.compat.asyncore on the reactor: rows, interest, turns, private maps, scale."""
+
+from __future__ import annotations
+
+import errno
+import resource
+import selectors
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from reactor import Reactor, RequestServer
+from reactor.compat import asyncore
+from reactor.transport.table import State
+
+
+class CountingSelector(selectors.DefaultSelector):
+    """The default selector, counting the calls that change the registration of one fd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched = -1
+        self.changes = 0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> Any:
+        self.changes += fileobj == self.watched
+        return super().register(fileobj, events, data)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> Any:
+        self.changes += fileobj == self.watched
+        return super().modify(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> Any:
+        self.changes += fileobj == self.watched
+        return super().unregister(fileobj)
+
+
+@pytest.fixture
+def amap(real_reactor: Reactor) -> Iterator[dict[int, Any]]:
+    """A private asyncore map served by the test's reactor; closed (and unbound) afterwards."""
+    m: dict[int, Any] = {}
+    asyncore.set_reactor(real_reactor, m)
+    yield m
+    asyncore.close_all(m)
+    asyncore.set_reactor(None, m)
+
+
+def loop_until(m: dict[int, Any], predicate: Callable[[], bool], turns: int = 500) -> None:
+    """Serve ``m`` one turn at a time until ``predicate()`` holds; fail after ``turns`` turns."""
+    for _ in range(turns):
+        if predicate():
+            return
+        asyncore.loop(timeout=0.05, map=m, count=1)
+    assert predicate(), f"condition not reached within {turns} turns"
+
+
+def fileno(d: asyncore.dispatcher) -> int:
+    """The fd a dispatcher is registered under."""
+    assert d._fileno is not None
+    return d._fileno
+
+
+def peek(sock: socket.socket) -> bytes:
+    """What ``sock`` could read now, without reading it (b'' when nothing)."""
+    try:
+        return sock.recv(100, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+
+
+class Echo(asyncore.dispatcher_with_send):
+    """Echoes what it reads."""
+
+    def handle_read(self) -> None:
+        data = self.recv(65536)
+        if data:
+            self.send(data)
+
+    def handle_close(self) -> None:
+        self.close()
+
+
+class Toggle(asyncore.dispatcher):
+    """Its readable()/writable() answers are set by the test; it reads nothing."""
+
+    want_read = False
+    want_write = False
+
+    def readable(self) -> bool:
+        return self.want_read
+
+    def writable(self) -> bool:
+        return self.want_write
+
+    def handle_write(self) -> None:
+        pass
+
+
+class Listener(asyncore.dispatcher):
+    """Accepts every pending connection per readiness and serves each with `Echo`."""
+
+    def __init__(self, m: dict[int, Any], backlog: int = 128) -> None:
+        super().__init__(map=m)
+        self.create_socket()
+        self.set_reuse_addr()
+        self.bind(("127.0.0.1", 0))
+        self.listen(backlog)
+        self.address = self.socket.getsockname()
+        self.accepted = 0
+
+    def handle_accept(self) -> None:
+        while (pair := self.accept()) is not None:
+            Echo(pair[0], map=self._map)
+            self.accepted += 1
+
+
+def test_dispatchers_are_rows_whose_state_follows_the_flags(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """Listener, client and accepted dispatchers are rows: LISTENING, CONNECTING then OPEN, OPEN; CLOSED on close."""
+    listener = Listener(amap)
+    client = asyncore.dispatcher_with_send(map=amap)
+    client.create_socket()
+    assert real_reactor.connections[fileno(client)].state == State.UNCONNECTED
+    client.connect(listener.address)
+    rows = real_reactor.connections
+    assert rows[fileno(listener)].state == State.LISTENING and rows[fileno(listener)].owner is listener
+    client_row = rows[fileno(client)]
+    assert client_row.state in (State.CONNECTING, State.OPEN)
+    loop_until(amap, lambda: listener.accepted == 1 and client.connected)
+    assert client_row.state == State.OPEN and client_row.peer == listener.address
+    assert sorted(row.state for row in rows.values()) == [State.LISTENING, State.OPEN, State.OPEN]
+    assert set(rows) == set(amap)
+    client.send(b"ping")
+    loop_until(amap, lambda: client_row.bytes_out == 4)
+    client.close()
+    assert client_row.state == State.CLOSED and client_row.fd not in rows
+
+
+def test_interest_changes_only_when_an_answer_changes(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """readable()/writable() are asked every turn, but the selector is touched only when an answer changed."""
+    selector = CountingSelector()
+    r = Reactor(selector=selector)
+    m: dict[int, Any] = {}
+    asyncore.set_reactor(r, m)
+    a, b = socket.socketpair()
+    selector.watched = a.fileno()
+    try:
+        t = Toggle(a, map=m)
+        asyncore.loop(timeout=0, map=m, count=5)
+        assert selector.changes == 0  # nothing wanted: nothing registered
+        t.want_write = True
+        before = asyncore.statistics(m)
+        asyncore.loop(timeout=0, map=m, count=20)
+        assert selector.changes == 1  # registered once, then 19 turns of unchanged answers
+        after = asyncore.statistics(m)
+        assert after["asked"] - before["asked"] == 20 and after["interest_changes"] - before["interest_changes"] == 1
+        t.want_read = True
+        asyncore.loop(timeout=0, map=m, count=20)
+        assert selector.changes == 2  # one modify
+        t.want_read = t.want_write = False
+        asyncore.loop(timeout=0, map=m, count=20)
+        assert selector.changes == 4  # read dropped (modify), then write dropped (unregister)
+        asyncore.close_all(m)
+        assert r.statistics()["fds"] == 0 and r.connections == {}  # the priority set went with the last row
+    finally:
+        asyncore.close_all(m)
+        asyncore.set_reactor(None, m)
+        b.close()
+        r.close()
+
+
+def test_loop_count_one_is_one_turn(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """loop(count=1) is exactly one reactor turn, count=n is n turns, and an empty map makes none."""
+    a, b = socket.socketpair()
+    Toggle(a, map=amap)
+    turns = real_reactor.statistics()["turns"]
+    asyncore.loop(timeout=0, map=amap, count=1)
+    assert real_reactor.statistics()["turns"] == turns + 1
+    asyncore.loop(timeout=0, map=amap, count=3)
+    assert real_reactor.statistics()["turns"] == turns + 4
+    asyncore.poll(0, amap)
+    asyncore.poll2(0, amap)
+    assert real_reactor.statistics()["turns"] == turns + 6
+    asyncore.close_all(amap)
+    asyncore.loop(timeout=0, map=amap, count=3)
+    assert real_reactor.statistics()["turns"] == turns + 6
+    b.close()
+
+
+def test_a_private_map_has_its_own_reactor_and_loop_serves_only_it() -> None:
+    """A private map gets its own reactor, loop(map=m) leaves socket_map alone, the reactor closes with the map."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    private: dict[int, Any] = {}
+    mine = Echo(a, map=private)
+    other = Echo(c)  # the module's socket_map, on the default reactor
+    try:
+        reactor = asyncore.get_reactor(private)
+        assert reactor is not asyncore.get_reactor() and reactor.connections[fileno(mine)].owner is mine
+        b.send(b"hi")
+        d.send(b"there")
+        loop_until(private, lambda: peek(b) == b"hi")
+        with pytest.raises(BlockingIOError):
+            d.recv(10, socket.MSG_DONTWAIT)  # the other map was not served
+        mine.close()
+        assert reactor.is_closed() and private == {}
+    finally:
+        other.close()
+        for s in (a, b, c, d):
+            s.close()
+    assert asyncore.socket_map == {}
+
+
+def test_exit_now_and_errors_from_handle_error_leave_loop(amap: dict[int, Any]) -> None:
+    """ExitNow, and an exception handle_error lets out, leave loop() as in asyncore, with the same object."""
+
+    class Stopper(asyncore.dispatcher):
+        def writable(self) -> bool:
+            return True
+
+        def handle_write(self) -> None:
+            raise asyncore.ExitNow("stop")
+
+    a, b = socket.socketpair()
+    stopper = Stopper(a, map=amap)
+    with pytest.raises(asyncore.ExitNow, match="stop"):
+        asyncore.loop(timeout=0.05, map=amap, count=10)
+
+    def reraise() -> None:
+        raise sys.exc_info()[1]  # type: ignore[misc]  # what handle_error's bare `raise` does
+
+    stopper.handle_write = lambda: 1 / 0  # type: ignore[method-assign,assignment]
+    stopper.handle_error = reraise  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError):
+        asyncore.loop(timeout=0.05, map=amap, count=10, use_poll=True)
+    b.close()
+
+
+def test_dispatchers_timers_and_a_request_server_share_one_loop(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """asyncore.loop() also runs the reactor's RequestServer and timers, in this thread."""
+    server = RequestServer("127.0.0.1:0", reactor=real_reactor)
+    try:
+        ticks: list[float] = []
+        timer = real_reactor.call_every(0.001, lambda: ticks.append(real_reactor.time()))
+        a, b = socket.socketpair()
+        Echo(a, map=amap)
+        b.send(b"echo me")
+        reply = real_reactor.request(server.address, "hello", timeout=5)
+        loop_until(amap, lambda: reply.done() and len(ticks) >= 2)
+        assert reply.result() == "Requested: hello"
+        assert b.recv(100) == b"echo me"
+        timer.cancel()
+        b.close()
+    finally:
+        server.close()
+
+
+def test_a_regular_file_dispatcher_is_always_ready(tmp_path: Any) -> None:
+    """epoll refuses regular files; a file_dispatcher on one is dispatched every turn, as poll() would."""
+    path = tmp_path / "data"
+    path.write_bytes(b"abcdef")
+    chunks: list[bytes] = []
+
+    class Reader(asyncore.file_dispatcher):
+        def writable(self) -> bool:
+            return False
+
+        def handle_read(self) -> None:
+            chunks.append(self.recv(4))
+
+        def handle_close(self) -> None:
+            self.close()
+
+    m: dict[int, Any] = {}
+    with path.open("rb") as f:
+        Reader(f, map=m)
+    asyncore.loop(timeout=5, map=m, count=10)
+    assert b"".join(chunks) == b"abcdef" and m == {}
+
+
+N = 3000
+
+
+@pytest.fixture
+def many_fds() -> Iterator[None]:
+    """Lift RLIMIT_NOFILE for N connections (both ends) within the hard limit, or skip."""
+    need = 2 * N + 200
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need} descriptors needed for {N} connections")
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_three_thousand_dispatchers_beside_a_request_server(
+    many_fds: None, real_reactor: Reactor, amap: dict[int, Any]
+) -> None:
+    """3,000 connected echo dispatchers (fds far above 1024) are served in one loop while a RequestServer answers."""
+    server = RequestServer("127.0.0.1:0", reactor=real_reactor)
+    listener = Listener(amap, backlog=1024)
+    clients: list[socket.socket] = []
+    try:
+        for start in range(0, N, 500):
+            for _ in range(500):
+                c = socket.socket()
+                c.setblocking(False)
+                assert c.connect_ex(listener.address) in (0, errno.EINPROGRESS)
+                clients.append(c)
+            loop_until(amap, lambda n=start + 500: listener.accepted == n)  # type: ignore[misc]
+        assert len(amap) == N + 1 and max(amap) > 2 * N
+        assert len(real_reactor.connections) == N + 1
+        reply = real_reactor.request(server.address, "still here", timeout=5)
+        for i, c in enumerate(clients):
+            c.send(b"%d\n" % i)
+        echoed = [b""] * N
+
+        def all_echoed() -> bool:
+            for i, c in enumerate(clients):
+                if not echoed[i].endswith(b"\n"):
+                    try:
+                        echoed[i] += c.recv(100)
+                    except BlockingIOError:
+                        return False
+            return True
+
+        loop_until(amap, lambda: all_echoed() and reply.done())
+        assert echoed == [b"%d\n" % i for i in range(N)]
+        assert reply.result() == "Requested: still here"
+    finally:
+        for c in clients:
+            c.close()
+        server.close()
+        asyncore.close_all(amap)
