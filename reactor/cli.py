@@ -1,9 +1,14 @@
 """The command line: ``python -m reactor`` (also installed as ``reactor``).
 
-``serve [ADDRESS ...] [--handler module:Class] [--certfile F --keyfile K]``
+``serve [ADDRESS ...] [--handler module:Class] [--certfile F --keyfile K] [--workers N]``
     Serve every address from one reactor in one thread (over TLS with a
     certificate chain and its key).  On Ctrl-C or SIGTERM: stop accepting,
     finish the requests in flight (at most ``--grace`` seconds), exit 0.
+    With ``--workers N`` (0: one per usable CPU): N processes, each with its
+    own reactor, under a supervisor (`reactor.workers`); SIGHUP restarts
+    them, and the summed counters are printed on exit.  Behind a load
+    balancer, ``--proxy-protocol [--trusted-proxy ADDR ...]`` reads the
+    client's address from its PROXY header (``docs/deploy.md``).
 ``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
     Print the reply (over TLS with ``--cafile``, trusting that CA, or with
     ``--tls``, trusting the system's CAs).  Exit 0 on a reply, 1 on timeout, 2 on a connection
@@ -23,6 +28,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from .client import do_request
@@ -61,6 +67,22 @@ def _server_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext
     return context
 
 
+def _proxy_options(proxy_protocol: bool, trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """The RequestServer keywords for ``--proxy-protocol``/``--trusted-proxy`` (checked here, once)."""
+    if not proxy_protocol:
+        if trusted_proxies:
+            raise SystemExit("reactor serve: --trusted-proxy needs --proxy-protocol")
+        return {}
+    from .transport.proxy import TrustedProxies
+
+    trusted = tuple(trusted_proxies) or ("127.0.0.1", "::1")
+    try:
+        TrustedProxies(trusted)
+    except ValueError as exc:
+        raise SystemExit(f"reactor serve: {exc}") from None
+    return {"proxy_protocol": True, "trusted_proxies": trusted}
+
+
 def serve(
     addresses: list[str],
     handler: str | None = None,
@@ -68,16 +90,19 @@ def serve(
     verbose: int = 0,
     certfile: str | None = None,
     keyfile: str | None = None,
+    proxy_protocol: bool = False,
+    trusted_proxies: Sequence[str] = (),
 ) -> int:
     """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0."""
     cls = _load_handler(handler) if handler else RequestServer
     context = _server_context(certfile, keyfile)
+    proxy = _proxy_options(proxy_protocol, trusted_proxies)
     with Reactor() as reactor:
         servers: list[RequestServer] = []
         try:
             for address in addresses:
                 try:
-                    servers.append(cls(address, verbose=verbose, reactor=reactor, ssl=context))
+                    servers.append(cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy))
                 except (OSError, ValueError) as exc:
                     print(f"reactor serve: cannot listen on {address!r}: {exc}", file=sys.stderr)
                     return 2
@@ -116,6 +141,55 @@ def serve(
         finally:
             for server in servers:
                 server.close()
+    return 0
+
+
+def serve_workers(
+    addresses: list[str],
+    workers: int,
+    handler: str | None = None,
+    grace: float = 10.0,
+    verbose: int = 0,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    reuse_port: bool = False,
+    proxy_protocol: bool = False,
+    trusted_proxies: Sequence[str] = (),
+) -> int:
+    """Serve ``addresses`` from ``workers`` processes under a supervisor until SIGINT/SIGTERM; print totals."""
+    from .workers import run_workers, worker_count
+
+    cls = _load_handler(handler) if handler else RequestServer
+    context = _server_context(certfile, keyfile)
+    proxy = _proxy_options(proxy_protocol, trusted_proxies)
+    try:
+        count = worker_count(workers)
+    except ValueError as exc:
+        raise SystemExit(f"reactor serve: {exc}") from None
+    logging.getLogger("reactor.workers").setLevel(logging.INFO)
+
+    def build(reactor: Reactor) -> list[RequestServer]:
+        return [cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy) for address in addresses]
+
+    def listening(bound: list[str]) -> None:
+        tls = " over TLS" if context else ""
+        for address in bound:
+            print(f"serving {cls.__name__}{tls} on {address} with {count} workers", flush=True)
+
+    try:
+        totals = run_workers(
+            build, count, addresses=addresses, grace=grace, reuse_port=reuse_port, on_listening=listening
+        )
+    except (OSError, ValueError) as exc:
+        print(f"reactor serve: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"stopped: {totals.get('completed', 0)} requests completed, {totals.get('accepted', 0)} connections "
+        f"accepted, {totals.get('errors', 0)} errors, {totals.get('timeouts', 0)} timeouts, "
+        f"{totals.get('rejected', 0)} rejected; {totals['workers_started']} workers started, "
+        f"{totals['workers_died']} died",
+        flush=True,
+    )
     return 0
 
 
@@ -199,6 +273,29 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
     p_serve.add_argument("--certfile", help="serve TLS with this certificate chain (PEM)")
     p_serve.add_argument("--keyfile", help="the certificate's private key (PEM; default: in --certfile)")
+    p_serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="serve from N processes under a supervisor (0: one per usable CPU; default: this process only)",
+    )
+    p_serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="with --workers: each worker binds its own SO_REUSEPORT socket instead of sharing one",
+    )
+    p_serve.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="behind a load balancer: read its PROXY protocol header (v1/v2) for the client's address",
+    )
+    p_serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="with --proxy-protocol: a balancer's address or network, or 'unix' (repeatable; default: loopback)",
+    )
     p_req = sub.add_parser("request", help="send one request and print the reply")
     p_req.add_argument("address")
     p_req.add_argument("text")
@@ -220,8 +317,32 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s"
     )
+    if args.command == "serve" and args.workers is not None:
+        return serve_workers(
+            args.addresses,
+            args.workers,
+            args.handler,
+            args.grace,
+            args.verbose,
+            args.certfile,
+            args.keyfile,
+            args.reuse_port,
+            proxy_protocol=args.proxy_protocol,
+            trusted_proxies=args.trusted_proxy,
+        )
     if args.command == "serve":
-        return serve(args.addresses, args.handler, args.grace, args.verbose, args.certfile, args.keyfile)
+        if args.reuse_port:
+            parser.error("--reuse-port needs --workers")
+        return serve(
+            args.addresses,
+            args.handler,
+            args.grace,
+            args.verbose,
+            args.certfile,
+            args.keyfile,
+            proxy_protocol=args.proxy_protocol,
+            trusted_proxies=args.trusted_proxy,
+        )
     if args.command == "request":
         return request(args.address, args.text, args.timeout, args.cafile, args.tls, args.server_hostname)
     return demo()

@@ -53,6 +53,7 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .addresses import parse_address
@@ -168,7 +169,17 @@ class RequestServer:
     ``ssl``: serve over TLS with that server-side `ssl.SSLContext` (the
     handshake must complete within ``ssl_handshake_timeout`` seconds).  The
     request ends at its ``\r\n``; a client need not half-close.
+
+    ``proxy_protocol``: behind a load balancer (nginx ``stream``, HAProxy),
+    read the PROXY protocol header (v1 or v2) it sends first, and accept
+    connections only from ``trusted_proxies`` (addresses, networks such as
+    ``'10.0.0.0/8'``, ``'unix'``; loopback by default); others are refused.
+    During ``handle_request`` the client's address is then `current_peer`.
+    See ``docs/deploy.md``.
     """
+
+    #: See `current_peer`; set per instance only with ``proxy_protocol=True``.
+    _peer_local: threading.local | None = None
 
     def __init__(
         self,
@@ -188,6 +199,8 @@ class RequestServer:
         reuse_port: bool = False,
         ssl: _ssl.SSLContext | None = None,
         ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+        proxy_protocol: bool = False,
+        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
     ) -> None:
         if async_val is not None:
             async_ = async_val
@@ -223,6 +236,16 @@ class RequestServer:
                     context, RequestProtocol(self), server_side=True, handshake_timeout=ssl_handshake_timeout
                 )
 
+        if proxy_protocol:
+            # A layer under the rest (TLS included): the balancer's header comes first.  Only
+            # then is the handler's peer worth tracking, so only then do these two methods
+            # change; the plain path pays nothing.
+            from .transport.proxy import proxy_protocol_factory
+
+            factory = proxy_protocol_factory(factory, trusted_proxies)
+            self._peer_local = threading.local()
+            self._dispatch = self._dispatch_with_peer  # type: ignore[method-assign]
+            self._run_in_worker = self._run_in_worker_with_peer  # type: ignore[method-assign]
         self._listener = Listener(
             self.reactor,
             parsed,
@@ -359,6 +382,39 @@ class RequestServer:
             self.reactor.call_soon_threadsafe(fn, *args)
         except RuntimeError:
             pass  # the reactor was closed while the handler ran
+
+    def _dispatch_with_peer(self, protocol: RequestProtocol, request: bytes) -> None:
+        local = self._peer_local
+        assert local is not None
+        local.peer = protocol.transport.get_extra_info("peername")
+        try:
+            RequestServer._dispatch(self, protocol, request)
+        finally:
+            local.peer = None
+
+    def _run_in_worker_with_peer(self, protocol: RequestProtocol, text: str) -> None:
+        local = self._peer_local
+        assert local is not None
+        local.peer = protocol.transport.get_extra_info("peername")  # fixed since the header was read
+        try:
+            RequestServer._run_in_worker(self, protocol, text)
+        finally:
+            local.peer = None
+
+    @property
+    def current_peer(self) -> Any:
+        """The client's address during a ``handle_request`` call (None outside one).
+
+        Only with ``proxy_protocol=True``: then it is the client named by the
+        balancer's PROXY header (the connection's own peer after a LOCAL
+        header), in the form of ``getpeername()``, e.g. ``('203.0.113.7',
+        51000)``.  It is per call and per thread (right in ``async_`` worker
+        threads too); a handler that returns a `Future` reads it before
+        returning.  Without a proxy it is None: the plain path keeps no
+        per-request state.
+        """
+        local = self._peer_local
+        return None if local is None else getattr(local, "peer", None)
 
     # ---------------------------------------------------------- the handler
 

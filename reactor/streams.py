@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .addresses import parse_address
@@ -230,6 +230,8 @@ def create_server(
     accept_backoff: float = ACCEPT_BACKOFF,
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+    proxy_protocol: bool = False,
+    trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
 ) -> Server:
     """Listen on ``address`` and serve each connection with a new ``protocol_factory()``.
 
@@ -250,6 +252,14 @@ def create_server(
     ``ssl_handshake_timeout`` seconds is closed, and a failed handshake closes
     only that connection (logged once at INFO).  `Server.connections` lists
     the rows below the TLS layer.
+
+    ``proxy_protocol``: behind a load balancer, read a PROXY protocol header
+    (version 1 or 2) first on every connection, and give the protocol a
+    transport whose ``get_extra_info('peername')`` is the client it names
+    (``'proxy'``: the parsed header).  Only peers in ``trusted_proxies``
+    (addresses, networks such as ``'10.0.0.0/8'``, ``'unix'``; loopback by
+    default) may send one; connections from any other peer are refused.  See
+    `reactor.transport.proxy` and ``docs/deploy.md``.
     """
     parsed = parse_address(address)
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout, timeout)
@@ -263,6 +273,10 @@ def create_server(
         def factory() -> TLSProtocol:
             return TLSProtocol(context, protocol_factory(), server_side=True, handshake_timeout=ssl_handshake_timeout)
 
+    if proxy_protocol:
+        from .transport.proxy import proxy_protocol_factory
+
+        factory = proxy_protocol_factory(factory, trusted_proxies)  # below TLS: the header comes first
     listener = Listener(
         reactor,
         parsed,

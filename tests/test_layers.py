@@ -24,6 +24,7 @@ LAYER = {
     "socketserver": 3,
     "easy": 3,
     "compat": 3,
+    "workers": 3,
     "cli": 4,
     "bench": 4,
     "__init__": 5,

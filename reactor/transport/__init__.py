@@ -22,6 +22,8 @@ Modules:
 - `reactor.transport.tls`: TLS as a layer on any stream transport
   (`TLSProtocol` below the application, `TLSTransport` above it; MemoryBIO,
   handshake timeout, ``close_notify``).
+- `reactor.transport.proxy`: the PROXY protocol (v1/v2) as an opt-in layer
+  under the application, for servers behind a load balancer.
 - `reactor.transport.datagram`: `DatagramEndpoint`.
 - `reactor.transport.memory`: an in-memory transport pair for tests.
 - `reactor.transport.threads`: the registry of reactor threads and the one

@@ -54,6 +54,7 @@ if it is still its own inode.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import logging
 import os
@@ -61,7 +62,7 @@ import socket
 import stat
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..addresses import Address, format_address
@@ -78,6 +79,7 @@ __all__ = [
     "ACCEPT_BACKOFF",
     "ACCEPT_RESOURCE_ERRNOS",
     "bind_listening_socket",
+    "listening_socket_source",
     "accept_failed_is_resource_error",
 ]
 
@@ -174,8 +176,31 @@ def _prepare_unix_path(path: str) -> None:
     raise OSError(errno.EADDRINUSE, f"a server is already listening on unix:{path}")
 
 
+#: What a listening socket source answers: a socket and its Unix inode (None:
+#: not ours to unlink), or None to let the address be bound as usual.
+ListeningSocketSource = Callable[[Address, int, bool], "tuple[socket.socket, tuple[int, int] | None] | None"]
+_sources: list[ListeningSocketSource] = []
+
+
+@contextlib.contextmanager
+def listening_socket_source(source: ListeningSocketSource) -> Iterator[None]:
+    """While the block runs, `bind_listening_socket` asks ``source(address, backlog, reuse_port)`` first.
+
+    The seam through which a process adopts listening sockets bound by
+    someone else, e.g. the worker processes of `reactor.workers`, which serve
+    the sockets their supervisor bound: servers built inside the block take
+    the adopted socket instead of binding their own.  A socket handed over
+    with inode None is never unlinked by its listener.
+    """
+    _sources.append(source)
+    try:
+        yield
+    finally:
+        _sources.remove(source)
+
+
 def bind_listening_socket(
-    address: Address, backlog: int = socket.SOMAXCONN, reuse_port: bool = False
+    address: Address, backlog: int = socket.SOMAXCONN, reuse_port: bool = False, *, adopt: bool = True
 ) -> tuple[socket.socket, tuple[int, int] | None]:
     """A non-blocking listening stream socket bound to ``address``.
 
@@ -183,7 +208,14 @@ def bind_listening_socket(
     the owner unlinks only its own file.  A ``bind()`` error is raised again
     naming the address (``cannot bind 127.0.0.1:8000: Address already in
     use``), with the same ``errno`` and the original error as ``__cause__``.
+    Inside `listening_socket_source` the source is asked first (unless
+    ``adopt`` is false: a source binding a fresh socket itself says so).
     """
+    for source in reversed(_sources if adopt else ()):
+        adopted = source(address, backlog, reuse_port)
+        if adopted is not None:
+            adopted[0].setblocking(False)
+            return adopted
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     inode = None
     try:
