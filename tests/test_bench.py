@@ -346,6 +346,46 @@ def test_quick_persistent_run_prints_its_table() -> None:
     assert "| persistent ≥ 1.3× asyncio |" in proc.stdout
 
 
+# ------------------------------------------------------------ TLS
+
+
+@pytest.mark.timeout(120)
+def test_tls_quick_run_prints_its_tables() -> None:
+    """`--tls` runs one-shot and persistent over TLS against the reactor and asyncio: tables, handshakes, 0 errors."""
+    pytest.importorskip("trustme", reason="--tls makes its certificates with trustme (the test and bench extras)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "bench", "--tls", "--quick", "--servers", "reactor,asyncio",
+         "--workloads", "c16,persistent", "--duration", "0.5"],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "TLS: TLSv1." in out
+    for label, kinds in (("| TLS one-shot c=16 |", {"reactor", "asyncio"}),
+                         ("| TLS persistent c=64 |", {"reactor-lines", "asyncio-lines"})):
+        rows = [line.split("|") for line in out.splitlines() if line.startswith(label) and "%" in line]
+        assert {row[2].strip() for row in rows} == kinds, out
+        for row in rows:
+            assert int(row[3].strip().replace(",", "")) > 0
+            assert row[11].strip() == "0", out
+    assert "| handshakes | server | handshakes/s |" in out
+    assert "| persistent TLS ≥ 1.3× asyncio (server CPU per request) |" in out
+    assert "| one-shot c=16 |" not in out and "| persistent c=64 |" not in out
+
+
+def test_tls_refuses_an_external_generator_and_plain_only_workloads() -> None:
+    """The C generator has no TLS, and idle/timers/embedded have no TLS form: both are refused up front."""
+    from reactor.bench.runner import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--tls", "--loadgen", "./reqrep-load"])
+    with pytest.raises(SystemExit):
+        parse_args(["--tls", "--workloads", "idle"])
+    options, _ = parse_args(["--tls"])
+    assert options.tls and options.workloads == ["c16", "persistent"]
+    assert options.servers == ["reactor", "asyncio", "uvloop"]
+
+
 # ------------------------------------------------------------ the soak
 
 
@@ -427,3 +467,46 @@ def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["core", "--callbacks", "2000", "--timers", "2000", "--cancel", "2000", "--repeat", "1"]) == 0
     assert "| call_soon callbacks/s |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ asynchat
+
+ASYNCHAT_KINDS = [pytest.param(kind, marks=pytest.mark.skipif(available(kind) is not None,
+                                                               reason=str(available(kind))))
+                  for kind in ("asynchat", "asynchat-backport")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ASYNCHAT_KINDS)
+def test_asynchat_servers_answer_every_line_of_a_connection(kind: str) -> None:
+    """The async_chat server, on either asyncore, replies to each line, split lines too, and a last line at EOF."""
+    test_line_servers_answer_every_line_of_a_connection(kind)
+
+
+def test_asynchat_table_and_targets() -> None:
+    """The asynchat rows compare server CPU per request with the backport's, at 64 and 1,000 connections."""
+    base = {"rep": 0, "p50_us": 400.0, "p99_us": 900.0, "server_cpu_util": 1.0, "gen_cpu": 0.5, "errors": 0,
+            "mismatches": 0, "other_load": 0.0}
+    runs = [
+        {**base, "workload": "asynchat-c64", "server": "asynchat", "rps": 50_000, "server_cpu_us_per_req": 10.0},
+        {**base, "workload": "asynchat-c64", "server": "asynchat-backport", "rps": 45_000,
+         "server_cpu_us_per_req": 12.0},
+        {**base, "workload": "asynchat-c1000", "server": "asynchat", "rps": 50_000, "server_cpu_us_per_req": 10.0},
+        {**base, "workload": "asynchat-c1000", "server": "asynchat-backport", "rps": 30_000,
+         "server_cpu_us_per_req": 15.0},
+    ]
+    summary = summarize(runs)
+    judged = {t["target"]: t for t in targets(summary)}
+    assert judged["asynchat c=64 ≥ 1× the backport (server CPU per request)"]["value"] == 1.2
+    assert judged["asynchat c=64 ≥ 1× the backport (server CPU per request)"]["met"] is True
+    assert judged["asynchat c=1000 ≥ 2× the backport (server CPU per request)"]["value"] == 1.5
+    assert judged["asynchat c=1000 ≥ 2× the backport (server CPU per request)"]["met"] is False
+    report: dict[str, Any] = {
+        "summary": summary, "targets": targets(summary), "notes": [],
+        "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
+        "options": {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
+                    "repeat": 1, "duration": 3.0, "idle_connections": 10},
+    }
+    table = format_markdown(report)
+    assert "| asynchat c=64 | asynchat | 50,000 | 400 | 900 | 10.0 | 1.20× | 100 % | 0.50 | 0.00 | 0 |" in table
+    assert "| asynchat c=1000 | asynchat-backport | 30,000 | 400 | 900 | 15.0 | 1.00× |" in table

@@ -27,6 +27,21 @@ c=16 throughput with and without them; ``reactor-lines`` joins ``reactor``);
 against the reactor alone, c=16).  ``--soak SECONDS`` runs none of these but
 a bounded leak check under steady load (`reactor.bench.soak`).
 
+``asynchat``: one classic ``async_chat`` line server (`asynchat_echo`) run on
+`reactor.compat` and on the ``pyasyncore``/``pyasynchat`` backports (their
+``asyncore.loop(use_poll=True)``), under the persistent load at 64 and at
+1,000 connections (recorded as ``asynchat-c64`` and ``asynchat-c1000``); the
+two are compared by server CPU per request.
+
+``--tls`` runs the one-shot and persistent workloads over TLS instead
+(recorded as ``tls-c16``, ``tls-persistent``, …): a CA and a server
+certificate for 127.0.0.1 are made at run time with ``trustme`` in a
+temporary directory, every TLS server (`servers.TLS_SERVERS`) loads the same
+chain and key into the same kind of context (`servers.server_context`), and
+the built-in generator, trusting the CA, speaks TLS (the C one does not).
+A TLS one-shot request is a full handshake, so that table also gives
+handshakes per second and the server CPU per handshake.
+
 The built-in generator is `reactor.bench.loadgen`; ``--loadgen CMD`` runs an
 external one that takes the same options and prints the same result line
 (the C ``reqrep-load``).  Both spread their source addresses over
@@ -48,20 +63,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .loadgen import ERROR_KINDS, parse_line, raise_nofile_limit
-from .servers import LINE_SERVERS, SERVERS, available, line_servers
+from .servers import LINE_SERVERS, SERVERS, TLS_SERVERS, available, line_servers
 
 __all__ = ["main", "Options", "run", "format_markdown"]
 
 ONESHOT = {"c1": 1, "c16": 16, "c128": 128}
 #: Connections held open by the persistent workload (a constant, like the peers' figures).
 PERSISTENT_CONCURRENCY = 64
-WORKLOADS = ("c1", "c16", "c128", "persistent", "idle", "timers", "embedded")
+WORKLOADS = ("c1", "c16", "c128", "persistent", "idle", "timers", "embedded", "asynchat", "workers")
+#: The workers workload: one-shot at this concurrency against ``serve --workers 1`` and ``--workers N``.
+WORKERS_CONCURRENCY = 128
+#: The asynchat workload: its two servers (package, backport) and its connection counts.
+ASYNCHAT_SERVERS = ("asynchat", "asynchat-backport")
+ASYNCHAT_CONCURRENCY = (64, 1000)
 DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop", "tcpserver", "threading", "reactor-tcpserver", "reactor-threading")
+#: What ``--tls`` runs: the workloads that have a TLS form, and the servers by default.
+TLS_WORKLOADS = ("c1", "c16", "c128", "persistent")
+TLS_DEFAULT_WORKLOADS = ("c16", "persistent")
+TLS_DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop")
 #: Servers that serve one connection at a time: a held idle connection stops them.
 SEQUENTIAL = frozenset({"tcpserver", "reactor-tcpserver"})
 SRC_IPS = ("--src-ips", "64", "--src-ip-first", "2")
@@ -91,6 +116,8 @@ class Options:
     soak_rate: float = 400.0
     soak_connections: int = 8
     soak_line_interval: float = 0.005
+    #: ``--tls``: the one-shot and persistent workloads over TLS (certificates made by trustme).
+    tls: bool = False
 
 
 # ------------------------------------------------------------ /proc readers
@@ -137,6 +164,28 @@ def children_cpu_seconds() -> float:
     """utime+stime of the waited-for children of this process (and theirs)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of process ``pid`` and its live descendants (a supervisor and its workers)."""
+    total = process_cpu_seconds(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except FileNotFoundError:
+        return total
+    for child in children:
+        try:
+            total += process_tree_cpu_seconds(child)
+        except FileNotFoundError:
+            pass  # exited meanwhile
+    return total
+
+
+def worker_scaling() -> tuple[int, int]:
+    """The worker counts the workers workload compares: 1 and one per usable CPU (at least 2)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1, max(2, usable)
 
 
 def open_fd_count(pid: int) -> int:
@@ -197,11 +246,11 @@ def _read_line(stream: IO[str], seconds: float) -> str:
 class ServerProcess:
     """A benchmark server in a child process, pinned; a context manager."""
 
-    def __init__(self, kind: str, cpus: set[int] | None) -> None:
+    def __init__(self, kind: str, cpus: set[int] | None, extra: Iterable[str] = ()) -> None:
         self.kind = kind
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor.bench.servers", kind],
+            [sys.executable, "-m", "reactor.bench.servers", kind, *extra],
             stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
         )
         _pin(self.proc.pid, cpus)
@@ -246,12 +295,117 @@ class ServerProcess:
         self.close()
 
 
+class WorkersProcess(ServerProcess):
+    """``python -m reactor serve --workers N`` on 127.0.0.1, unpinned; its CPU is the whole process tree's."""
+
+    def __init__(self, workers: int) -> None:
+        self.kind = f"workers-{workers}"
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "serve", "--workers", str(workers), "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
+        )
+        self.pid = self.proc.pid
+        assert self.proc.stdout is not None
+        line = _read_line(self.proc.stdout, 30.0)
+        if " on 127.0.0.1:" not in line:
+            self.close()
+            raise RuntimeError(f"{self.kind} did not start: {self.errors() or line or 'no output'}")
+        self.port = int(line.split(" on 127.0.0.1:")[1].split()[0])
+        deadline = time.monotonic() + 30.0
+        while self._ready() < workers:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError(f"{self.kind}: the workers did not start: {self.errors()}")
+            time.sleep(0.01)
+
+    def _ready(self) -> int:
+        self._stderr.seek(0)
+        return self._stderr.read().count(" started (generation")
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the supervisor and its workers."""
+        return process_tree_cpu_seconds(self.pid)
+
+
+@dataclass
+class TLSFiles:
+    """The run's certificates: the CA the generator trusts, the server's chain and key (PEM files)."""
+
+    ca: str
+    chain: str
+    key: str
+
+    def server_args(self) -> list[str]:
+        """The server command-line options that make it serve TLS with these files."""
+        return ["--certfile", self.chain, "--keyfile", self.key]
+
+
+@contextmanager
+def tls_files() -> Iterator[TLSFiles]:
+    """A CA and a server certificate (127.0.0.1, localhost) made by trustme, in a temporary directory.
+
+    Nothing is kept: the directory goes when the run ends.
+    """
+    try:
+        import trustme
+    except ImportError:
+        raise SystemExit("--tls makes its certificates with trustme: pip install 'reactor[bench]'") from None
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory(prefix="reactor-bench-tls-") as tmp:
+        files = TLSFiles(os.path.join(tmp, "ca.pem"), os.path.join(tmp, "chain.pem"), os.path.join(tmp, "key.pem"))
+        ca.cert_pem.write_to_path(files.ca)
+        with open(files.chain, "wb") as f:
+            for blob in cert.cert_chain_pems:
+                f.write(blob.bytes())
+        cert.private_key_pem.write_to_path(files.key)
+        yield files
+
+
+def tls_description(files: TLSFiles) -> str:
+    """What the server and generator contexts negotiate (one in-memory handshake): version, cipher, key."""
+    import ssl
+
+    from .loadgen import client_context
+    from .servers import server_context
+
+    bios = [ssl.MemoryBIO() for _ in range(4)]  # client in, client out, server in, server out
+    server = server_context(files.chain, files.key).wrap_bio(bios[2], bios[3], server_side=True)
+    client = client_context(files.ca).wrap_bio(bios[0], bios[1], server_hostname="127.0.0.1")
+    for _ in range(10):
+        done = 0
+        for me, outgoing, incoming in ((client, bios[1], bios[2]), (server, bios[3], bios[0])):
+            try:
+                me.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+            incoming.write(outgoing.read())
+        if done == 2:
+            break
+    cipher = server.cipher()
+    key = "trustme's default"
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        with open(files.key, "rb") as f:
+            private = load_pem_private_key(f.read(), None)
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            key = f"ECDSA {private.curve.name}"
+    except ImportError:
+        pass
+    return f"{server.version()}, {cipher[0] if cipher else '?'}, {key} certificate (trustme), no session resumption"
+
+
 class Runner:
     """Runs generators against servers and keeps every measurement."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
         self.server_cpus, self.gen_cpus = cpu_plan()
+        self.tls: TLSFiles | None = None
         self.runs: list[dict[str, Any]] = []
         self._planned = 0.0
         self._done = 0.0
@@ -286,7 +440,12 @@ class Runner:
             base = list(self.options.loadgen)
         else:
             base = [sys.executable, "-m", "reactor.bench.loadgen", "--processes", str(self.options.processes)]
-        return base + ["--port", str(port), *SRC_IPS, "--quiet", *extra]
+        tls = ["--tls-ca", self.tls.ca] if self.tls is not None else []
+        return base + ["--port", str(port), *SRC_IPS, "--quiet", *tls, *extra]
+
+    def server(self, kind: str) -> ServerProcess:
+        """Start the server ``kind`` (over TLS in a ``--tls`` run), pinned to the server CPU."""
+        return ServerProcess(kind, self.server_cpus, self.tls.server_args() if self.tls is not None else ())
 
     def load(self, server: ServerProcess, concurrency: int, duration: float, mode: str = "oneshot") -> dict[str, Any]:
         """One timed run (``mode`` oneshot or persistent) against ``server``; generator fields plus server CPU."""
@@ -322,19 +481,40 @@ class Runner:
     # -------------------------------------------------------- workloads
 
     def run_load(self, workload: str, servers: list[str]) -> None:
-        """Alternate ``servers`` under the workload's load (one-shot, or persistent) at its concurrency."""
+        """Alternate ``servers`` under the workload's load (one-shot, or persistent) at its concurrency.
+
+        In a ``--tls`` run the workload is recorded as ``tls-<workload>``.
+        """
         mode = "persistent" if workload == "persistent" else "oneshot"
         concurrency = PERSISTENT_CONCURRENCY if workload == "persistent" else ONESHOT.get(workload, 16)
+        if self.tls is not None:
+            workload = "tls-" + workload
         duration = self.options.duration
         for rep in range(self.options.repeat):
             for kind in servers:
                 self.progress(f"{workload} {kind} (rep {rep + 1}/{self.options.repeat})", duration + _STARTUP_SECONDS)
 
                 def attempt(kind: str = kind) -> dict[str, Any]:
-                    with ServerProcess(kind, self.server_cpus) as server:
+                    with self.server(kind) as server:
                         return self.load(server, concurrency, duration, mode)
 
                 self._measure(workload, kind, rep, attempt)
+
+    def run_asynchat(self, servers: list[str]) -> None:
+        """The persistent load on the async_chat servers at each of `ASYNCHAT_CONCURRENCY`, alternating."""
+        duration = self.options.duration
+        for concurrency in ASYNCHAT_CONCURRENCY:
+            workload = f"asynchat-c{concurrency}"
+            for rep in range(self.options.repeat):
+                for kind in servers:
+                    self.progress(f"{workload} {kind} (rep {rep + 1}/{self.options.repeat})",
+                                  duration + _STARTUP_SECONDS)
+
+                    def attempt(kind: str = kind, concurrency: int = concurrency) -> dict[str, Any]:
+                        with ServerProcess(kind, self.server_cpus) as server:
+                            return self.load(server, concurrency, duration, "persistent")
+
+                    self._measure(workload, kind, rep, attempt)
 
     def run_idle(self, servers: list[str]) -> None:
         """Per server: c=16 one-shot, then hold N idle connections, measure RSS, c=16 again."""
@@ -349,6 +529,20 @@ class Runner:
                         return self._idle_once(server, n, duration)
 
                 self._measure("idle", kind, rep, attempt)
+
+    def run_workers(self) -> None:
+        """One-shot c=128 against ``serve --workers 1`` and ``--workers N``, alternating."""
+        duration = self.options.duration
+        for rep in range(self.options.repeat):
+            for workers in worker_scaling():
+                kind = f"workers-{workers}"
+                self.progress(f"workers {kind} (rep {rep + 1}/{self.options.repeat})", duration + _STARTUP_SECONDS)
+
+                def attempt(workers: int = workers) -> dict[str, Any]:
+                    with WorkersProcess(workers) as server:
+                        return self.load(server, WORKERS_CONCURRENCY, duration)
+
+                self._measure("workers", kind, rep, attempt)
 
     def _measure(self, workload: str, kind: str, rep: int, attempt: Callable[[], dict[str, Any]]) -> None:
         """Run ``attempt``; while other processes took CPU from the run, retry; keep the least disturbed."""
@@ -466,10 +660,23 @@ def run(options: Options) -> dict[str, Any]:
                         quiet=options.quiet)
         soak["notes"] = options.notes + soak["notes"]
         return soak
-    runner = Runner(options)
+    if options.tls:
+        with tls_files() as files:
+            runner = Runner(options)
+            runner.tls = files
+            description = tls_description(files)
+            report = _run(options, runner)
+            report["tls"] = description
+            return report
+    return _run(options, Runner(options))
+
+
+def _run(options: Options, runner: Runner) -> dict[str, Any]:
     servers = []
     for kind in options.servers:
         reason = available(kind)
+        if reason is None and options.tls and kind not in TLS_SERVERS:
+            reason = "it has no TLS form (TLS servers: reactor, asyncio, uvloop and their -lines kinds)"
         if reason is None:
             servers.append(kind)
         else:
@@ -495,6 +702,18 @@ def run(options: Options) -> dict[str, Any]:
         options.notes.append(f"idle: {', '.join(skipped_idle)} skipped (one connection at a time: "
                              "a held idle connection blocks every other client)")
     embedded_servers = [k for k in ("reactor", "embedded") if available(k) is None]
+    asynchat_servers: list[str] = []
+    if "asynchat" in options.workloads:
+        for kind in ASYNCHAT_SERVERS:
+            reason = available(kind)
+            if reason is None:
+                asynchat_servers.append(kind)
+            else:
+                options.notes.append(f"asynchat: {kind} skipped: {reason}")
+        # The server process inherits this limit: 1,000 connections need more than the usual 1,024 soft limit.
+        want = max(ASYNCHAT_CONCURRENCY) + 256
+        if raise_nofile_limit(want) < want:
+            options.notes.append(f"asynchat: RLIMIT_NOFILE is below {want}: the 1,000-connection runs may fail")
     if "idle" in options.workloads:
         want = options.idle_connections + 256
         soft = raise_nofile_limit(want)
@@ -517,6 +736,11 @@ def run(options: Options) -> dict[str, Any]:
             runner.plan((options.duration + _STARTUP_SECONDS) * 2 * options.repeat, 2 * options.repeat)
         elif workload == "timers":
             runner.plan(runner._timer_seconds(), 1)
+        elif workload == "asynchat":
+            runs = len(asynchat_servers) * len(ASYNCHAT_CONCURRENCY) * options.repeat
+            runner.plan((options.duration + _STARTUP_SECONDS) * runs, runs)
+        elif workload == "workers":
+            runner.plan((options.duration + _STARTUP_SECONDS) * 2 * options.repeat, 2 * options.repeat)
     started = time.monotonic()
     for workload in options.workloads:
         if workload in ONESHOT:
@@ -529,6 +753,10 @@ def run(options: Options) -> dict[str, Any]:
             runner.run_load("embedded", embedded_servers)
         elif workload == "timers":
             runner.run_timers()
+        elif workload == "asynchat":
+            runner.run_asynchat(asynchat_servers)
+        elif workload == "workers":
+            runner.run_workers()
     report: dict[str, Any] = {
         "machine": machine_description(),
         "command": None,
@@ -537,6 +765,7 @@ def run(options: Options) -> dict[str, Any]:
             "repeat": options.repeat, "idle_connections": options.idle_connections, "timers": options.timers,
             "loadgen": " ".join(options.loadgen) if options.loadgen else "builtin (reactor.bench.loadgen)",
             "processes": options.processes,
+            "tls": options.tls,
             "server_cpus": sorted(runner.server_cpus) if runner.server_cpus else None,
             "generator_cpus": sorted(runner.gen_cpus) if runner.gen_cpus else None,
         },
@@ -606,6 +835,17 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
             detail = f"server CPU per request: {other} / reactor = {cpu:.2f}x" if cpu is not None else ""
             add(name, rps, goal, True, detail)
 
+    tls_persistent = summary.get("tls-persistent", {})
+    if tls_persistent or any(w.startswith("tls-") for w in summary):
+        # Over TLS the built-in generator does the client half of every
+        # handshake and record in Python and saturates first: the servers are
+        # judged by CPU per request, what one server core can do.
+        mine = tls_persistent.get("reactor-lines", {}).get("server_cpu_us_per_req")
+        theirs = tls_persistent.get("asyncio-lines", {}).get("server_cpu_us_per_req")
+        add("persistent TLS ≥ 1.3× asyncio (server CPU per request)", _ratio(theirs, mine), 1.3, True,
+            f"asyncio-lines {_num(theirs, 1)} µs/req / reactor-lines {_num(mine, 1)} µs/req")
+        if all(w.startswith("tls-") for w in summary):
+            return out
     c16 = summary.get("c16", {})
     for other, goal in (("asyncio", 1.5), ("uvloop", 1.0)):
         versus(f"one-shot c=16 ≥ {goal}× {other}", c16.get("reactor", {}), c16.get(other, {}), other, goal)
@@ -631,6 +871,12 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     add("embedded in asyncio ≥ 0.9× the reactor alone",
         _ratio(embedded.get("embedded", {}).get("rps"), embedded.get("reactor", {}).get("rps")), 0.9, True,
         f"server CPU per request: alone / embedded = {cpu:.2f}x" if cpu is not None else "")
+    for concurrency, goal in zip(ASYNCHAT_CONCURRENCY, (1.0, 2.0), strict=True):
+        rows = summary.get(f"asynchat-c{concurrency}", {})
+        mine = rows.get("asynchat", {}).get("server_cpu_us_per_req")
+        theirs = rows.get("asynchat-backport", {}).get("server_cpu_us_per_req")
+        add(f"asynchat c={concurrency} ≥ {goal:g}× the backport (server CPU per request)", _ratio(theirs, mine),
+            goal, True, f"backport {_num(theirs, 1)} µs/req / reactor.compat {_num(mine, 1)} µs/req")
     return out
 
 
@@ -679,6 +925,43 @@ def _load_rows(label: str, rows: dict[str, dict[str, Any]], base: Any, procs: in
     ] for server, row in rows.items()]
 
 
+def _handshake_table(summary: dict[str, Any], workloads: list[str], procs: int) -> list[str]:
+    """Handshakes per second, measured and per server core, from the TLS one-shot rows (one handshake each)."""
+    cells = []
+    for workload in workloads:
+        rows = summary[workload]
+        base = rows.get("asyncio", {}).get("server_cpu_us_per_req")
+        for server, row in rows.items():
+            cpu = row["server_cpu_us_per_req"]
+            cells.append([
+                workload.replace("tls-c", "TLS one-shot c="), server, _num(row["rps"]), _num(cpu, 1),
+                _num(1e6 / cpu if cpu else None), f"{_num(_ratio(base, cpu), 2)}{'×' if base and cpu else ''}",
+                _gen(row["gen_cpu"], procs), _errors(row),
+            ])
+    lines = _table(["handshakes", "server", "handshakes/s", "server CPU µs/handshake", "handshakes/s on one core",
+                    "× asyncio (per core)", "gen CPU", "errors"], "llrrrrrl", cells)
+    lines += ["handshakes/s: every TLS one-shot request is one full handshake, so it is the req/s above; "
+              "*on one core*: 1,000,000 / server CPU µs per handshake (request included), what the server's one "
+              "core would do if the generator kept up.", ""]
+    return lines
+
+
+_ASYNCHAT_HEADER = ["workload", "server", "req/s", "p50 µs", "p99 µs", "server CPU µs/req", "× backport",
+                    "server CPU", "gen CPU", "others", "errors"]
+
+
+def _asynchat_rows(workload: str, rows: dict[str, dict[str, Any]], procs: int) -> list[list[str]]:
+    """Table cells for one asynchat workload: each server, and its CPU per request against the backport's."""
+    base = rows.get("asynchat-backport", {}).get("server_cpu_us_per_req")
+    return [[
+        workload.replace("asynchat-c", "asynchat c="), server, _num(row["rps"]), _num(row["p50_us"]),
+        _num(row["p99_us"]), _num(row["server_cpu_us_per_req"], 1),
+        f"{_num(_ratio(base, row['server_cpu_us_per_req']), 2)}{'×' if base and row['server_cpu_us_per_req'] else ''}",
+        f"{_num((row['server_cpu_util'] or 0) * 100)} %", _gen(row["gen_cpu"], procs), _num(row["other_load"], 2),
+        _errors(row),
+    ] for server, row in rows.items()]
+
+
 _LOAD_HEADER = ["workload", "server", "req/s", "× asyncio", "p50 µs", "p99 µs", "server CPU µs/req", "server CPU",
                 "gen CPU", "others", "errors"]
 _SATURATION_NOTE = ("⚠: the generator used ≥ 90 % of its CPU, so it, not the server, set the pace; "
@@ -717,6 +1000,33 @@ def format_markdown(report: dict[str, Any]) -> str:
             cells += _load_rows(workload.replace("c", "one-shot c="), summary[workload], base, procs)
         lines += _table(_LOAD_HEADER, "llrrrrrrrrl", cells)
         lines += [_SATURATION_NOTE, ""]
+    if "workers" in summary:
+        rows = summary["workers"]
+        base = rows.get("workers-1", {}).get("rps")
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", _load_rows("workers c=128", rows, base, procs))
+        lines += ["workers: `serve --workers N`, unpinned; × is against one worker; server CPU is the "
+                  "supervisor's and its workers' together.", ""]
+    if report.get("tls"):
+        lines.append(f"TLS: {report['tls']}.")
+        lines.append("")
+    tls_oneshot = [w for w in ("tls-c1", "tls-c16", "tls-c128") if w in summary]
+    if tls_oneshot:
+        cells = []
+        for workload in tls_oneshot:
+            base = summary[workload].get("asyncio", {}).get("rps")
+            cells += _load_rows(workload.replace("tls-c", "TLS one-shot c="), summary[workload], base, procs)
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", cells)
+        lines += ["TLS one-shot: connect, full handshake (no session resumption), send the line, read the reply "
+                  "to CRLF, close (no half-close over TLS). " + _SATURATION_NOTE, ""]
+        lines += _handshake_table(summary, tls_oneshot, procs)
+    if "tls-persistent" in summary:
+        rows = summary["tls-persistent"]
+        base = rows.get("asyncio-lines", {}).get("rps")
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+                        _load_rows(f"TLS persistent c={PERSISTENT_CONCURRENCY}", rows, base, procs))
+        lines += [f"TLS persistent: {PERSISTENT_CONCURRENCY} connections, each handshakes once, then sends a line "
+                  "and waits for its reply, again and again; × asyncio is against asyncio-lines."
+                  + ("" if tls_oneshot else " " + _SATURATION_NOTE), ""]
     if "persistent" in summary:
         rows = summary["persistent"]
         base = rows.get("asyncio-lines", {}).get("rps")
@@ -762,6 +1072,13 @@ def format_markdown(report: dict[str, Any]) -> str:
              ["peak memory (tracemalloc)", _bytes(peak["reactor"]), _bytes(peak["asyncio"]),
               _num(_ratio(peak["reactor"], peak["asyncio"]), 3)]],
         )
+    asynchat = [w for w in (f"asynchat-c{c}" for c in ASYNCHAT_CONCURRENCY) if w in summary]
+    if asynchat:
+        lines += _table(_ASYNCHAT_HEADER, "llrrrrrrrrl",
+                        [cell for w in asynchat for cell in _asynchat_rows(w, summary[w], procs)])
+        lines += ["asynchat: the same async_chat line server on reactor.compat and on the pyasyncore/pyasynchat "
+                  "backports (asyncore.loop(use_poll=True)), persistent load; × backport is the backport's server "
+                  "CPU per request over this one's (higher is better).", ""]
     if report["targets"]:
         cells = []
         for t in report["targets"]:
@@ -850,10 +1167,15 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         f"{PERSISTENT_CONCURRENCY} long-lived connections against the line servers); "
         "`python -m reactor bench core [...]` runs the core micro-benchmark.",
     )
-    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+    parser.add_argument("--servers", default=None,
                         help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded and the "
-                        "-lines kinds; persistent runs the -lines kind of each selected reactor, asyncio, uvloop)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default: all)")
+                        "-lines kinds; persistent runs the -lines kind of each selected reactor, asyncio, uvloop; "
+                        "with --tls: reactor,asyncio,uvloop)")
+    parser.add_argument("--workloads", default=None,
+                        help=f"comma-separated (default: all; with --tls: {','.join(TLS_DEFAULT_WORKLOADS)})")
+    parser.add_argument("--tls", action="store_true",
+                        help=f"run {', '.join(TLS_WORKLOADS)} over TLS (certificates made at run time with trustme; "
+                        "the built-in generator; reactor, asyncio, uvloop and their -lines servers)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 5; quick 1)")
     parser.add_argument("--repeat", type=int, default=None, help="alternating repetitions (default 3; quick 1)")
     parser.add_argument("--idle-connections", type=int, default=None, help="default 10000 (quick 2000)")
@@ -883,6 +1205,14 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     soak.add_argument("--soak-line-interval", type=float, default=0.005, metavar="SECONDS",
                       help="pause of each persistent connection between a reply and its next line (default 0.005)")
     args = parser.parse_args(argv)
+    if args.tls and args.loadgen:
+        parser.error("--tls needs the built-in generator (the C reqrep-load does not speak TLS): drop --loadgen")
+    if args.tls and args.soak is not None:
+        parser.error("--tls and --soak do not go together: the soak has no TLS form")
+    if args.workloads is None:
+        args.workloads = ",".join(TLS_DEFAULT_WORKLOADS if args.tls else WORKLOADS)
+    if args.servers is None:
+        args.servers = ",".join(TLS_DEFAULT_SERVERS if args.tls else DEFAULT_SERVERS)
     workloads: list[str] = []
     for name in args.workloads.split(","):
         name = name.strip()
@@ -890,6 +1220,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         for w in names:
             if w not in WORKLOADS:
                 parser.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}, oneshot")
+            if args.tls and w not in TLS_WORKLOADS:
+                parser.error(f"workload {w!r} has no TLS form; with --tls choose from {', '.join(TLS_WORKLOADS)}, "
+                             "oneshot")
             if w not in workloads:
                 workloads.append(w)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -909,6 +1242,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         retries=max(0, args.retries if args.retries is not None else (0 if quick else 2)),
         max_other_load=args.max_other_load,
         quiet=args.quiet,
+        tls=args.tls,
     )
     if options.duration <= 0 or options.repeat < 1:
         parser.error("--duration must be positive and --repeat at least 1")

@@ -25,10 +25,21 @@ then EOF: the reply, then close):
   ``transport.write``, served by ``Reactor.run()``.
 - ``asyncio-lines`` / ``uvloop-lines``: an `asyncio.Protocol` that buffers,
   splits on ``\\r\\n`` and writes one reply per line.
+- ``asynchat`` / ``asynchat-backport``: one classic ``async_chat`` line
+  server (`reactor.bench.asynchat_echo`) on `reactor.compat` and on the
+  ``pyasyncore``/``pyasynchat`` backports, each run by
+  ``asyncore.loop(use_poll=True)`` (the ``asynchat`` workload).
 
 Run one with ``python -m reactor.bench.servers KIND [--port 0]``: it binds
 127.0.0.1, prints ``port=N pid=P`` on stdout when it accepts connections, and
 serves until it receives SIGTERM or SIGINT.
+
+TLS (``--certfile CHAIN.pem --keyfile KEY.pem``): the kinds in `TLS_SERVERS`
+serve TLS instead, all with the same server context (`server_context`:
+``ssl.create_default_context(Purpose.CLIENT_AUTH)``, the stdlib's default
+protocol versions and ciphers, and that certificate chain and key): the
+reactor's through ``ssl=`` of `RequestServer` and `create_server`, asyncio's
+and uvloop's through ``ssl=`` of ``loop.create_server``.
 """
 
 from __future__ import annotations
@@ -39,11 +50,15 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LINE_SERVERS", "SERVERS", "available", "line_servers", "serve", "settle_allocator"]
+__all__ = [
+    "LINE_SERVERS", "SERVERS", "TLS_SERVERS", "available", "line_servers", "serve", "server_context",
+    "settle_allocator",
+]
 
 _CRLF = b"\r\n"
 
@@ -64,21 +79,21 @@ def _stop_on_signals(stop: Callable[[], object]) -> None:
 # ---------------------------------------------------------------- reactor
 
 
-def _bench_request_server(reactor: Any, port: int) -> Any:
+def _bench_request_server(reactor: Any, port: int, tls: ssl.SSLContext | None = None) -> Any:
     from ..reqrep import RequestServer
 
     # The defaults (1,024 connections, 30 s timeout) protect a production
     # server; the idle workload holds 10,000 connections for longer than
     # that, and no other server here has either limit.
-    return RequestServer(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0)
+    return RequestServer(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0, ssl=tls)
 
 
-def serve_reactor(port: int) -> None:
-    """`RequestServer` with the default handler, served by ``run()``."""
+def serve_reactor(port: int, tls: ssl.SSLContext | None = None) -> None:
+    """`RequestServer` with the default handler (over TLS with ``tls``), served by ``run()``."""
     from ..core import Reactor
 
     with Reactor() as reactor:
-        server = _bench_request_server(reactor, port)
+        server = _bench_request_server(reactor, port, tls)
         # stop() from a signal handler writes the wakeup a blocked select() needs.
         _stop_on_signals(reactor.stop)
         _ready(server.server_address[1])
@@ -112,8 +127,8 @@ def serve_embedded(port: int) -> None:
         loop.close()
 
 
-def serve_reactor_lines(port: int) -> None:
-    """A `LineProtocol` on `reactor.streams.create_server`, served by ``run()``."""
+def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
+    """A `LineProtocol` on `reactor.streams.create_server` (over TLS with ``tls``), served by ``run()``."""
     from ..core import Reactor
     from ..streams import LineProtocol, create_server
 
@@ -126,7 +141,7 @@ def serve_reactor_lines(port: int) -> None:
     with Reactor() as reactor:
         # As for RequestServer: lift the 1,024-connection default so the
         # idle workload's 10,000 connections are all accepted.
-        server = create_server(reactor, Reply, f"127.0.0.1:{port}", max_connections=1 << 20)
+        server = create_server(reactor, Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
         _stop_on_signals(reactor.stop)
         _ready(server.sockaddr[1])
         try:
@@ -202,13 +217,13 @@ def _lines_protocol_class() -> type[Any]:
     return Lines
 
 
-def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None) -> None:
+def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None, tls: ssl.SSLContext | None = None) -> None:
     import asyncio
 
     asyncio.set_event_loop(loop)
     try:
         server = loop.run_until_complete(
-            loop.create_server(protocol or _protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN)
+            loop.create_server(protocol or _protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN, ssl=tls)
         )
         loop.add_signal_handler(signal.SIGTERM, loop.stop)
         loop.add_signal_handler(signal.SIGINT, loop.stop)
@@ -222,32 +237,32 @@ def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None) -> N
         loop.close()
 
 
-def serve_asyncio(port: int) -> None:
+def serve_asyncio(port: int, tls: ssl.SSLContext | None = None) -> None:
     """An `asyncio.Protocol` server on the stdlib selector loop."""
     import asyncio
 
-    _serve_asyncio(port, asyncio.SelectorEventLoop())
+    _serve_asyncio(port, asyncio.SelectorEventLoop(), None, tls)
 
 
-def serve_uvloop(port: int) -> None:
+def serve_uvloop(port: int, tls: ssl.SSLContext | None = None) -> None:
     """The same Protocol on uvloop."""
     import uvloop
 
-    _serve_asyncio(port, uvloop.new_event_loop())
+    _serve_asyncio(port, uvloop.new_event_loop(), None, tls)
 
 
-def serve_asyncio_lines(port: int) -> None:
+def serve_asyncio_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     """The line `asyncio.Protocol` on the stdlib selector loop."""
     import asyncio
 
-    _serve_asyncio(port, asyncio.SelectorEventLoop(), _lines_protocol_class())
+    _serve_asyncio(port, asyncio.SelectorEventLoop(), _lines_protocol_class(), tls)
 
 
-def serve_uvloop_lines(port: int) -> None:
+def serve_uvloop_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     """The line `asyncio.Protocol` on uvloop."""
     import uvloop
 
-    _serve_asyncio(port, uvloop.new_event_loop(), _lines_protocol_class())
+    _serve_asyncio(port, uvloop.new_event_loop(), _lines_protocol_class(), tls)
 
 
 # ------------------------------------------------------------ socketserver
@@ -304,8 +319,22 @@ def serve_reactor_threading(port: int) -> None:
     _serve_socketserver(ThreadingTCPServer, port)
 
 
-#: kind -> (function, short description)
-SERVERS: dict[str, tuple[Callable[[int], None], str]] = {
+def serve_asynchat(port: int) -> None:
+    """An `async_chat` line server on `reactor.compat`, run by ``asyncore.loop(use_poll=True)``."""
+    from .asynchat_echo import serve_compat
+
+    serve_compat(port)
+
+
+def serve_asynchat_backport(port: int) -> None:
+    """The same `async_chat` line server on the pyasyncore/pyasynchat backports, ``use_poll=True``."""
+    from .asynchat_echo import serve_backport
+
+    serve_backport(port)
+
+
+#: kind -> (function, short description); the functions of `TLS_SERVERS` take a second argument, the TLS context.
+SERVERS: dict[str, tuple[Callable[..., None], str]] = {
     "reactor": (serve_reactor, "reactor RequestServer"),
     "asyncio": (serve_asyncio, "asyncio Protocol (selector loop)"),
     "uvloop": (serve_uvloop, "uvloop Protocol"),
@@ -317,6 +346,8 @@ SERVERS: dict[str, tuple[Callable[[int], None], str]] = {
     "reactor-lines": (serve_reactor_lines, "reactor create_server + LineProtocol"),
     "asyncio-lines": (serve_asyncio_lines, "asyncio line Protocol (selector loop)"),
     "uvloop-lines": (serve_uvloop_lines, "uvloop line Protocol"),
+    "asynchat": (serve_asynchat, "async_chat line server on reactor.compat (asyncore.loop)"),
+    "asynchat-backport": (serve_asynchat_backport, "the same async_chat server on pyasyncore/pyasynchat (use_poll)"),
 }
 
 #: server kind -> its line-protocol counterpart (what the persistent workload runs for it).
@@ -325,6 +356,17 @@ LINE_SERVERS: dict[str, str] = {
     "asyncio": "asyncio-lines",
     "uvloop": "uvloop-lines",
 }
+
+
+#: The kinds that can serve TLS (``--certfile``/``--keyfile``; the ``--tls`` benchmark).
+TLS_SERVERS = frozenset({"reactor", "asyncio", "uvloop", "reactor-lines", "asyncio-lines", "uvloop-lines"})
+
+
+def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The server-side context every TLS server here uses: stdlib defaults, this certificate chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def line_servers(kinds: list[str]) -> list[str]:
@@ -343,6 +385,10 @@ def available(kind: str) -> str | None:
         return f"unknown server {kind!r} (known: {', '.join(SERVERS)})"
     if kind.startswith("uvloop") and importlib.util.find_spec("uvloop") is None:
         return "uvloop is not installed (pip install 'reactor[bench]')"
+    if kind == "asynchat-backport":
+        from .asynchat_echo import backport_unavailable
+
+        return backport_unavailable()
     return None
 
 
@@ -363,13 +409,18 @@ def settle_allocator() -> None:
     del block
 
 
-def serve(kind: str, port: int = 0) -> None:
-    """Run the server ``kind`` on 127.0.0.1:``port`` until SIGTERM/SIGINT."""
+def serve(kind: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+    """Run the server ``kind`` on 127.0.0.1:``port`` (over TLS with ``tls``) until SIGTERM/SIGINT."""
     reason = available(kind)
     if reason is not None:
         raise SystemExit(f"cannot run {kind}: {reason}")
+    if tls is not None and kind not in TLS_SERVERS:
+        raise SystemExit(f"cannot run {kind} over TLS (TLS kinds: {', '.join(sorted(TLS_SERVERS))})")
     settle_allocator()
-    SERVERS[kind][0](port)
+    if tls is None:
+        SERVERS[kind][0](port)
+    else:
+        SERVERS[kind][0](port, tls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,8 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reactor.bench.servers", description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=list(SERVERS))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--certfile", help="serve TLS with this certificate chain (PEM); needs --keyfile")
+    parser.add_argument("--keyfile", help="the private key (PEM) of --certfile")
     args = parser.parse_args(argv)
-    serve(args.kind, args.port)
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+    tls = server_context(args.certfile, args.keyfile) if args.certfile else None
+    serve(args.kind, args.port, tls)
     return 0
 
 
