@@ -20,78 +20,26 @@ placeholder test is skipped and says why.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-import unittest
-from pathlib import Path
-
 import pytest
+from cpython_suites import load_suite, run_suite_test, suite_ids, suite_params
 
 from reactor.compat import asynchat, asyncore
 
 SUITE = "test.test_asynchat"
 
-
-def load_suite() -> tuple[types.ModuleType | None, str]:
-    """The suite as a module bound to reactor.compat's asyncore and asynchat, or None and the reason."""
-    try:
-        spec = importlib.util.find_spec(SUITE)
-    except ImportError as exc:
-        return None, f"the interpreter's test package is not installed ({exc})"
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        return None, (f"{SUITE} is not installed with this interpreter (Python 3.12 removed asynchat "
-                      "and its tests, and some distributions ship no `test` package)")
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    module = types.ModuleType("test_asynchat_on_reactor")
-    module.__file__ = spec.origin
-    saved = {name: sys.modules.get(name) for name in ("asyncore", "asynchat")}
-    sys.modules["asyncore"] = asyncore
-    sys.modules["asynchat"] = asynchat
-    try:
-        exec(compile(source, spec.origin, "exec"), module.__dict__)
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
-    return module, ""
-
-
-def suite_ids(module: types.ModuleType) -> list[str]:
-    """Every test id of the suite, e.g. ``TestAsynchat.test_line_terminator1``."""
-    ids: list[str] = []
-    pending: list[unittest.TestSuite | unittest.TestCase] = [unittest.defaultTestLoader.loadTestsFromModule(module)]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, unittest.TestSuite):
-            pending.extend(item)
-        else:
-            ids.append(item.id().split(".", 1)[1])
-    return sorted(ids)
-
-
-MODULE, REASON = load_suite()
-if MODULE is not None:
-    PARAMS = [pytest.param(test_id, id=test_id) for test_id in suite_ids(MODULE)]
-else:
-    PARAMS = [pytest.param("", id="suite-unavailable", marks=pytest.mark.skip(reason=REASON))]
+MODULE, REASON = load_suite(
+    SUITE,
+    "test_asynchat_on_reactor",
+    missing="Python 3.12 removed asynchat and its tests, and some distributions ship no `test` package",
+    modules={"asyncore": asyncore, "asynchat": asynchat},
+)
+PARAMS = suite_params(MODULE, REASON)
 
 
 @pytest.mark.parametrize("test_id", PARAMS)
 def test_cpython_asynchat_suite(test_id: str) -> None:
     """One test of CPython's asynchat suite passes with reactor.compat's asyncore and asynchat substituted."""
-    assert MODULE is not None
-    case = unittest.defaultTestLoader.loadTestsFromName(test_id, MODULE)
-    result = unittest.TestResult()
-    case.run(result)
-    problems = [f"{test}:\n{trace}" for test, trace in result.errors + result.failures]
-    problems += [f"{test}: unexpected success" for test in result.unexpectedSuccesses]
-    assert not problems, "\n".join(problems)
-    if result.skipped:
-        pytest.skip("; ".join(reason for _, reason in result.skipped))
-    assert result.testsRun == 1
+    run_suite_test(MODULE, test_id)
 
 
 def test_suite_is_the_whole_module() -> None:

@@ -19,13 +19,10 @@ the suite is missing, the single placeholder test is skipped and says why.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-import unittest
 from pathlib import Path
 
 import pytest
+from cpython_suites import load_suite, run_suite_test, suite_ids, suite_params
 
 import reactor.compat.asyncore as our_asyncore
 
@@ -37,70 +34,21 @@ SUBSTITUTIONS = [
     ),
 ]
 
-
-def load_suite() -> tuple[types.ModuleType | None, str]:
-    """The suite as a module bound to reactor.compat.asyncore, or None and the reason."""
-    try:
-        spec = importlib.util.find_spec(SUITE)
-    except ImportError as exc:
-        return None, f"the interpreter's test package is not installed ({exc})"
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        return None, f"{SUITE} is not installed with this interpreter (Python 3.12 removed asyncore and its tests)"
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    for old, new in SUBSTITUTIONS:
-        if source.count(old) != 1:
-            return None, f"{SUITE} changed shape: {old!r} occurs {source.count(old)} times"
-        source = source.replace(old, new)
-    module = types.ModuleType("test_asyncore_on_reactor")
-    module.__file__ = spec.origin
-    saved = sys.modules.get("asyncore")
-    sys.modules["asyncore"] = our_asyncore
-    try:
-        exec(compile(source, spec.origin, "exec"), module.__dict__)
-    except unittest.SkipTest as exc:
-        return None, f"{SUITE} skips itself here: {exc}"
-    finally:
-        if saved is None:
-            del sys.modules["asyncore"]
-        else:
-            sys.modules["asyncore"] = saved
-    return module, ""
-
-
-def suite_ids(module: types.ModuleType) -> list[str]:
-    """Every test id of the suite, e.g. ``DispatcherTests.test_repr``."""
-    ids: list[str] = []
-    pending: list[unittest.TestSuite | unittest.TestCase] = [unittest.defaultTestLoader.loadTestsFromModule(module)]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, unittest.TestSuite):
-            pending.extend(item)
-        else:
-            ids.append(item.id().split(".", 1)[1])
-    return sorted(ids)
-
-
-MODULE, REASON = load_suite()
-if MODULE is not None:
-    PARAMS = [pytest.param(test_id, id=test_id) for test_id in suite_ids(MODULE)]
-else:
-    PARAMS = [pytest.param("", id="suite-unavailable", marks=pytest.mark.skip(reason=REASON))]
+MODULE, REASON = load_suite(
+    SUITE,
+    "test_asyncore_on_reactor",
+    missing="Python 3.12 removed asyncore and its tests",
+    substitutions=SUBSTITUTIONS,
+    modules={"asyncore": our_asyncore},
+)
+PARAMS = suite_params(MODULE, REASON)
 
 
 @pytest.mark.parametrize("test_id", PARAMS)
 def test_cpython_asyncore_suite(test_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One test of CPython's asyncore suite passes with reactor.compat.asyncore substituted."""
-    assert MODULE is not None
     monkeypatch.chdir(tmp_path)
-    case = unittest.defaultTestLoader.loadTestsFromName(test_id, MODULE)
-    result = unittest.TestResult()
-    case.run(result)
-    problems = [f"{test}:\n{trace}" for test, trace in result.errors + result.failures]
-    problems += [f"{test}: unexpected success" for test in result.unexpectedSuccesses]
-    assert not problems, "\n".join(problems)
-    if result.skipped:
-        pytest.skip("; ".join(reason for _, reason in result.skipped))
-    assert result.testsRun == 1
+    run_suite_test(MODULE, test_id)
     assert our_asyncore.socket_map == {}, "the test left dispatchers in the map"
 
 

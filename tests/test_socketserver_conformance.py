@@ -17,12 +17,8 @@ out), the single placeholder test is skipped and says so.
 
 from __future__ import annotations
 
-import importlib.util
-import types
-import unittest
-from pathlib import Path
-
 import pytest
+from cpython_suites import load_suite, run_suite_test, suite_ids, suite_params
 
 SUITE = "test.test_socketserver"
 SUBSTITUTIONS = [
@@ -30,60 +26,18 @@ SUBSTITUTIONS = [
     ("== 'socketserver'", "== socketserver.__name__"),
 ]
 
-
-def load_suite() -> tuple[types.ModuleType | None, str]:
-    """The suite as a module bound to reactor.socketserver, or None and the reason."""
-    try:
-        spec = importlib.util.find_spec(SUITE)
-    except ImportError as exc:
-        return None, f"the interpreter's test package is not installed ({exc})"
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        return None, f"{SUITE} is not installed with this interpreter (no `test` package source)"
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    for old, new in SUBSTITUTIONS:
-        if source.count(old) != 1:
-            return None, f"{SUITE} changed shape: {old.strip()!r} occurs {source.count(old)} times"
-        source = source.replace(old, new)
-    module = types.ModuleType("test_socketserver_on_reactor")
-    module.__file__ = spec.origin
-    exec(compile(source, spec.origin, "exec"), module.__dict__)
-    module.__dict__["verbose"] = False  # the suite's chatter
-    return module, ""
-
-
-def suite_ids(module: types.ModuleType) -> list[str]:
-    """Every test id of the suite, e.g. ``SocketServerTest.test_TCPServer``."""
-    ids: list[str] = []
-    pending: list[unittest.TestSuite | unittest.TestCase] = [unittest.defaultTestLoader.loadTestsFromModule(module)]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, unittest.TestSuite):
-            pending.extend(item)
-        else:
-            ids.append(item.id().split(".", 1)[1])
-    return sorted(ids)
-
-
-MODULE, REASON = load_suite()
+MODULE, REASON = load_suite(
+    SUITE, "test_socketserver_on_reactor", missing="no `test` package source", substitutions=SUBSTITUTIONS
+)
 if MODULE is not None:
-    PARAMS = [pytest.param(test_id, id=test_id) for test_id in suite_ids(MODULE)]
-else:
-    PARAMS = [pytest.param("", id="suite-unavailable", marks=pytest.mark.skip(reason=REASON))]
+    MODULE.__dict__["verbose"] = False  # the suite's chatter
+PARAMS = suite_params(MODULE, REASON)
 
 
 @pytest.mark.parametrize("test_id", PARAMS)
 def test_cpython_socketserver_suite(test_id: str) -> None:
     """One test of CPython's socketserver suite passes with reactor.socketserver substituted."""
-    assert MODULE is not None
-    case = unittest.defaultTestLoader.loadTestsFromName(test_id, MODULE)
-    result = unittest.TestResult()
-    case.run(result)
-    problems = [f"{test}:\n{trace}" for test, trace in result.errors + result.failures]
-    problems += [f"{test}: unexpected success" for test in result.unexpectedSuccesses]
-    assert not problems, "\n".join(problems)
-    if result.skipped:
-        pytest.skip("; ".join(reason for _, reason in result.skipped))
-    assert result.testsRun == 1
+    run_suite_test(MODULE, test_id)
 
 
 def test_suite_is_the_whole_module() -> None:
