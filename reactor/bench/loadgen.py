@@ -11,7 +11,7 @@ It speaks the options and prints the result line of the C generator in
   A connection that fails or that the server closes is counted and reopened
   after 1 ms.
 - ``--tls-ca CA.pem``: the one-shot and persistent modes over TLS, trusting
-  that CA (`run_oneshot_tls`, `run_persistent_tls`): every one-shot request
+  that CA (``tls_context`` of `run_oneshot` and `run_persistent`): every one-shot request
   is a full handshake and sends its line without half-closing; each
   persistent connection handshakes once.
 - ``idle``: open ``--connections`` connections (at most ``--concurrency``
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import functools
 import json
 import os
 import resource
@@ -64,8 +63,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 __all__ = [
     "ERROR_KINDS",
@@ -165,6 +164,63 @@ class _Stop:
         signal.signal(signal.SIGINT, handler)
 
 
+# ---------------------------------------------------------------------- TLS
+#
+# The one-shot and persistent workloads run over TLS when given a client
+# context (``--tls-ca``).  Each socket is wrapped with
+# ``SSLContext.wrap_socket(do_handshake_on_connect=False)`` once its
+# non-blocking connect has completed (wrapping keeps the descriptor, so its
+# epoll registration stays), and the handshake is driven from the same epoll
+# loop, as one more state of a connection (reply buffer still ``None``):
+# ``SSLWantReadError`` waits for EPOLLIN, ``SSLWantWriteError`` for EPOLLOUT.
+# No session is resumed: every connection is a full handshake.  A one-shot
+# request does not half-close over TLS (a TLS half-close is close_notify,
+# which a strict TLS 1.2 peer may answer by closing): it sends the line,
+# reads the reply to CRLF and closes.  TLS failures count as ``other``.
+# The plain path pays only a branch on the per-run ``tls`` flag, and only
+# while a connection is being set up.
+
+
+def client_context(cafile: str) -> ssl.SSLContext:
+    """The generator's client context: stdlib defaults, trusting ``cafile`` (host name checked)."""
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _tls_error_kind(exc: OSError) -> str:
+    return "other" if isinstance(exc, ssl.SSLError) else _error_kind(exc)
+
+
+def _handshake(entry: list[Any], fd: int, ep: Any, context: ssl.SSLContext, host: str) -> bool | None:
+    """Wrap (once the connect completed) and advance the handshake of ``entry``.
+
+    ``entry[0]`` is the socket and ``entry[-1]`` the events it waits for.
+    True: the handshake is done; False: it waits (the epoll mask is set);
+    raises OSError (`ssl.SSLError` included) when it failed.
+    """
+    sock = entry[0]
+    if not isinstance(sock, ssl.SSLSocket):
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        sock = entry[0] = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    try:
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        if entry[-1] != _EPOLLIN:
+            entry[-1] = _EPOLLIN
+            ep.modify(fd, _EPOLLIN)
+        return False
+    except ssl.SSLWantWriteError:
+        if entry[-1] != _EPOLLOUT:
+            entry[-1] = _EPOLLOUT
+            ep.modify(fd, _EPOLLOUT)
+        return False
+    if entry[-1] != _EPOLLIN:
+        entry[-1] = _EPOLLIN
+        ep.modify(fd, _EPOLLIN)
+    return True
+
+
 # ------------------------------------------------------------------ oneshot
 
 
@@ -208,8 +264,13 @@ def run_oneshot(
     src_ips: int = 1,
     src_first: int = 1,
     warmup: float = 0.0,
+    tls_context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
-    """Run the one-shot workload in this process; return the raw result (histogram included)."""
+    """Run the one-shot workload in this process; return the raw result (histogram included).
+
+    With ``tls_context``, over TLS: connect, full handshake, send the line
+    (no half-close), read the reply to CRLF, close.
+    """
     raise_nofile_limit(concurrency + 64)
     sources = _sources(src_ips, src_first)
     dst = (host, port)
@@ -217,380 +278,29 @@ def run_oneshot(
     errors: Counter[str] = Counter()
     latencies: list[int] = []  # µs, of the requests completed after the warm-up
     ok = mismatches = issued = seq = 0
-    # fd -> [sock, t_start_ns, request, reply buffer, slot]
+    # fd -> [sock, t_start_ns, request, reply buffer (None while connecting or handshaking), slot
+    #        (, epoll mask: TLS only)]
     inflight: dict[int, list[Any]] = {}
     retry: list[tuple[int, int]] = []  # (not before ns, slot)
     pad = b"x" * payload_bytes
     perf = time.perf_counter_ns
     shut_wr = socket.SHUT_WR
     register = ep.register
+    tls = tls_context is not None
+    context = cast(ssl.SSLContext, tls_context)  # used only when tls
+    error_kind = _tls_error_kind if tls else _error_kind
     t0 = perf()
     cpu0 = _cpu_seconds()
     t_measure = t0 + int(warmup * 1e9)
     t_deadline = t_measure + int(duration * 1e9)
     timeout_ns = int(timeout * 1e9)
 
-    def fail(slot: int, exc_or_kind: OSError | str, now: int, sock: socket.socket | None) -> None:
-        if sock is not None:
-            sock.close()
-        what = exc_or_kind if isinstance(exc_or_kind, str) else _error_kind(exc_or_kind)
+    def fail(fd: int | None, slot: int, exc_or_kind: OSError | str, now: int) -> None:
+        if fd is not None:
+            inflight.pop(fd)[0].close()  # closing removes it from the epoll set
+        what = exc_or_kind if isinstance(exc_or_kind, str) else error_kind(exc_or_kind)
         errors[what] += 1
         # EADDRNOTAVAIL: let TIME_WAIT drain a little before this slot retries.
-        retry.append((now + (5_000_000 if what == "addrnotavail" else 0), slot))
-
-    def start(slot: int) -> None:
-        nonlocal issued, seq
-        if requests and issued >= requests:
-            return
-        issued += 1
-        seq += 1
-        head = b"%x.%x." % (slot, seq)
-        request = (head + pad)[: max(payload_bytes, len(head))] + b"\r\n"
-        t_start = perf()
-        try:
-            sock = _connect(dst, sources[seq % len(sources)])
-        except OSError as exc:
-            fail(slot, exc, t_start, None)
-            return
-        try:
-            fd = sock.fileno()
-            try:
-                sock.send(request)
-            except BlockingIOError:
-                # Not connected yet: wait for writability, send then.
-                inflight[fd] = [sock, t_start, request, None, slot]
-                register(fd, _EPOLLOUT)
-                return
-            sock.shutdown(shut_wr)
-            inflight[fd] = [sock, t_start, request, b"", slot]
-            register(fd, _EPOLLIN)
-        except OSError as exc:
-            fail(slot, exc, t_start, sock)
-
-    for slot in range(concurrency):
-        start(slot)
-    next_scan = perf() + 50_000_000
-    poll = ep.poll
-    while True:
-        now = perf()
-        if now >= t_deadline or _Stop.flag or not inflight and not retry:
-            break
-        for fd, _events in poll(0.01 if retry else 0.05):
-            entry = inflight.get(fd)
-            if entry is None:
-                continue
-            sock = entry[0]
-            if entry[3] is None:  # connecting: the request is still to send
-                try:
-                    sock.send(entry[2])
-                    sock.shutdown(shut_wr)
-                except OSError as exc:
-                    del inflight[fd]
-                    fail(entry[4], exc, perf(), sock)
-                    continue
-                entry[3] = b""
-                ep.modify(fd, _EPOLLIN)
-                continue
-            try:
-                data = sock.recv(_MAX_REPLY)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                del inflight[fd]
-                fail(entry[4], exc, perf(), sock)
-                continue
-            buffer = entry[3] + data if entry[3] else data
-            if data and not buffer.endswith(b"\r\n"):
-                if len(buffer) > _MAX_REPLY:
-                    del inflight[fd]
-                    fail(entry[4], "overflow", perf(), sock)
-                else:
-                    entry[3] = buffer
-                continue
-            del inflight[fd]
-            sock.close()
-            end = perf()
-            if not buffer.endswith(b"\r\n"):
-                errors["eof"] += 1
-            else:
-                if check and buffer != b"Requested: " + entry[2]:
-                    mismatches += 1
-                if end >= t_measure:
-                    ok += 1
-                    latencies.append((end - entry[1]) // 1000)
-            if end < t_deadline:
-                start(entry[4])
-        if retry:
-            now = perf()
-            due = [slot for when, slot in retry if when <= now]
-            if due:
-                retry[:] = [(when, slot) for when, slot in retry if when > now]
-                for slot in due:
-                    start(slot)
-        if now >= next_scan:
-            next_scan = now + 50_000_000
-            for fd, entry in list(inflight.items()):
-                if now - entry[1] > timeout_ns:
-                    del inflight[fd]
-                    fail(entry[4], "timeout", now, entry[0])
-    t_end = perf()
-    for entry in inflight.values():
-        entry[0].close()
-    ep.close()
-    return _result("oneshot", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
-
-
-# --------------------------------------------------------------- persistent
-
-
-def run_persistent(
-    port: int,
-    *,
-    host: str = "127.0.0.1",
-    concurrency: int = 64,
-    duration: float = 5.0,
-    requests: int = 0,
-    payload_bytes: int = 16,
-    check: bool = False,
-    timeout: float = 5.0,
-    src_ips: int = 1,
-    src_first: int = 1,
-    warmup: float = 0.0,
-) -> dict[str, Any]:
-    """Run the persistent workload in this process; return the raw result (histogram included).
-
-    Each slot's connection carries one request at a time.  The request is
-    fixed per slot (``<slot>.`` padded to ``payload_bytes``), so the
-    expected reply is built once, not per request.
-    """
-    raise_nofile_limit(concurrency + 64)
-    sources = _sources(src_ips, src_first)
-    dst = (host, port)
-    ep = select.epoll()
-    errors: Counter[str] = Counter()
-    latencies: list[int] = []  # µs, of the requests completed after the warm-up
-    ok = mismatches = issued = opened = 0
-    # fd -> [sock, t_start_ns, slot, reply buffer (None while connecting)]
-    conns: dict[int, list[Any]] = {}
-    retry: list[tuple[int, int]] = []  # (not before ns, slot)
-    pad = b"x" * payload_bytes
-    wanted = [(b"%x." % slot + pad)[: max(payload_bytes, len(b"%x." % slot))] + b"\r\n"
-              for slot in range(concurrency)]
-    expected = [b"Requested: " + request for request in wanted]
-    perf = time.perf_counter_ns
-    t0 = perf()
-    cpu0 = _cpu_seconds()
-    t_measure = t0 + int(warmup * 1e9)
-    t_deadline = t_measure + int(duration * 1e9)
-    timeout_ns = int(timeout * 1e9)
-
-    def fail(fd: int | None, slot: int, exc_or_kind: OSError | str, now: int) -> None:
-        if fd is not None:
-            conns.pop(fd)[0].close()  # closing removes it from the epoll set
-        errors[exc_or_kind if isinstance(exc_or_kind, str) else _error_kind(exc_or_kind)] += 1
-        retry.append((now + 1_000_000, slot))
-
-    def may_issue() -> bool:
-        nonlocal issued
-        if requests and issued >= requests:
-            return False
-        issued += 1
-        return True
-
-    def open_slot(slot: int) -> None:
-        nonlocal opened
-        if not may_issue():
-            return
-        opened += 1
-        now = perf()
-        try:
-            sock = _connect(dst, sources[(slot + opened) % len(sources)])
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            fail(None, slot, exc, now)
-            return
-        fd = sock.fileno()
-        conns[fd] = [sock, now, slot, None]
-        ep.register(fd, _EPOLLOUT)
-
-    for slot in range(concurrency):
-        open_slot(slot)
-    next_scan = perf() + 50_000_000
-    poll = ep.poll
-    while True:
-        now = perf()
-        if now >= t_deadline or _Stop.flag or not conns and not retry:
-            break
-        for fd, _events in poll(0.01 if retry else 0.05):
-            entry = conns.get(fd)
-            if entry is None:
-                continue
-            sock = entry[0]
-            buffer = entry[3]
-            if buffer is None:  # connected (or failed): send the first request
-                request = wanted[entry[2]]
-                try:
-                    if sock.send(request) != len(request):
-                        fail(fd, entry[2], "other", perf())
-                        continue
-                except OSError as exc:
-                    fail(fd, entry[2], exc, perf())
-                    continue
-                entry[3] = b""
-                ep.modify(fd, _EPOLLIN)
-                continue
-            try:
-                data = sock.recv(_MAX_REPLY)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                fail(fd, entry[2], exc, perf())
-                continue
-            if not data:
-                fail(fd, entry[2], "eof", perf())
-                continue
-            if buffer:
-                data = buffer + data
-            if not data.endswith(b"\r\n"):
-                if len(data) > _MAX_REPLY:
-                    fail(fd, entry[2], "overflow", perf())
-                else:
-                    entry[3] = data
-                continue
-            end = perf()
-            slot = entry[2]
-            if end >= t_measure:
-                if check and data != expected[slot]:
-                    mismatches += 1
-                else:
-                    ok += 1
-                    latencies.append((end - entry[1]) // 1000)
-            if end >= t_deadline:
-                break
-            if not may_issue():
-                del conns[fd]
-                sock.close()
-                continue
-            entry[1] = end
-            entry[3] = b""
-            request = wanted[slot]
-            try:
-                # A short request on an idle connection: the kernel takes it whole.
-                if sock.send(request) != len(request):
-                    fail(fd, slot, "other", end)
-            except OSError as exc:
-                fail(fd, slot, exc, end)
-        if retry:
-            now = perf()
-            due = [slot for when, slot in retry if when <= now]
-            if due:
-                retry[:] = [(when, slot) for when, slot in retry if when > now]
-                for slot in due:
-                    open_slot(slot)
-        if now >= next_scan:
-            next_scan = now + 50_000_000
-            for fd, entry in list(conns.items()):
-                if now - entry[1] > timeout_ns:
-                    fail(fd, entry[2], "timeout", now)
-    t_end = perf()
-    for entry in conns.values():
-        entry[0].close()
-    ep.close()
-    return _result("persistent", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
-
-
-# ---------------------------------------------------------------------- TLS
-#
-# The one-shot and persistent workloads over TLS (``--tls-ca``).  Each socket
-# is wrapped with ``SSLContext.wrap_socket(do_handshake_on_connect=False)``
-# once its non-blocking connect has completed (wrapping keeps the descriptor,
-# so its epoll registration stays), and the handshake is driven from the same
-# epoll loop: ``SSLWantReadError`` waits for EPOLLIN, ``SSLWantWriteError``
-# for EPOLLOUT.  No session is resumed: every connection is a full handshake.
-# A one-shot request does not half-close (a TLS half-close is close_notify,
-# which a strict TLS 1.2 peer may answer by closing): it sends the line,
-# reads the reply to CRLF and closes.  TLS failures count as ``other``.
-
-
-def client_context(cafile: str) -> ssl.SSLContext:
-    """The generator's client context: stdlib defaults, trusting ``cafile`` (host name checked)."""
-    return ssl.create_default_context(cafile=cafile)
-
-
-def _tls_error_kind(exc: OSError) -> str:
-    return "other" if isinstance(exc, ssl.SSLError) else _error_kind(exc)
-
-
-def _handshake(entry: list[Any], fd: int, ep: Any, context: ssl.SSLContext, host: str) -> bool | None:
-    """Wrap (once the connect completed) and advance the handshake of ``entry``.
-
-    ``entry[0]`` is the socket and ``entry[-1]`` the events it waits for.
-    True: the handshake is done; False: it waits (the epoll mask is set);
-    raises OSError (`ssl.SSLError` included) when it failed.
-    """
-    sock = entry[0]
-    if not isinstance(sock, ssl.SSLSocket):
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-        sock = entry[0] = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-    try:
-        sock.do_handshake()
-    except ssl.SSLWantReadError:
-        if entry[-1] != _EPOLLIN:
-            entry[-1] = _EPOLLIN
-            ep.modify(fd, _EPOLLIN)
-        return False
-    except ssl.SSLWantWriteError:
-        if entry[-1] != _EPOLLOUT:
-            entry[-1] = _EPOLLOUT
-            ep.modify(fd, _EPOLLOUT)
-        return False
-    if entry[-1] != _EPOLLIN:
-        entry[-1] = _EPOLLIN
-        ep.modify(fd, _EPOLLIN)
-    return True
-
-
-def run_oneshot_tls(
-    port: int,
-    context: ssl.SSLContext,
-    *,
-    host: str = "127.0.0.1",
-    concurrency: int = 16,
-    duration: float = 5.0,
-    requests: int = 0,
-    payload_bytes: int = 16,
-    check: bool = False,
-    timeout: float = 5.0,
-    src_ips: int = 1,
-    src_first: int = 1,
-    warmup: float = 0.0,
-) -> dict[str, Any]:
-    """One-shot requests over TLS: connect, full handshake, send the line, read the reply to CRLF, close."""
-    raise_nofile_limit(concurrency + 64)
-    sources = _sources(src_ips, src_first)
-    dst = (host, port)
-    ep = select.epoll()
-    errors: Counter[str] = Counter()
-    latencies: list[int] = []
-    ok = mismatches = issued = seq = 0
-    # fd -> [sock, t_start_ns, request, reply buffer (None until the handshake is done), slot, epoll mask]
-    inflight: dict[int, list[Any]] = {}
-    retry: list[tuple[int, int]] = []
-    pad = b"x" * payload_bytes
-    perf = time.perf_counter_ns
-    t0 = perf()
-    cpu0 = _cpu_seconds()
-    t_measure = t0 + int(warmup * 1e9)
-    t_deadline = t_measure + int(duration * 1e9)
-    timeout_ns = int(timeout * 1e9)
-
-    def fail(fd: int | None, slot: int, exc_or_kind: OSError | str, now: int) -> None:
-        if fd is not None:
-            inflight.pop(fd)[0].close()
-        what = exc_or_kind if isinstance(exc_or_kind, str) else _tls_error_kind(exc_or_kind)
-        errors[what] += 1
         retry.append((now + (5_000_000 if what == "addrnotavail" else 0), slot))
 
     def start(slot: int) -> None:
@@ -608,8 +318,24 @@ def run_oneshot_tls(
             fail(None, slot, exc, t_start)
             return
         fd = sock.fileno()
-        inflight[fd] = [sock, t_start, request, None, slot, _EPOLLOUT]
-        ep.register(fd, _EPOLLOUT)
+        if tls:  # the handshake waits for the connect
+            inflight[fd] = [sock, t_start, request, None, slot, _EPOLLOUT]
+            register(fd, _EPOLLOUT)
+            return
+        try:
+            try:
+                sock.send(request)
+            except BlockingIOError:
+                # Not connected yet: wait for writability, send then.
+                inflight[fd] = [sock, t_start, request, None, slot]
+                register(fd, _EPOLLOUT)
+                return
+            sock.shutdown(shut_wr)
+            inflight[fd] = [sock, t_start, request, b"", slot]
+            register(fd, _EPOLLIN)
+        except OSError as exc:
+            sock.close()
+            fail(None, slot, exc, t_start)
 
     for slot in range(concurrency):
         start(slot)
@@ -623,21 +349,27 @@ def run_oneshot_tls(
             entry = inflight.get(fd)
             if entry is None:
                 continue
-            if entry[3] is None:  # connecting or handshaking
+            if entry[3] is None:  # connecting or handshaking: the request is still to send
                 try:
-                    if not _handshake(entry, fd, ep, context, host):
+                    if tls and not _handshake(entry, fd, ep, context, host):
                         continue
                     entry[0].send(entry[2])
+                    if not tls:
+                        entry[0].shutdown(shut_wr)
                 except OSError as exc:
                     fail(fd, entry[4], exc, perf())
                     continue
                 entry[3] = b""
+                if not tls:  # (the handshake left the mask at EPOLLIN)
+                    ep.modify(fd, _EPOLLIN)
                 continue
             sock = entry[0]
             try:
                 data = sock.recv(_MAX_REPLY)
+            except BlockingIOError:
+                continue
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                continue  # only TLS records for the engine (session tickets) so far
+                continue  # TLS: only records for the engine (session tickets) so far
             except ssl.SSLZeroReturnError:
                 data = b""
             except OSError as exc:
@@ -682,9 +414,11 @@ def run_oneshot_tls(
     return _result("oneshot", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
 
 
-def run_persistent_tls(
+# --------------------------------------------------------------- persistent
+
+
+def run_persistent(
     port: int,
-    context: ssl.SSLContext,
     *,
     host: str = "127.0.0.1",
     concurrency: int = 64,
@@ -696,23 +430,33 @@ def run_persistent_tls(
     src_ips: int = 1,
     src_first: int = 1,
     warmup: float = 0.0,
+    tls_context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
-    """Persistent connections over TLS: one handshake each, then a line and its reply, again and again."""
+    """Run the persistent workload in this process; return the raw result (histogram included).
+
+    Each slot's connection carries one request at a time.  The request is
+    fixed per slot (``<slot>.`` padded to ``payload_bytes``), so the
+    expected reply is built once, not per request.  With ``tls_context``,
+    over TLS: one handshake per connection, then lines and replies.
+    """
     raise_nofile_limit(concurrency + 64)
     sources = _sources(src_ips, src_first)
     dst = (host, port)
     ep = select.epoll()
     errors: Counter[str] = Counter()
-    latencies: list[int] = []
+    latencies: list[int] = []  # µs, of the requests completed after the warm-up
     ok = mismatches = issued = opened = 0
-    # fd -> [sock, t_start_ns, slot, reply buffer (None until the handshake is done), epoll mask]
+    # fd -> [sock, t_start_ns, slot, reply buffer (None while connecting or handshaking), epoll mask]
     conns: dict[int, list[Any]] = {}
-    retry: list[tuple[int, int]] = []
+    retry: list[tuple[int, int]] = []  # (not before ns, slot)
     pad = b"x" * payload_bytes
     wanted = [(b"%x." % slot + pad)[: max(payload_bytes, len(b"%x." % slot))] + b"\r\n"
               for slot in range(concurrency)]
     expected = [b"Requested: " + request for request in wanted]
     perf = time.perf_counter_ns
+    tls = tls_context is not None
+    context = cast(ssl.SSLContext, tls_context)  # used only when tls
+    error_kind = _tls_error_kind if tls else _error_kind
     t0 = perf()
     cpu0 = _cpu_seconds()
     t_measure = t0 + int(warmup * 1e9)
@@ -721,8 +465,8 @@ def run_persistent_tls(
 
     def fail(fd: int | None, slot: int, exc_or_kind: OSError | str, now: int) -> None:
         if fd is not None:
-            conns.pop(fd)[0].close()
-        errors[exc_or_kind if isinstance(exc_or_kind, str) else _tls_error_kind(exc_or_kind)] += 1
+            conns.pop(fd)[0].close()  # closing removes it from the epoll set
+        errors[exc_or_kind if isinstance(exc_or_kind, str) else error_kind(exc_or_kind)] += 1
         retry.append((now + 1_000_000, slot))
 
     def may_issue() -> bool:
@@ -748,15 +492,6 @@ def run_persistent_tls(
         conns[fd] = [sock, now, slot, None, _EPOLLOUT]
         ep.register(fd, _EPOLLOUT)
 
-    def send(fd: int, entry: list[Any], now: int) -> None:
-        request = wanted[entry[2]]
-        try:
-            # A short request on an idle connection: one TLS record, taken whole.
-            if entry[0].send(request) != len(request):
-                fail(fd, entry[2], "other", now)
-        except OSError as exc:
-            fail(fd, entry[2], exc, now)
-
     for slot in range(concurrency):
         open_slot(slot)
     next_scan = perf() + 50_000_000
@@ -770,21 +505,29 @@ def run_persistent_tls(
             if entry is None:
                 continue
             buffer = entry[3]
-            if buffer is None:  # connecting or handshaking
+            if buffer is None:  # connected (or failed), or handshaking: then send the first request
+                request = wanted[entry[2]]
                 try:
-                    if not _handshake(entry, fd, ep, context, host):
+                    if tls and not _handshake(entry, fd, ep, context, host):
+                        continue
+                    # A short request on an idle connection: the kernel (or one TLS record) takes it whole.
+                    if entry[0].send(request) != len(request):
+                        fail(fd, entry[2], "other", perf())
                         continue
                 except OSError as exc:
                     fail(fd, entry[2], exc, perf())
                     continue
                 entry[3] = b""
-                send(fd, entry, perf())
+                if not tls:  # (the handshake left the mask at EPOLLIN)
+                    ep.modify(fd, _EPOLLIN)
                 continue
             sock = entry[0]
             try:
                 data = sock.recv(_MAX_REPLY)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            except BlockingIOError:
                 continue
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue  # TLS: only records for the engine (session tickets) so far
             except ssl.SSLZeroReturnError:
                 data = b""
             except OSError as exc:
@@ -817,7 +560,13 @@ def run_persistent_tls(
                 continue
             entry[1] = end
             entry[3] = b""
-            send(fd, entry, end)
+            request = wanted[slot]
+            try:
+                # A short request on an idle connection: the kernel (or one TLS record) takes it whole.
+                if sock.send(request) != len(request):
+                    fail(fd, slot, "other", end)
+            except OSError as exc:
+                fail(fd, slot, exc, end)
         if retry:
             now = perf()
             due = [slot for when, slot in retry if when <= now]
@@ -835,6 +584,16 @@ def run_persistent_tls(
         entry[0].close()
     ep.close()
     return _result("persistent", concurrency, ok, mismatches, errors, latencies, cpu0, t0, t_measure, t_end)
+
+
+def run_oneshot_tls(port: int, context: ssl.SSLContext, **options: Any) -> dict[str, Any]:
+    """`run_oneshot` over TLS (kept for callers of the earlier API)."""
+    return run_oneshot(port, tls_context=context, **options)
+
+
+def run_persistent_tls(port: int, context: ssl.SSLContext, **options: Any) -> dict[str, Any]:
+    """`run_persistent` over TLS (kept for callers of the earlier API)."""
+    return run_persistent(port, tls_context=context, **options)
 
 
 # --------------------------------------------------------------------- idle
@@ -1414,15 +1173,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1 and not args.raw_json:
         result = _run_processes(args)
     else:
-        run: Callable[..., dict[str, Any]]
-        if args.tls_ca:
-            run = functools.partial(run_persistent_tls if args.mode == "persistent" else run_oneshot_tls,
-                                    context=client_context(args.tls_ca))
-        else:
-            run = run_persistent if args.mode == "persistent" else run_oneshot
+        run = run_persistent if args.mode == "persistent" else run_oneshot
         result = run(args.port, host=args.host, concurrency=args.concurrency, duration=args.duration,
                      requests=args.requests, payload_bytes=args.payload_bytes, check=args.check,
-                     timeout=args.timeout, src_ips=args.src_ips, src_first=args.src_ip_first, warmup=args.warmup)
+                     timeout=args.timeout, src_ips=args.src_ips, src_first=args.src_ip_first, warmup=args.warmup,
+                     tls_context=client_context(args.tls_ca) if args.tls_ca else None)
     if args.raw_json:
         print(json.dumps(result), flush=True)
     else:
