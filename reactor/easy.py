@@ -313,7 +313,7 @@ class _DatagramEndpoint(DatagramEndpoint):
             message = message.encode(self.encoding or "utf-8")
         elif not isinstance(message, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes, got {type(message).__name__}")
-        super().send(message, address)
+        super().send(message, address)  # socket-ok: the transport layer's DatagramEndpoint.send
 
     # ------------------------------------------------------------ side tasks
 

@@ -36,7 +36,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) ->
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.01)
+        time.sleep(0.01)  # sleep-ok: polling another process (nginx, HAProxy), bounded
 
 
 def free_port() -> int:

@@ -31,7 +31,7 @@ def wait_for(predicate: Callable[[], object], seconds: float = 5.0, what: str = 
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {seconds} s")
-        time.sleep(0.01)
+        time.sleep(0.01)  # sleep-ok: polling other processes (the supervisor, its workers), bounded
 
 
 def gone(pid: int) -> bool:

@@ -22,7 +22,7 @@ class PidServer(RequestServer):
         """See the module docstring."""
         command, _, rest = request.partition(" ")
         if command == "block":
-            time.sleep(float(rest))
+            time.sleep(float(rest))  # sleep-ok: a handler that blocks its worker on purpose (a request in flight)
         elif command == "sleep":
             seconds, _, marker = rest.partition(" ")
             with open(marker, "x"):

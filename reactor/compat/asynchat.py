@@ -132,7 +132,7 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
     def handle_read(self) -> None:
         """Read what is there and split it at the terminator (the terminator may change on the way)."""
         try:
-            data = self.recv(self.ac_in_buffer_size)
+            data = self.recv(self.ac_in_buffer_size)  # socket-ok: asynchat's own API
         except BlockingIOError:
             return  # readiness was a hint
         except OSError:
@@ -244,7 +244,7 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
             if isinstance(data, str) and self.use_encoding:
                 data = data.encode(self.encoding)
             try:
-                sent = self.send(data)
+                sent = self.send(data)  # socket-ok: asynchat's own API
             except OSError:
                 self.handle_error()
                 return
