@@ -381,7 +381,7 @@ class SocketWriter(io.BufferedIOBase):
         return True
 
     def write(self, b: Any) -> int:
-        self._sock.sendall(b)
+        self._sock.sendall(b)  # socket-ok: the stdlib's SocketWriter contract
         with memoryview(b) as view:
             return view.nbytes
 

@@ -472,7 +472,7 @@ class TCPServer(BaseServer):
 
     def get_request(self) -> tuple[Any, Any]:
         """Accept a connection; return (socket, client address).  May be overridden."""
-        request, client_address = self.socket.accept()
+        request, client_address = self.socket.accept()  # socket-ok: the stdlib's overridable hook
         if _ACCEPT_INHERITS_NONBLOCKING and request.gettimeout() is None:
             request.setblocking(True)
         return request, client_address
@@ -507,7 +507,7 @@ class UDPServer(TCPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         """Receive a datagram; return ((data, socket), client address)."""
-        data, client_addr = self.socket.recvfrom(self.max_packet_size, _MSG_DONTWAIT)
+        data, client_addr = self.socket.recvfrom(self.max_packet_size, _MSG_DONTWAIT)  # socket-ok: the stdlib's overridable hook
         return (data, self.socket), client_addr
 
     def server_activate(self) -> None:
@@ -794,4 +794,4 @@ class DatagramRequestHandler(BaseRequestHandler):
 
     def finish(self) -> None:
         """Send what was written to ``wfile``."""
-        self.socket.sendto(self.wfile.getvalue(), self.client_address)
+        self.socket.sendto(self.wfile.getvalue(), self.client_address)  # socket-ok: the stdlib's overridable hook
