@@ -507,7 +507,7 @@ class UDPServer(TCPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         """Receive a datagram; return ((data, socket), client address)."""
-        data, client_addr = self.socket.recvfrom(self.max_packet_size, _MSG_DONTWAIT)  # socket-ok: the stdlib's overridable hook
+        data, client_addr = self.socket.recvfrom(self.max_packet_size, _MSG_DONTWAIT)  # socket-ok: stdlib hook
         return (data, self.socket), client_addr
 
     def server_activate(self) -> None:
