@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import _thread
+import errno
 import gc
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 
@@ -115,3 +117,21 @@ def _close_default_reactor() -> Iterator[None]:
     default = core._default_reactor
     if default is not None and not default.is_closed() and not default.is_running():
         default.close()
+
+
+class EmfileSocket:
+    """Wraps a listening socket; ``_accept()`` fails with EMFILE while ``fail`` is set (and counts its calls)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fail = True
+        self.calls = 0
+
+    def _accept(self) -> tuple[int, object]:
+        self.calls += 1
+        if self.fail:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock._accept()  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -11,7 +10,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import run_until
+from conftest import EmfileSocket, run_until
 
 from reactor import Future, ManualClock, Reactor, RequestFailed, RequestServer, do_request
 
@@ -391,24 +390,6 @@ def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor) -> None:
     for c in (c1, c2, c3):
         c.close()
     s.close()
-
-
-class EmfileSocket:
-    """Wraps a listener; accept() fails with EMFILE while ``fail`` is set."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.fail = True
-        self.calls = 0
-
-    def _accept(self) -> tuple[int, object]:
-        self.calls += 1
-        if self.fail:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return self.sock._accept()  # type: ignore[attr-defined,no-any-return]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sock, name)
 
 
 def test_emfile_pauses_accepting_without_spinning(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_until
+from conftest import EmfileSocket, run_until
 
 from reactor import ManualClock, Reactor
 from reactor.streams import Protocol, Server, create_connection, create_server
@@ -319,24 +319,6 @@ def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor, factory:
         assert server.stats.active == 1
         second.close()
         run_until(reactor, lambda: server.stats.active == 0)
-
-
-class EmfileSocket:
-    """Wraps a listening socket; ``_accept()`` fails with EMFILE while ``fail`` is set."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.fail = True
-        self.calls = 0
-
-    def _accept(self) -> tuple[int, object]:
-        self.calls += 1
-        if self.fail:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return self.sock._accept()  # type: ignore[attr-defined,no-any-return]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sock, name)
 
 
 def test_emfile_pauses_accepting_for_accept_backoff(
