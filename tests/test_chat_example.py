@@ -14,6 +14,7 @@ import sys
 from types import ModuleType
 
 import pytest
+from chat_session import play_session, quiet
 from conftest import run_until
 
 from reactor import ManualClock, Reactor
@@ -33,12 +34,6 @@ def _load() -> ModuleType:
 chat_udp = _load()
 
 
-def _quiet(reactor: Reactor, turns: int = 5) -> None:
-    """A few more turns, so that a message that should not come has had its chance."""
-    for _ in range(turns):
-        reactor.run_once(0.01)
-
-
 def _env() -> dict[str, str]:
     root = str(EXAMPLE.parent.parent)
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -50,55 +45,9 @@ def test_two_clients_through_a_whole_session(reactor: Reactor, clock: ManualCloc
     alice = chat_udp.ChatClient("alice", chat.address, reactor=reactor)
     bob = chat_udp.ChatClient("bob", chat.address, reactor=reactor, answer_pings=False)
 
-    def settle(n_alice: int, n_bob: int) -> None:
-        run_until(reactor, lambda: len(alice.received) == n_alice and len(bob.received) == n_bob)
-
-    alice.join()
-    settle(1, 0)
-    bob.join("alice")
-    settle(1, 1)
-    bob.join()
-    settle(1, 2)
-    assert list(chat.users) == ["alice", "bob"]
-
-    alice.say("hello   bob")
-    settle(2, 3)
-    bob.tell("alice", "hi alice")
-    settle(3, 4)
-    bob.tell("nobody", "lost")  # unknown recipient: ignored
-
-    for beat in range(1, 4):  # three beats: alice answers, bob does not
-        clock.advance(10.0)
-        settle(3 + beat, 4 + beat)
-        run_until(reactor, lambda: chat.users["alice"].missed_pings == 0)
-        assert chat.users["bob"].missed_pings == beat
-    clock.advance(10.0)  # fourth beat: bob is dropped instead of pinged again
-    settle(7, 7)
-    run_until(reactor, lambda: chat.users["alice"].missed_pings == 0)
-    assert list(chat.users) == ["alice"]
-
-    alice.say("bye bob")
-    settle(8, 7)
-    bob.say("still here?")  # no longer a user: ignored
-    alice.exit()
-    run_until(reactor, lambda: not chat.users)
-    clock.advance(10.0)  # nobody left to ping
-    _quiet(reactor)
-
-    assert alice.received == [
-        "JOK",
-        "(alice) hello bob",
-        "(bob) hi alice",
-        "PING", "PING", "PING", "PING",
-        "(alice) bye bob",
-    ]
-    assert bob.received == [
-        "JERR NAME TAKEN",
-        "JOK",
-        "(alice) hello bob",
-        "(bob) hi alice",
-        "PING", "PING", "PING",
-    ]
+    play_session(
+        reactor, clock, chat, alice, bob, after_drop=lambda: bob.say("still here?")  # no longer a user: ignored
+    )
     for closable in (alice, bob, chat):
         closable.close()
 
@@ -114,7 +63,7 @@ def test_strangers_cannot_post_and_exit(reactor: Reactor) -> None:
     stranger.tell("member", "hi")
     stranger.exit()
     stranger.send("WHAT")
-    _quiet(reactor)
+    quiet(reactor)
     assert member.received == ["JOK"] and stranger.received == []
     assert list(chat.users) == ["member"]
     for closable in (member, stranger, chat):

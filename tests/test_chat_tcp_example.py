@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import pytest
+from chat_session import play_session, quiet
 from conftest import run_until
 
 from reactor import ManualClock, Reactor
@@ -34,12 +35,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _quiet(reactor: Reactor, turns: int = 5) -> None:
-    """A few more turns, so that a message that should not come has had its chance."""
-    for _ in range(turns):
-        reactor.run_once(0.01)
-
-
 def _connect(reactor: Reactor, hub: Any, name: str, **kwargs: Any) -> Any:
     fut = chat_tcp.connect(reactor, hub.tcp_address, name, **kwargs)
     run_until(reactor, fut.done)
@@ -51,7 +46,7 @@ def _close_all(reactor: Reactor, hub: Any, *members: Any) -> None:
         member.close()
     hub.close()
     run_until(reactor, lambda: not reactor.connections)
-    _quiet(reactor, 2)  # deliver the last connection_lost calls
+    quiet(reactor, 2)  # deliver the last connection_lost calls
 
 
 def test_two_tcp_members_through_a_whole_session(reactor: Reactor, clock: ManualClock) -> None:
@@ -60,55 +55,8 @@ def test_two_tcp_members_through_a_whole_session(reactor: Reactor, clock: Manual
     alice = _connect(reactor, hub, "alice")
     bob = _connect(reactor, hub, "bob", answer_pings=False)
 
-    def settle(n_alice: int, n_bob: int) -> None:
-        run_until(reactor, lambda: len(alice.received) == n_alice and len(bob.received) == n_bob)
-
-    alice.join()
-    settle(1, 0)
-    bob.join("alice")
-    settle(1, 1)
-    bob.join()
-    settle(1, 2)
-    assert list(hub.users) == ["alice", "bob"]
-
-    alice.say("hello   bob")
-    settle(2, 3)
-    bob.tell("alice", "hi alice")
-    settle(3, 4)
-    bob.tell("nobody", "lost")  # unknown recipient: ignored
-
-    for beat in range(1, 4):  # three beats: alice answers, bob does not
-        clock.advance(10.0)
-        settle(3 + beat, 4 + beat)
-        run_until(reactor, lambda: hub.users["alice"].missed_pings == 0)
-        assert hub.users["bob"].missed_pings == beat
-    clock.advance(10.0)  # fourth beat: bob is dropped and disconnected instead of pinged again
-    settle(7, 7)
-    run_until(reactor, lambda: bob.closed and hub.users["alice"].missed_pings == 0)
-    assert list(hub.users) == ["alice"]
-
-    alice.say("bye bob")
-    settle(8, 7)
-    alice.exit()
-    run_until(reactor, lambda: not hub.users)
+    play_session(reactor, clock, hub, alice, bob, bob_gone=lambda: bob.closed)
     assert not alice.closed  # EXIT logs out; the connection stays open
-    clock.advance(10.0)  # nobody left to ping
-    _quiet(reactor)
-
-    assert alice.received == [
-        "JOK",
-        "(alice) hello bob",
-        "(bob) hi alice",
-        "PING", "PING", "PING", "PING",
-        "(alice) bye bob",
-    ]
-    assert bob.received == [
-        "JERR NAME TAKEN",
-        "JOK",
-        "(alice) hello bob",
-        "(bob) hi alice",
-        "PING", "PING", "PING",
-    ]
     _close_all(reactor, hub, alice)
 
 
