@@ -49,6 +49,8 @@ MAX_READ = 64 * 1024
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
 
+_OPEN = State.OPEN
+_READ_CLOSED = State.READ_CLOSED
 _CLOSED = State.CLOSED
 _CLOSING = State.CLOSING
 _CONNECTING = State.CONNECTING
@@ -122,6 +124,9 @@ class TransportBase:
     _reading: bool
     _writing_paused: bool
     _closed_by_call: bool
+    _buffer: Any
+    _eof_pending: bool
+    _dispatching: bool
 
     def _describe(self) -> str:
         """How log lines and error reports name this connection."""
@@ -137,6 +142,72 @@ class TransportBase:
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by `write` and not yet handed on (implemented by the concrete transport)."""
         raise NotImplementedError
+
+    def _set_state(self, new: str) -> None:
+        """Change the state along the table (`reactor.transport.table`); provided by the row class."""
+        raise NotImplementedError
+
+    def _stop_reading(self) -> None:
+        """Stop taking input from below (a socket: unregister the reader).  Nothing by default."""
+
+    def _shutdown_write(self, inline: bool = True) -> None:
+        """Close the write side below, once the buffer is flushed (implemented by the concrete transport)."""
+        raise NotImplementedError
+
+    def _eof_from_peer(self) -> None:
+        state = self.state
+        if state == _CLOSED:
+            return
+        if state == _CLOSING:
+            self._close_now(None)
+            return
+        self._stop_reading()
+        if state == _OPEN:
+            self._set_state(_READ_CLOSED)
+        self._dispatching = True
+        try:
+            keep_open = self.protocol.eof_received()
+        except Exception as exc:
+            keep_open = False
+            self._protocol_failed(exc, "eof_received")
+        self._dispatching = False
+        state = self.state
+        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
+            self.close()  # both directions are done (or the protocol wants no more)
+            self._closed_by_call = False  # the peer finished it: later writes are dropped, not errors
+        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
+            self._call_connection_lost(self._lost)
+
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
+        state = self.state
+        if state == _CLOSED or state == _CLOSING:
+            return
+        self._closed_by_call = True
+        if state == _CONNECTING or not self._buffer:
+            self._close_now(None)
+            return
+        self._set_state(_CLOSING)
+        self._reading = False
+        self._stop_reading()
+
+    def write_eof(self) -> None:
+        """Close the write side once the buffer is flushed; keep reading (half-close)."""
+        state = self.state
+        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
+            return
+        if state == _CONNECTING:
+            raise RuntimeError("the transport is not connected yet")
+        if state == _READ_CLOSED:
+            # Both directions are done once this is flushed.
+            self.close()
+            return
+        self._set_state(_WRITE_CLOSED)
+        if self._buffer:
+            self._eof_pending = True
+        else:
+            self._shutdown_write(False)
+
 
     def _arm_deadline(self) -> None:
         if self.timer is not None:

@@ -208,23 +208,6 @@ class MemoryTransport(TransportBase):
             return
         self._schedule_delivery()  # the rest, or the EOF, in a later callback
 
-    def _eof_from_peer(self) -> None:
-        if self.state == _OPEN:
-            self._set_state(_READ_CLOSED)
-        self._dispatching = True
-        try:
-            keep_open = self.protocol.eof_received()
-        except Exception as exc:
-            keep_open = False
-            self._protocol_failed(exc, "eof_received")
-        self._dispatching = False
-        state = self.state
-        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
-            self.close()
-            self._closed_by_call = False  # closed because the peer finished, not by the protocol
-        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
-            self._call_connection_lost(self._lost)
-
     def pause_reading(self) -> None:
         """Stop calling ``data_received`` until `resume_reading`; what arrives stays in flight."""
         self._reading = False
@@ -305,21 +288,7 @@ class MemoryTransport(TransportBase):
         elif self._eof_pending:
             self._shutdown_write()
 
-    def write_eof(self) -> None:
-        """Close the write side once the buffer is flushed; keep reading (half-close)."""
-        state = self.state
-        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
-            return
-        if state == _READ_CLOSED:
-            self.close()
-            return
-        self._set_state(_WRITE_CLOSED)
-        if self._buffer:
-            self._eof_pending = True
-        else:
-            self._shutdown_write()
-
-    def _shutdown_write(self) -> None:
+    def _shutdown_write(self, inline: bool = True) -> None:
         self._eof_pending = False
         peer = self.peer
         peer._eof_in = True
@@ -330,18 +299,6 @@ class MemoryTransport(TransportBase):
         return len(self._buffer)
 
     # ------------------------------------------------------------------ closing
-
-    def close(self) -> None:
-        """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
-        state = self.state
-        if state == _CLOSED or state == _CLOSING:
-            return
-        self._closed_by_call = True
-        if not self._buffer:
-            self._close_now(None)
-            return
-        self._set_state(_CLOSING)
-        self._reading = False
 
     def abort(self) -> None:
         """Close at once, dropping the buffer (what is in flight still arrives); ``connection_lost(None)`` follows."""

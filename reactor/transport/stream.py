@@ -226,30 +226,6 @@ class StreamTransport(Connection, TransportBase):
         if lost is not _ALIVE and lost is not _DELIVERED:
             self._call_connection_lost(lost)
 
-    def _eof_from_peer(self) -> None:
-        state = self.state
-        if state == _CLOSED:
-            return
-        if state == _CLOSING:
-            self._close_now(None)
-            return
-        self._stop_reading()
-        if state == _OPEN:
-            self._set_state(_READ_CLOSED)
-        self._dispatching = True
-        try:
-            keep_open = self.protocol.eof_received()
-        except Exception as exc:
-            keep_open = False
-            self._protocol_failed(exc, "eof_received")
-        self._dispatching = False
-        state = self.state
-        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
-            self.close()  # both directions are done (or the protocol wants no more)
-            self._closed_by_call = False  # the peer finished it: later writes are dropped, not errors
-        if self._lost is not _ALIVE and self._lost is not _DELIVERED:
-            self._call_connection_lost(self._lost)
-
     def pause_reading(self) -> None:
         """Stop calling ``data_received`` until `resume_reading` (flow control)."""
         self._reading = False
@@ -328,23 +304,6 @@ class StreamTransport(Connection, TransportBase):
         elif self._eof_pending:
             self._shutdown_write()
 
-    def write_eof(self) -> None:
-        """Close the write side once the buffer is flushed; keep reading (half-close)."""
-        state = self.state
-        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
-            return
-        if state == _CONNECTING:
-            raise RuntimeError("the transport is not connected yet")
-        if state == _READ_CLOSED:
-            # Both directions are done once this is flushed.
-            self.close()
-            return
-        self._set_state(_WRITE_CLOSED)
-        if self._buffer:
-            self._eof_pending = True
-        else:
-            self._shutdown_write(False)
-
     def _shutdown_write(self, inline: bool = True) -> None:
         self._eof_pending = False
         try:
@@ -358,20 +317,6 @@ class StreamTransport(Connection, TransportBase):
         return len(buffer) if buffer else 0
 
     # ------------------------------------------------------------------ closing
-
-    def close(self) -> None:
-        """Stop reading, flush the buffer, then close; ``connection_lost(None)`` follows.  Idempotent."""
-        state = self.state
-        if state == _CLOSED or state == _CLOSING:
-            return
-        self._closed_by_call = True
-        if state == _CONNECTING or not self._buffer:
-            self._close_now(None)
-            return
-        self._set_state(_CLOSING)
-        self._reading = False
-        if self._events & _EV_READ:
-            self._stop_reading()
 
     def abort(self) -> None:
         """Close at once, dropping anything buffered; ``connection_lost(None)`` follows."""
