@@ -202,7 +202,10 @@ def test_sighup_under_steady_load_fails_no_request(supervise: Callable[..., Supe
         for thread in clients:
             thread.join(10)
     assert failed == []
-    assert old & set(answered) and new & set(answered[seen:]) == set(answered[seen:])
+    # Each of the 4 clients may append one reply an old worker sent before it exited
+    # after `seen` was read; every reply after those comes from a new worker.
+    later = answered[seen + len(clients) :]
+    assert old & set(answered) and later and set(later) <= new
     sup.signal(signal.SIGTERM)
     assert sup.proc.wait(10) == 0
 
