@@ -22,6 +22,10 @@ The class tree is the standard library's::
                            v
                        UDPServer --> UnixDatagramServer
 
+The module's names are those of the running interpreter's ``socketserver``
+and only those: ``ForkingUnixStreamServer`` and ``ForkingUnixDatagramServer``
+exist on Python 3.12 and later, as they do in the standard library.
+
 Methods for the caller: ``__init__(server_address, RequestHandlerClass,
 bind_and_activate=True, *, reactor=None)``, ``serve_forever()``,
 ``shutdown()``, ``handle_request()``, ``server_close()``, ``fileno()``, and
@@ -131,6 +135,10 @@ if hasattr(socket, "AF_UNIX"):
         "UnixDatagramServer",
         "UnixStreamServer",
     ]
+    # The module follows the running interpreter's standard library: these two
+    # arrived in 3.12, so they exist here exactly where they exist there.
+    if sys.version_info >= (3, 12) and hasattr(os, "fork"):
+        __all__ += ["ForkingUnixDatagramServer", "ForkingUnixStreamServer"]
 
 #: Linux accepted sockets never inherit O_NONBLOCK; BSD and macOS ones do.
 _ACCEPT_INHERITS_NONBLOCKING = not sys.platform.startswith("linux")
@@ -147,7 +155,7 @@ class BaseServer:
 
     Methods for the caller:
 
-    - __init__(server_address, RequestHandlerClass, *, reactor=None)
+    - ``__init__(server_address, RequestHandlerClass, *, reactor=None)``
     - serve_forever(poll_interval=0.5)
     - shutdown()
     - handle_request()  # if you do not use serve_forever()
@@ -399,7 +407,7 @@ class TCPServer(BaseServer):
 
     Methods for the caller:
 
-    - __init__(server_address, RequestHandlerClass, bind_and_activate=True, *, reactor=None)
+    - ``__init__(server_address, RequestHandlerClass, bind_and_activate=True, *, reactor=None)``
     - serve_forever(poll_interval=0.5)
     - shutdown()
     - handle_request()  # if you don't use serve_forever()
@@ -709,6 +717,14 @@ if hasattr(socket, "AF_UNIX"):
 
     class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer):
         pass
+
+    if sys.version_info >= (3, 12) and hasattr(os, "fork"):
+
+        class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer):
+            pass
+
+        class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer):
+            pass
 
 
 class BaseRequestHandler:

@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import socketserver as stdlib_socketserver
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +105,25 @@ def test_public_names_and_signatures_match_the_stdlib() -> None:
             elif attr != "request_queue_size":  # SOMAXCONN by design (docs/socketserver.md)
                 assert mine == value, f"{name}.{attr}"
     assert ss.TCPServer.request_queue_size == socket.SOMAXCONN
+
+
+def _public_classes(module: Any) -> set[str]:
+    """The public classes a module defines itself (not ones it imports)."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and not name.startswith("_") and value.__module__ == module.__name__
+    }
+
+
+def test_names_follow_the_running_interpreters_stdlib() -> None:
+    """The classes are exactly this interpreter's: the forking Unix servers exist from 3.12 on, as in the stdlib."""
+    assert _public_classes(ss) == _public_classes(stdlib_socketserver)
+    assert set(ss.__all__) == _public_classes(ss)
+    forking_unix = {"ForkingUnixStreamServer", "ForkingUnixDatagramServer"}
+    has_them = sys.version_info >= (3, 12) and hasattr(os, "fork") and hasattr(socket, "AF_UNIX")
+    assert (forking_unix <= set(ss.__all__)) == has_them
+    assert all(hasattr(ss, name) == has_them for name in forking_unix)
 
 
 def test_implementation_never_imports_the_stdlib_socketserver() -> None:
@@ -609,7 +629,7 @@ def test_threading_server_tracks_only_live_threads_and_joins_them() -> None:
 
 def test_daemon_threads_are_not_tracked() -> None:
     """daemon_threads=True: request threads are daemons and server_close() does not wait for them."""
-    done = threading.Event()
+    handlers: list[threading.Thread] = []
 
     class Daemonic(ss.ThreadingTCPServer):
         daemon_threads = True
@@ -617,16 +637,19 @@ def test_daemon_threads_are_not_tracked() -> None:
     class Check(UpperLine):
         def handle(self) -> None:
             assert threading.current_thread().daemon
+            handlers.append(threading.current_thread())
             super().handle()
-            done.set()
 
     server = Daemonic((HOST, 0), Check)
     client = send(server.server_address, b"d\n")
     server.handle_request()
     assert len(server._threads) == 0
     assert read_all(client) == b"D\n"
-    done.wait(5)
     server.server_close()
+    # The client sees EOF at shutdown(SHUT_WR), just before the thread closes the
+    # connection: wait for it here, or the socket would close during a later test.
+    handlers[0].join(5)
+    assert not handlers[0].is_alive()
 
 
 # ---------------------------------------------------------------- processes
@@ -726,6 +749,27 @@ def test_forking_without_pidfd_falls_back_to_service_actions(
 
     run_until(real_reactor, reaped)
     server.server_close()
+
+
+@requires_fork
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the standard library added the forking Unix servers in 3.12")
+def test_forking_unix_servers_share_a_reactor_and_reap_by_pidfd(real_reactor: Reactor, tmp_path: Path) -> None:
+    """ForkingUnixStreamServer and ForkingUnixDatagramServer answer from children, on one reactor, reaped at once."""
+    stream = ss.ForkingUnixStreamServer(str(tmp_path / "s"), UpperLine, reactor=real_reactor)
+    dgram = ss.ForkingUnixDatagramServer(str(tmp_path / "d"), UpperDatagram, reactor=real_reactor)
+    client = send(stream.server_address, b"stream\n", socket.AF_UNIX)
+    datagram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # socket-ok: the test's own client
+    datagram.settimeout(5)
+    datagram.bind(str(tmp_path / "client"))
+    datagram.sendto(b"datagram", dgram.server_address)
+    run_until(real_reactor, lambda: _readable(client) and _readable(datagram))
+    assert read_all(client) == b"STREAM\n"
+    with datagram:
+        assert datagram.recv(100) == b"DATAGRAM"
+    run_until(real_reactor, lambda: not stream.active_children and not dgram.active_children)
+    stream.server_close()
+    dgram.server_close()
+    assert registered_fds(real_reactor) == 0
 
 
 # ---------------------------------------------------------------- embedding

@@ -1,8 +1,12 @@
 """CPython's own socketserver test suite, run against reactor.socketserver.
 
-The suite is ``test.test_socketserver`` from the interpreter's ``test``
-package.  Its source is loaded and executed as a fresh module with two
-substitutions, each checked to apply exactly once:
+The suite is ``test.test_socketserver`` from the running interpreter's
+``test`` package, so each Python checks the module against its own
+standard library: from 3.12 on, the suite also serves with
+``socketserver.ForkingUnixStreamServer`` and ``ForkingUnixDatagramServer``,
+which ``reactor.socketserver`` then has too.  Its source is loaded and
+executed as a fresh module with two substitutions, each checked to apply
+exactly once:
 
 - ``import socketserver`` binds ``reactor.socketserver`` instead, so every
   server class the suite uses or subclasses at import time is ours;
@@ -16,6 +20,8 @@ out), the single placeholder test is skipped and says so.
 """
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 from cpython_suites import load_suite, run_suite_test, suite_ids, suite_params
@@ -46,3 +52,20 @@ def test_suite_is_the_whole_module() -> None:
         pytest.skip(REASON)
     assert len(PARAMS) == len(suite_ids(MODULE)) >= 20
     assert MODULE.socketserver.__name__ == "reactor.socketserver"
+
+
+def test_forking_unix_tests_serve_with_our_classes() -> None:
+    """The suite's forking Unix tests serve with reactor.socketserver's classes: the module's own from 3.12."""
+    if MODULE is None:
+        pytest.skip(REASON)
+    ids = set(suite_ids(MODULE))
+    assert {"SocketServerTest.test_ForkingUnixStreamServer", "SocketServerTest.test_ForkingUnixDatagramServer"} <= ids
+    if sys.version_info >= (3, 12):
+        # The suite takes them from the module under test, so the module must have them.
+        stream = MODULE.socketserver.ForkingUnixStreamServer
+        datagram = MODULE.socketserver.ForkingUnixDatagramServer
+    else:
+        # 3.11's suite defines them itself, from the module's mix-in and servers.
+        stream, datagram = MODULE.ForkingUnixStreamServer, MODULE.ForkingUnixDatagramServer
+    for cls in (stream, datagram):
+        assert {base.__module__ for base in cls.__mro__[1:-1]} == {"reactor.socketserver"}, cls

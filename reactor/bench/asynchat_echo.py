@@ -42,7 +42,7 @@ def backport_unavailable() -> str | None:
         try:
             metadata.distribution(dist)
         except metadata.PackageNotFoundError:
-            return f"{dist} is not installed (pip install pyasyncore pyasynchat, or 'reactor[bench]')"
+            return f"{dist} is not installed (pip install pyasyncore pyasynchat, or 'selreactor[bench]')"
     return None
 
 

@@ -350,7 +350,7 @@ def tls_files() -> Iterator[TLSFiles]:
     try:
         import trustme
     except ImportError:
-        raise SystemExit("--tls makes its certificates with trustme: pip install 'reactor[bench]'") from None
+        raise SystemExit("--tls makes its certificates with trustme: pip install 'selreactor[bench]'") from None
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     with tempfile.TemporaryDirectory(prefix="reactor-bench-tls-") as tmp:
@@ -1097,7 +1097,7 @@ def plot(report: dict[str, Any], path: str) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'reactor[bench]'") from None
+        raise SystemExit("--plot needs matplotlib: pip install 'selreactor[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

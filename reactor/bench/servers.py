@@ -384,7 +384,7 @@ def available(kind: str) -> str | None:
     if kind not in SERVERS:
         return f"unknown server {kind!r} (known: {', '.join(SERVERS)})"
     if kind.startswith("uvloop") and importlib.util.find_spec("uvloop") is None:
-        return "uvloop is not installed (pip install 'reactor[bench]')"
+        return "uvloop is not installed (pip install 'selreactor[bench]')"
     if kind == "asynchat-backport":
         from .asynchat_echo import backport_unavailable
 
