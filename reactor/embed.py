@@ -1,76 +1,312 @@
-"""Drive a `Reactor` from another event loop.
+"""Drive a `Reactor` from another event loop: asyncio, Tk, Qt, or your own.
 
 The contract (libuv's ``uv_backend_fd`` / ``uv_backend_timeout`` /
 ``UV_RUN_NOWAIT``): the host watches `Reactor.fileno()` for readability,
 sleeps at most `Reactor.timeout()` seconds, and then calls
 ``reactor.run_once(0)``.  After each turn it asks `timeout()` again.  The
 reactor makes its fd readable when work is scheduled from another thread or
-from host code, so the host never has to poll.
+from host code, so the host never has to poll: an idle reactor (``timeout()``
+is None) costs the host nothing at all.
 
-`attach_asyncio` implements that for an asyncio loop; `attach_tkinter` for a
-Tk root on Unix.  Any other host (Qt's ``QSocketNotifier`` + ``QTimer``, GLib,
-a plain ``select`` loop — see ``examples/embed_select.py``) needs the same
-twenty lines.
+Every host loop offers the same two primitives, a file-descriptor watch and a
+one-shot timer, so every driver is the same loop written once in `HostDriver`
+(tick, ``run_once(0)``, re-arm the timer) over four small hooks.
+`AsyncioDriver`, `TkinterDriver` and `QtDriver` are those hooks for their
+hosts; a GLib or wx driver is another twenty lines.  A plain ``select`` loop
+needs no driver at all (see ``examples/embed_select.py``).
+
+What can go wrong, and what we chose
+------------------------------------
+*Re-arming a timer on every turn.*  A busy server turns thousands of times a
+second while its next deadline does not move; cancelling and re-arming a host
+timer each time is pure overhead.  A timer already armed for (nearly) the same
+deadline is kept: ``timer_resolution`` says how near is near enough (0.1 ms
+for asyncio, 1 ms for the millisecond timers of Tk and Qt, which are rounded
+up so they never fire before the reactor's timer is due).
+
+*The reactor closed under a live driver.*  Hosts disagree about a watched fd
+that gets closed: epoll forgets it silently (and asyncio's bookkeeping then
+breaks when the number is reused), Qt warns "Invalid socket" and disables the
+notifier, Tcl's ``select`` notifier may spin.  So a driver watches its own
+duplicate of `Reactor.fileno()`, which stays valid whatever happens to the
+reactor, and detaches itself at its next wakeup once the reactor is closed;
+`HostDriver.close` releases the duplicate.  Close the driver first and the
+question never comes up.
+
+*Nested host loops.*  GUI code runs nested event loops (Tk's ``update()``,
+Qt's modal ``exec()``, ``processEvents()``) from inside callbacks, which
+here means from inside a reactor turn.  A turn cannot start inside another
+turn, and a readable fd that nobody drains makes a level-triggered host spin
+(``update()`` would never return).  Drivers for such hosts set
+``pause_during_turn``: the fd is unwatched while a turn runs, and a timer
+that fires meanwhile is ignored (the turn re-arms it when it ends).
+
+``import reactor.embed`` imports no host: each driver imports its own
+toolkit when it is created.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import importlib
+import math
+import os
+import sys
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .core import Reactor
 
-__all__ = ["AsyncioDriver", "attach_asyncio", "TkinterDriver", "attach_tkinter"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "HostDriver",
+    "AsyncioDriver",
+    "attach_asyncio",
+    "TkinterDriver",
+    "attach_tkinter",
+    "QtDriver",
+    "attach_qt",
+    "QT_BINDINGS",
+]
+
+#: The Qt bindings `QtDriver` supports, in the order it tries to import them.
+QT_BINDINGS = ("PySide6", "PyQt6")
+
+#: The longest single timer Tk's ``after`` and Qt's ``QTimer`` take (ms, a C int).
+#: A longer reactor timeout arms this one; its early wakeup just re-arms.
+_MAX_TIMER_MS = 2**31 - 1
 
 
-class AsyncioDriver:
-    """Runs a reactor's turns from an asyncio loop; `close()` detaches it."""
+def _milliseconds(delay: float) -> int:
+    """``delay`` seconds as host-timer milliseconds, rounded up (never early)."""
+    return min(_MAX_TIMER_MS, max(0, math.ceil(delay * 1000)))
 
-    __slots__ = ("reactor", "loop", "_fd", "_timer", "_deadline", "_closed")
 
-    def __init__(self, reactor: Reactor, loop: asyncio.AbstractEventLoop) -> None:
+class HostDriver(ABC):
+    """Runs a reactor's turns from a host event loop; `close()` detaches it.
+
+    The shared loop: when the host reports the reactor's fd readable
+    (`on_readable`) or the driver's timer fires (`on_timer`), run one
+    non-blocking turn (``reactor.run_once(0)``), then arm the host timer for
+    `Reactor.timeout()` seconds, or disarm it when that is None.
+
+    Methods for the caller: `close`, `statistics`, and the `closed` property.
+
+    Methods a host driver implements (the host calls none of them, the base
+    does): `watch_fd`, `unwatch_fd`, `arm_timer`, `cancel_timer`, and
+    optionally `host_time`.  Its host callbacks call `on_readable` and
+    `on_timer`.  A subclass sets up whatever the hooks use *before* calling
+    ``super().__init__(reactor)``, which starts watching at once.
+    """
+
+    __slots__ = (
+        "reactor",
+        "_fd",
+        "_deadline",
+        "_closed",
+        "_watching",
+        "_in_turn",
+        "_turns",
+        "_fd_wakeups",
+        "_timer_wakeups",
+        "_timers_armed",
+        "__weakref__",
+    )
+
+    #: A timer armed for a deadline within this many seconds of the new one is kept.
+    timer_resolution: float = 1e-4
+    #: Unwatch the fd while a turn runs (hosts that run nested loops from callbacks).
+    pause_during_turn: bool = False
+
+    def __init__(self, reactor: Reactor) -> None:
         self.reactor = reactor
-        self.loop = loop
-        self._fd = reactor.fileno()
-        self._timer: asyncio.TimerHandle | None = None
+        self._closed = True  # until the duplicate exists: nothing to release
+        self._watching = False
+        self._in_turn = False
         self._deadline: float | None = None
+        self._turns = 0
+        self._fd_wakeups = 0
+        self._timer_wakeups = 0
+        self._timers_armed = 0
+        self._fd = os.dup(reactor.fileno())
         self._closed = False
-        loop.add_reader(self._fd, self._tick)
-        self._reschedule()
+        try:
+            self.watch_fd(self._fd)
+            self._watching = True
+            self._reschedule()
+        except BaseException:
+            self.close()
+            raise
 
-    def _tick(self) -> None:
-        if self._closed:
+    # ------------------------------------------------------------ the hooks
+
+    @abstractmethod
+    def watch_fd(self, fd: int) -> None:
+        """Make the host call `on_readable` whenever ``fd`` is readable."""
+
+    @abstractmethod
+    def unwatch_fd(self, fd: int) -> None:
+        """Stop watching ``fd`` (it stays open; the base closes it)."""
+
+    @abstractmethod
+    def arm_timer(self, delay: float, deadline: float) -> None:
+        """Make the host call `on_timer` once, ``delay`` seconds from now.
+
+        ``deadline`` is the same moment on `host_time`'s clock.  At most one
+        timer is armed at a time: the base cancels the old one first.
+        """
+
+    @abstractmethod
+    def cancel_timer(self) -> None:
+        """Cancel the timer armed by `arm_timer` (called only while it is pending)."""
+
+    def host_time(self) -> float:
+        """The host's monotonic clock, in seconds (default: `time.monotonic`)."""
+        return time.monotonic()
+
+    # ------------------------------------------------- called by the host
+
+    def on_readable(self, *_: object) -> None:
+        """The host saw the reactor's fd readable: run a turn."""
+        self._fd_wakeups += 1
+        self._turn()
+
+    def on_timer(self, *_: object) -> None:
+        """The driver's host timer fired: run a turn."""
+        self._deadline = None  # the host forgets a timer once it has fired
+        self._timer_wakeups += 1
+        self._turn()
+
+    # --------------------------------------------------------- the loop
+
+    def _turn(self) -> None:
+        if self._closed or self._in_turn:
+            return  # a nested host loop inside a turn: the turn re-arms when it ends
+        reactor = self.reactor
+        if reactor.is_closed():
+            self.close()
             return
-        self._timer = None
-        self._deadline = None
-        self.reactor.run_once(0)
-        self._reschedule()
+        self._in_turn = True
+        pause = self.pause_during_turn
+        if pause:
+            self.unwatch_fd(self._fd)
+            self._watching = False
+        try:
+            self._turns += 1
+            reactor.run_once(0)
+        finally:
+            self._in_turn = False
+            if reactor.is_closed():
+                self.close()
+            elif not self._closed:
+                if pause:
+                    self.watch_fd(self._fd)
+                    self._watching = True
+                self._reschedule()
 
     def _reschedule(self) -> None:
         delay = self.reactor.timeout()
         if delay is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self._deadline is not None:
                 self._deadline = None
+                self.cancel_timer()
             return
-        deadline = self.loop.time() + delay
-        if self._timer is not None:
-            if self._deadline is not None and abs(deadline - self._deadline) < 1e-4:
+        deadline = self.host_time() + delay
+        armed = self._deadline
+        if armed is not None:
+            if abs(deadline - armed) < self.timer_resolution:
                 return
-            self._timer.cancel()
+            self.cancel_timer()
         self._deadline = deadline
-        self._timer = self.loop.call_at(deadline, self._tick)
+        self._timers_armed += 1
+        self.arm_timer(delay, deadline)
+
+    # ----------------------------------------------------- for the caller
+
+    @property
+    def closed(self) -> bool:
+        """True once the driver is detached (by `close`, or because its reactor closed)."""
+        return self._closed
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: turns run, wakeups by fd and by timer, host timers armed."""
+        return {
+            "turns": self._turns,
+            "fd_wakeups": self._fd_wakeups,
+            "timer_wakeups": self._timer_wakeups,
+            "timers_armed": self._timers_armed,
+        }
 
     def close(self) -> None:
-        """Stop driving the reactor (the reactor itself stays open)."""
+        """Stop driving the reactor (the reactor itself stays open); idempotent.
+
+        The fd is unwatched and the timer cancelled before the driver's
+        duplicate of the reactor's fd is closed.  May be called from a
+        reactor callback.
+        """
         if self._closed:
             return
         self._closed = True
-        self.loop.remove_reader(self._fd)
+        try:
+            if self._deadline is not None:
+                self._deadline = None
+                self.cancel_timer()
+            if self._watching:
+                self._watching = False
+                self.unwatch_fd(self._fd)
+        finally:
+            os.close(self._fd)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "attached"
+        return f"<{type(self).__name__} {state} reactor={self.reactor!r}>"
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            # The host no longer references the driver, so only the duplicate is left.
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self._closed = True
+            os.close(self._fd)
+
+
+# ------------------------------------------------------------------- asyncio
+
+
+class AsyncioDriver(HostDriver):
+    """Runs a reactor's turns from an asyncio loop (``add_reader`` + ``call_at``)."""
+
+    __slots__ = ("loop", "_timer")
+
+    def __init__(self, reactor: Reactor, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+        super().__init__(reactor)
+
+    def watch_fd(self, fd: int) -> None:
+        """``loop.add_reader``."""
+        self.loop.add_reader(fd, self.on_readable)
+
+    def unwatch_fd(self, fd: int) -> None:
+        """``loop.remove_reader``."""
+        self.loop.remove_reader(fd)
+
+    def arm_timer(self, delay: float, deadline: float) -> None:
+        """``loop.call_at`` on the loop's own clock."""
+        self._timer = self.loop.call_at(deadline, self.on_timer)
+
+    def cancel_timer(self) -> None:
+        """Cancel the pending ``call_at`` handle."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def host_time(self) -> float:
+        """``loop.time()``."""
+        return self.loop.time()
 
 
 def attach_asyncio(reactor: Reactor, loop: asyncio.AbstractEventLoop | None = None) -> AsyncioDriver:
@@ -79,61 +315,163 @@ def attach_asyncio(reactor: Reactor, loop: asyncio.AbstractEventLoop | None = No
     Reactor futures then become awaitable from the loop's coroutines.
     """
     if loop is None:
+        import asyncio
+
         loop = asyncio.get_running_loop()
     return AsyncioDriver(reactor, loop)
 
 
-class TkinterDriver:
-    """Runs a reactor's turns from a Tk main loop (Unix: ``createfilehandler``)."""
+# ------------------------------------------------------------------------ Tk
 
-    __slots__ = ("reactor", "root", "_fd", "_after", "_closed")
+
+class TkinterDriver(HostDriver):
+    """Runs a reactor's turns from a Tk main loop (Unix: ``createfilehandler`` + ``after``)."""
+
+    __slots__ = ("root", "_readable", "_after")
+
+    timer_resolution = 1e-3
+    pause_during_turn = True
 
     def __init__(self, reactor: Reactor, root: Any) -> None:
         import tkinter
 
-        self.reactor = reactor
         self.root = root
-        self._fd = reactor.fileno()
+        self._readable: int = tkinter.READABLE
         self._after: str | None = None
-        self._closed = False
-        root.tk.createfilehandler(self._fd, tkinter.READABLE, self._on_fd)
-        self._reschedule()
+        super().__init__(reactor)
 
-    def _on_fd(self, fd: int, mask: int) -> None:
-        self._tick()
+    def watch_fd(self, fd: int) -> None:
+        """``root.tk.createfilehandler``."""
+        self.root.tk.createfilehandler(fd, self._readable, self.on_readable)
 
-    def _tick(self) -> None:
-        if self._closed:
-            return
+    def unwatch_fd(self, fd: int) -> None:
+        """``root.tk.deletefilehandler``."""
+        self.root.tk.deletefilehandler(fd)
+
+    def arm_timer(self, delay: float, deadline: float) -> None:
+        """``root.after``, in whole milliseconds rounded up."""
+        self._after = self.root.after(_milliseconds(delay), self._after_fired)
+
+    def cancel_timer(self) -> None:
+        """``root.after_cancel``."""
         if self._after is not None:
             self.root.after_cancel(self._after)
             self._after = None
-        self.reactor.run_once(0)
-        self._reschedule()
-
-    def _reschedule(self) -> None:
-        delay = self.reactor.timeout()
-        if self._after is not None:
-            self.root.after_cancel(self._after)
-            self._after = None
-        if delay is not None:
-            self._after = self.root.after(max(0, int(delay * 1000 + 0.999)), self._after_fired)
 
     def _after_fired(self) -> None:
         self._after = None
-        self._tick()
-
-    def close(self) -> None:
-        """Stop driving the reactor."""
-        if self._closed:
-            return
-        self._closed = True
-        self.root.tk.deletefilehandler(self._fd)
-        if self._after is not None:
-            self.root.after_cancel(self._after)
-            self._after = None
+        self.on_timer()
 
 
 def attach_tkinter(reactor: Reactor, root: Any) -> TkinterDriver:
-    """Drive ``reactor`` from the Tk main loop of ``root`` (Unix only)."""
+    """Drive ``reactor`` from the Tk main loop of ``root`` (Unix only) until detached."""
     return TkinterDriver(reactor, root)
+
+
+# ------------------------------------------------------------------------ Qt
+
+
+def _qt_binding(app: Any, binding: str | None) -> str:
+    """Which Qt binding to use: the one asked for, the application's, one already imported, or the first importable."""
+    if binding is not None:
+        if binding not in QT_BINDINGS:
+            raise ValueError(f"binding must be one of {', '.join(QT_BINDINGS)}, got {binding!r}")
+        return binding
+    if app is not None:
+        root = type(app).__module__.partition(".")[0]
+        if root not in QT_BINDINGS:
+            raise TypeError(f"{type(app).__name__} is not a {' or '.join(QT_BINDINGS)} application; pass binding=")
+        return root
+    for name in QT_BINDINGS:
+        if name in sys.modules:
+            return name
+    for name in QT_BINDINGS:
+        try:
+            importlib.import_module(f"{name}.QtCore")
+        except ImportError:
+            continue
+        return name
+    raise ImportError(f"attach_qt() needs one of {', '.join(QT_BINDINGS)}: pip install PySide6")
+
+
+class QtDriver(HostDriver):
+    """Runs a reactor's turns from a Qt event loop (``QSocketNotifier`` + single-shot ``QTimer``).
+
+    Works with PySide6 and PyQt6; ``binding`` names the one to use (default:
+    the application's).  Create it in the thread that runs the Qt loop.
+    """
+
+    __slots__ = ("app", "binding", "_qtcore", "_notifier", "_timer")
+
+    timer_resolution = 1e-3
+    pause_during_turn = True
+
+    def __init__(self, reactor: Reactor, app: Any = None, *, binding: str | None = None) -> None:
+        self.binding = _qt_binding(app, binding)
+        qtcore: Any = importlib.import_module(f"{self.binding}.QtCore")
+        if app is None:
+            app = qtcore.QCoreApplication.instance()
+            if app is None:
+                raise RuntimeError("create the QApplication (or QCoreApplication) before attach_qt()")
+        self.app: Any = app
+        self._qtcore = qtcore
+        self._notifier: Any = None  # created by the first watch_fd: it needs the fd
+        # Children of the application: Qt owns them, so deleteLater() in close()
+        # deletes them, not the garbage collector at some unsafe moment.
+        timer = qtcore.QTimer(app)
+        timer.setSingleShot(True)
+        timer.setTimerType(qtcore.Qt.TimerType.PreciseTimer)  # coarse timers may fire 5 % early
+        timer.timeout.connect(self.on_timer)
+        self._timer: Any = timer
+        super().__init__(reactor)
+
+    def watch_fd(self, fd: int) -> None:
+        """Enable the ``QSocketNotifier`` (Read) on ``fd``, creating it the first time."""
+        if self._notifier is None:
+            qtcore = self._qtcore
+            self._notifier = qtcore.QSocketNotifier(fd, qtcore.QSocketNotifier.Type.Read, self.app)
+            self._notifier.activated.connect(self.on_readable)
+        self._notifier.setEnabled(True)
+
+    def unwatch_fd(self, fd: int) -> None:
+        """Disable the notifier."""
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+
+    def arm_timer(self, delay: float, deadline: float) -> None:
+        """Start the single-shot ``QTimer``, in whole milliseconds rounded up."""
+        self._timer.start(_milliseconds(delay))
+
+    def cancel_timer(self) -> None:
+        """Stop the ``QTimer``."""
+        self._timer.stop()
+
+    def close(self) -> None:
+        """Stop driving the reactor: the notifier is disabled and deleted, the timer stopped and deleted.
+
+        Deletion is ``deleteLater()``: safe from inside the notifier's own
+        signal, done when control returns to the Qt loop (or with the application).
+        """
+        if self._closed:
+            return
+        try:
+            super().close()
+        finally:
+            notifier, self._notifier = self._notifier, None
+            if notifier is not None:
+                notifier.setEnabled(False)
+                notifier.activated.disconnect(self.on_readable)
+                notifier.deleteLater()
+            timer = self._timer
+            timer.stop()
+            timer.timeout.disconnect(self.on_timer)
+            timer.deleteLater()
+
+
+def attach_qt(reactor: Reactor, app: Any = None, *, binding: str | None = None) -> QtDriver:
+    """Drive ``reactor`` from the Qt event loop of ``app`` (default: the running application) until detached.
+
+    ``binding`` is ``"PySide6"`` or ``"PyQt6"``; by default the binding of
+    ``app``, else one already imported, else the first importable.
+    """
+    return QtDriver(reactor, app, binding=binding)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import select
 import socket
 import subprocess
@@ -11,9 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from embed_hosts import AsyncioHost, serve_in_host
 
 from reactor import ManualClock, Reactor
-from reactor.embed import attach_asyncio
+from reactor.embed import HostDriver, _milliseconds, attach_asyncio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +87,7 @@ def host_loop(r: Reactor, extra: list[socket.socket], until: float, wakes: list[
             return
         t = r.timeout()
         wait = until - now if t is None else min(t, until - now)
-        select.select([fd, *extra], [], [], wait)
+        select.select([fd, *(s.fileno() for s in extra)], [], [], wait)
         wakes.append(r.time())
         r.run_once(0)
 
@@ -180,51 +183,173 @@ def test_embed_select_example_runs() -> None:
     assert "reactor tick" in out and out.strip().endswith("done")
 
 
-class FakeTk:
-    """Just enough of a Tk root for the driver: file handlers and after() timers."""
+class FakeHost(HostDriver):
+    """A host with nothing but a watch set and one timer slot, on the test's manual clock."""
 
-    def __init__(self) -> None:
-        self.handlers: dict[int, object] = {}
-        self.timers: dict[str, tuple[int, object]] = {}
-        self.tk = self
-        self._n = 0
+    __slots__ = ("clock", "watched", "timer", "log")
 
-    def createfilehandler(self, fd: int, mask: int, fn: object) -> None:
-        self.handlers[fd] = fn
+    pause_during_turn = False
 
-    def deletefilehandler(self, fd: int) -> None:
-        del self.handlers[fd]
+    def __init__(self, reactor: Reactor, clock: ManualClock) -> None:
+        self.clock = clock
+        self.watched: set[int] = set()
+        self.timer: tuple[float, float] | None = None
+        self.log: list[str] = []
+        super().__init__(reactor)
 
-    def after(self, ms: int, fn: object) -> str:
-        self._n += 1
-        key = f"after#{self._n}"
-        self.timers[key] = (ms, fn)
-        return key
+    def watch_fd(self, fd: int) -> None:
+        self.log.append("watch")
+        self.watched.add(fd)
 
-    def after_cancel(self, key: str) -> None:
-        self.timers.pop(key, None)
+    def unwatch_fd(self, fd: int) -> None:
+        self.log.append("unwatch")
+        self.watched.remove(fd)
+
+    def arm_timer(self, delay: float, deadline: float) -> None:
+        assert self.timer is None, "the base cancels before it re-arms"
+        self.log.append(f"arm {delay:g}")
+        self.timer = (delay, deadline)
+
+    def cancel_timer(self) -> None:
+        assert self.timer is not None, "cancel only a pending timer"
+        self.log.append("cancel")
+        self.timer = None
+
+    def host_time(self) -> float:
+        return self.clock.now
+
+    def fire(self) -> None:
+        """The host's timer goes off (the host forgets it first)."""
+        assert self.timer is not None
+        self.timer = None
+        self.on_timer()
 
 
-def test_tkinter_driver_with_fake_root(clock: ManualClock) -> None:
-    """The Tk driver registers fileno(), arms after() from timeout(), and runs turns."""
-    pytest.importorskip("tkinter")
-    from reactor.embed import attach_tkinter
+class PausingHost(FakeHost):
+    """A FakeHost for a host with nested loops: the fd is unwatched during a turn."""
 
-    with Reactor(clock=clock) as r:
-        got: list[str] = []
-        r.call_later(0.25, got.append, "timer")
-        root = FakeTk()
-        driver = attach_tkinter(r, root)
-        assert list(root.handlers) == [r.fileno()]
-        [key] = root.timers
-        ms, fire = root.timers.pop(key)  # Tk forgets a timer once it fires
-        assert ms == 250
-        clock.advance(0.25)
-        fire()  # type: ignore[operator]
-        assert got == ["timer"]
-        assert root.timers == {}  # nothing scheduled: no timer armed
-        r.call_soon(got.append, "soon")
-        root.handlers[r.fileno()](r.fileno(), 0)  # type: ignore[operator]
-        assert got == ["timer", "soon"]
-        driver.close()
-        assert root.handlers == {} and root.timers == {}
+    __slots__ = ()
+
+    pause_during_turn = True
+
+
+def test_driver_watches_a_duplicate_and_arms_from_timeout(reactor: Reactor, clock: ManualClock) -> None:
+    """The base watches its own duplicate of fileno(), arms timeout(), turns on a timer, disarms when idle."""
+    got: list[str] = []
+    reactor.call_later(0.25, got.append, "timer")
+    driver = FakeHost(reactor, clock)
+    [fd] = driver.watched
+    assert fd != reactor.fileno() and os.path.sameopenfile(fd, reactor.fileno())
+    assert driver.timer == (0.25, clock.now + 0.25)
+    clock.advance(0.25)
+    driver.fire()
+    assert got == ["timer"] and driver.timer is None  # nothing scheduled: no timer armed
+    reactor.call_soon(got.append, "soon")
+    driver.on_readable(fd, 0)
+    assert got == ["timer", "soon"] and driver.timer is None
+    assert driver.statistics() == {"turns": 2, "fd_wakeups": 1, "timer_wakeups": 1, "timers_armed": 1}
+    driver.close()
+    assert driver.closed and driver.watched == set() and driver.log[-1] == "unwatch"
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the duplicate is closed
+    driver.close()  # idempotent
+
+
+def test_driver_keeps_a_timer_whose_deadline_did_not_move(reactor: Reactor, clock: ManualClock) -> None:
+    """A turn that leaves the next deadline where it was does not cancel and re-arm the host timer."""
+    reactor.call_later(1.0, lambda: None)
+    driver = FakeHost(reactor, clock)
+    for _ in range(5):
+        clock.advance(0.1)
+        driver.on_readable()
+    assert driver.log == ["watch", "arm 1"] and driver.statistics()["timers_armed"] == 1
+    reactor.call_later(0.2, lambda: None)  # an earlier deadline: re-armed
+    driver.on_readable()
+    assert driver.log[-2:] == ["cancel", "arm 0.2"]
+    driver.close()
+    assert driver.timer is None and driver.log[-2:] == ["cancel", "unwatch"]
+
+
+def test_nested_host_loop_does_not_run_a_turn_inside_a_turn(reactor: Reactor, clock: ManualClock) -> None:
+    """A host wakeup inside a turn (a nested GUI loop) is skipped; with pause_during_turn the fd is unwatched."""
+    driver = PausingHost(reactor, clock)
+    seen: list[object] = []
+
+    def nested() -> None:
+        seen.append(set(driver.watched))
+        driver.on_readable()  # what a nested Tk update() or Qt exec() would do
+        seen.append("still one turn")
+
+    reactor.call_soon(nested)
+    driver.on_readable()
+    assert seen == [set(), "still one turn"]
+    assert driver.statistics()["turns"] == 1 and len(driver.watched) == 1
+    driver.close()
+
+
+def test_driver_closed_from_a_reactor_callback(reactor: Reactor, clock: ManualClock) -> None:
+    """close() called inside a turn detaches for good: no re-watch, no timer after the turn."""
+    driver = PausingHost(reactor, clock)
+    reactor.call_soon(driver.close)
+    reactor.call_later(5, lambda: None)
+    driver.on_readable()
+    assert driver.closed and driver.watched == set() and driver.timer is None
+
+
+def test_driver_detaches_when_its_reactor_is_closed(clock: ManualClock) -> None:
+    """A reactor closed under a live driver: the duplicate stays valid, the next wakeup detaches."""
+    r = Reactor(clock=clock)
+    r.call_later(1, lambda: None)
+    driver = FakeHost(r, clock)
+    [fd] = driver.watched
+    r.close()
+    os.fstat(fd)  # still a valid descriptor: no host ever watches a closed or reused number
+    driver.fire()
+    assert driver.closed and driver.watched == set() and driver.statistics()["turns"] == 0
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_driver_hook_failure_releases_the_duplicate(reactor: Reactor, clock: ManualClock) -> None:
+    """A driver whose host refuses the fd raises and leaves no descriptor behind (the fixture checks fds)."""
+
+    class Refusing(FakeHost):
+        __slots__ = ()
+
+        def watch_fd(self, fd: int) -> None:
+            raise OSError("host refuses")
+
+    with pytest.raises(OSError, match="host refuses"):
+        Refusing(reactor, clock)
+
+
+def test_unclosed_driver_warns_and_releases_its_fd(reactor: Reactor, clock: ManualClock) -> None:
+    """A driver dropped without close() emits ResourceWarning and closes its duplicate."""
+    driver = FakeHost(reactor, clock)
+    [fd] = driver.watched
+    with pytest.warns(ResourceWarning, match="unclosed <FakeHost attached"):
+        del driver
+        gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_host_timer_milliseconds_round_up_and_are_capped() -> None:
+    """Tk and Qt timers get whole milliseconds, never early, within a C int."""
+    assert [_milliseconds(d) for d in (0, 0.0001, 0.05, 0.0501, 1e9)] == [0, 1, 50, 51, 2**31 - 1]
+
+
+def test_asyncio_host_serves_requests_ticks_on_time_and_sleeps_when_idle(real_reactor: Reactor) -> None:
+    """asyncio drives a RequestServer: 50 threaded requests answered, call_every on time, no idle polling."""
+    host = AsyncioHost()
+    try:
+        serve_in_host(host, real_reactor)
+    finally:
+        host.close()
+
+
+def test_embed_import_loads_no_host_toolkit() -> None:
+    """import reactor.embed imports neither asyncio nor tkinter nor a Qt binding."""
+    code = "import sys, reactor.embed; print(sorted({'asyncio', 'tkinter', 'PySide6', 'PyQt6'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
+    assert out.stdout.strip() == "[]"
