@@ -38,8 +38,8 @@ def main() -> None:
     reactor.call_later(0.3, finish)
 
     while not done:
-        readable, _, _ = select.select([host_a, reactor.fileno()], [], [], reactor.timeout())
-        if host_a in readable:
+        readable, _, _ = select.select([host_a.fileno(), reactor.fileno()], [], [], reactor.timeout())
+        if host_a.fileno() in readable:
             print("host got:", host_a.recv(100).decode())
         reactor.run_once(0)  # serves due timers and ready I/O; never blocks
 

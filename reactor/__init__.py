@@ -10,11 +10,26 @@ composes the layers into the public API.  `Reactor.request`,
 when called, so the core itself never imports a protocol at module level.
 """
 
-from .client import RequestError, RequestFailed, RequestRefused, do_request
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
 from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
-from .futures import CancelledError, Future, InvalidStateError
+from .futures import Future, InvalidStateError
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
+
+if TYPE_CHECKING:
+    from asyncio import CancelledError as CancelledError
+
+    __version__: str
+
+# A library leaves output to the application: without this, records of WARNING
+# and above would reach stderr through logging's last-resort handler in a
+# program that never configured logging.
+logging.getLogger("reactor").addHandler(logging.NullHandler())
 
 __all__ = [
     "Reactor",
@@ -29,6 +44,7 @@ __all__ = [
     "RequestError",
     "RequestRefused",
     "RequestFailed",
+    "RequestReset",
     "do_request",
     "Protocol",
     "LineProtocol",
@@ -37,4 +53,41 @@ __all__ = [
     "create_connection",
 ]
 
-__version__ = "0.1.0"
+# The name of the installed distribution (the import name is ``reactor``).
+_DISTRIBUTION = "selreactor"
+
+# `__version__` when the distribution is not installed (a source tree on ``sys.path``).
+_UNKNOWN_VERSION = "0+unknown"
+
+# Two public names are resolved on first access (PEP 562), because what they
+# need costs more import time than the rest of the package: `CancelledError`
+# is asyncio's class, and `__version__` comes from importlib.metadata.
+_LAZY = ("CancelledError", "__version__")
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve `CancelledError` and `__version__` on first access."""
+    if name == "CancelledError":
+        from asyncio import CancelledError
+
+        return CancelledError
+    if name == "__version__":
+        version = _distribution_version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, with the lazily resolved ones."""
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _distribution_version() -> str:
+    """The installed distribution's version, or "0+unknown"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return _UNKNOWN_VERSION

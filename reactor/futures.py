@@ -21,21 +21,40 @@ sees one of its own futures and the two loops never share internals.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    import asyncio
+    from asyncio import CancelledError as CancelledError
+
     from .core import Reactor
 
 __all__ = ["Future", "InvalidStateError", "CancelledError"]
 
 T = TypeVar("T")
 
-CancelledError = asyncio.CancelledError
-"""Raised by `Future.result()` of a cancelled future (asyncio's class, so
-``except asyncio.CancelledError`` works for both)."""
+# `CancelledError` is asyncio's class, so ``except asyncio.CancelledError``
+# catches a cancelled reactor future too.  Importing asyncio costs more than
+# the rest of the package together (it pulls in ssl and subprocess), so the
+# name is resolved on first access (PEP 562 module ``__getattr__``) and at the
+# two raise sites, never at import: a program that never cancels and never
+# awaits never imports asyncio.
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve `CancelledError` (asyncio's class) on first access."""
+    if name == "CancelledError":
+        return _cancelled_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _cancelled_error() -> type[CancelledError]:
+    """asyncio's `CancelledError`, importing asyncio on the first call."""
+    from asyncio import CancelledError
+
+    return CancelledError
 
 
 class InvalidStateError(RuntimeError):
@@ -95,7 +114,7 @@ class Future(Generic[T]):
                 raise self._exception
             return self._result  # type: ignore[no-any-return]
         if self._state == _CANCELLED:
-            raise CancelledError("the future was cancelled")
+            raise _cancelled_error()("the future was cancelled")
         raise InvalidStateError(
             "Future.result() called on a pending future; it never blocks. Wait for it "
             "with reactor.run_until_complete(future, timeout) or react to it with "
@@ -110,7 +129,7 @@ class Future(Generic[T]):
         if self._state == _FINISHED:
             return self._exception
         if self._state == _CANCELLED:
-            raise CancelledError("the future was cancelled")
+            raise _cancelled_error()("the future was cancelled")
         raise InvalidStateError(
             "Future.exception() called on a pending future; use "
             "reactor.run_until_complete(future) or future.add_done_callback(fn)."
@@ -174,6 +193,8 @@ class Future(Generic[T]):
         """Await from an asyncio coroutine whose loop drives this reactor."""
         if self._state != _PENDING:
             return self.result()
+        import asyncio  # already imported by whoever runs the awaiting loop
+
         loop = asyncio.get_running_loop()
         bridge: asyncio.Future[T] = loop.create_future()
         owner = threading.get_ident()
