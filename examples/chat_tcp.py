@@ -119,7 +119,7 @@ class ChatHub(ChatServer):
         tcp_port: int = 0,
         ping_interval: float = 10.0,
         *,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         reactor: Reactor | None = None,
         write_buffer_high: int = 64 * 1024,
     ) -> None:

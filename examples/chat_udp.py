@@ -20,9 +20,12 @@ from an address that has not joined are ignored (easyservers sent them as
 "(None) ..."), and a user is dropped *instead of* being sent a fourth PING.
 
 Run:
-    python examples/chat_udp.py server [PORT]          (default port 1234)
+    python examples/chat_udp.py server [PORT] [--host HOST]
+        (default 127.0.0.1:1234, this machine only; --host 0.0.0.0 serves
+        every network the machine is on)
     python examples/chat_udp.py client PORT NAME [HOST] (lines from stdin:
-        "text" to all, "/msg NAME text" to one, "/quit" or end of input to leave)
+        "text" to all, "/msg NAME text" to one, "/quit" or end of input to leave;
+        HOST, or --host HOST, is the server's, 127.0.0.1 by default)
     python examples/chat_udp.py --demo                 (server and three scripted
         clients in one reactor; finishes on its own)
 """
@@ -40,6 +43,8 @@ from reactor.easy import UDPClient, UDPServer
 logger = logging.getLogger("chat_udp")
 
 DEFAULT_PORT = 1234
+#: Where the server listens and the client looks by default: this machine only.
+DEFAULT_HOST = "127.0.0.1"
 MAX_MISSED_PINGS = 3
 
 Address = tuple[Any, ...]
@@ -65,7 +70,7 @@ class ChatServer:
         port: int = 0,
         ping_interval: float = 10.0,
         *,
-        host: str = "0.0.0.0",
+        host: str = DEFAULT_HOST,
         reactor: Reactor | None = None,
     ) -> None:
         #: Logged-in users by name, in joining order.
@@ -229,9 +234,9 @@ class ChatClient(ChatCommands):
 # ------------------------------------------------------------------- programs
 
 
-def run_server(port: int) -> None:
-    """Serve the chat on ``port`` until Ctrl-C."""
-    chat = ChatServer(port)
+def run_server(port: int, host: str = DEFAULT_HOST) -> None:
+    """Serve the chat on ``host:port`` until Ctrl-C."""
+    chat = ChatServer(port, host=host)
     logger.info("chat server on %s:%d", *chat.address[:2])
     try:
         chat.server.run()
@@ -241,9 +246,13 @@ def run_server(port: int) -> None:
         chat.close()
 
 
-def run_client(port: int, name: str, host: str = "127.0.0.1") -> None:
+def run_client(port: int, name: str, host: str = DEFAULT_HOST) -> None:
     """Join the chat at ``host:port`` as ``name``; send lines from stdin."""
-    chat = ChatClient(name, (host, port), host="0.0.0.0", on_message=print)
+    # A server on this machine answers to loopback; one elsewhere can only
+    # answer if we listen on its network too, hence every interface (on a
+    # port the kernel picks, for the replies alone).
+    local = DEFAULT_HOST if host == "localhost" or host.startswith("127.") else "0.0.0.0"
+    chat = ChatClient(name, (host, port), host=local, on_message=print)
     chat.client.start()  # replies and PONGs are handled in the reactor's thread
     chat.join()
     try:
@@ -291,23 +300,29 @@ def run_demo(ping_interval: float = 0.05) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``server [PORT]``, ``client PORT NAME [HOST]`` or ``--demo``."""
-    args = sys.argv[1:] if argv is None else argv
+    """Command line: ``server [PORT] [--host HOST]``, ``client PORT NAME [HOST]`` or ``--demo``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    host: str | None = None
+    if "--host" in args:
+        at = args.index("--host")
+        host = args[at + 1] if at + 1 < len(args) else ""
+        del args[at : at + 2]
     mode = args[0] if args else ""
     if not (
-        (mode == "--demo" and len(args) == 1)
+        (mode == "--demo" and len(args) == 1 and host is None)
         or (mode == "server" and len(args) <= 2)
-        or (mode == "client" and len(args) in (3, 4))
-    ):
+        or (mode == "client" and len(args) == 3)
+        or (mode == "client" and len(args) == 4 and host is None)
+    ) or host == "":
         print(__doc__.split("Run:")[1].rstrip(), file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
     if mode == "--demo":
         run_demo()
     elif mode == "server":
-        run_server(int(args[1]) if len(args) == 2 else DEFAULT_PORT)
+        run_server(int(args[1]) if len(args) == 2 else DEFAULT_PORT, host or DEFAULT_HOST)
     else:
-        run_client(int(args[1]), args[2], *args[3:])
+        run_client(int(args[1]), args[2], host or (args[3] if len(args) == 4 else DEFAULT_HOST))
     return 0
 
 

@@ -34,15 +34,22 @@ What can go wrong, and what we chose
   that ``getsockname()`` returns, with flowinfo and scope_id 0 (a zone such as
   ``%eth0`` stays in the host string, where ``connect`` and ``bind`` accept
   it).  :func:`format_address` accepts both the 2- and 4-tuple forms.
+* A port name is easy to type by mistake: ``'localhost:8o00'`` (a letter O)
+  is the name ``'8o00'``, a valid port in the dynamic range, and a server
+  there is found by nobody who meant 8000.  We keep yoton's hashing, and say
+  so: the parsed `Address` records the ``port_name``, and the first parse of
+  each such address logs an INFO line with the port it stands for.
+* A URL (``'http://host:80'``) is not an address; its message says to drop
+  the scheme rather than complaining about its colons.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import logging
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "Address",
@@ -61,6 +68,8 @@ _MAX_PORT = 65535
 
 _PUBLICHOST = re.compile(r"publichost(\d*)", re.IGNORECASE | re.ASCII)
 _TCP_PREFIX = "tcp://"
+#: ``http://``, ``tcp://``, ``redis+unix://``...: the start of a URL (RFC 3986 scheme).
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://", re.ASCII)
 _UNIX_PREFIX = "unix:"
 
 #: The type of a socket address as the ``socket`` module takes it.
@@ -113,6 +122,15 @@ class Address:
     family: int
     sockaddr: SockAddr
     text: str
+    #: The port as written when it was a name (``'chat'``, ``'chat+1'``,
+    #: ``'8o00'``) that :func:`port_hash` turned into the number in
+    #: ``sockaddr``; None for a decimal port.  Not part of equality.
+    port_name: str | None = field(default=None, compare=False)
+
+    @property
+    def port(self) -> int | None:
+        """The port number (None for a Unix socket)."""
+        return None if isinstance(self.sockaddr, str) else self.sockaddr[1]
 
     def __str__(self) -> str:
         """Return the canonical text, e.g. ``'127.0.0.1:5555'``."""
@@ -161,6 +179,9 @@ def parse_address(address: str, *, resolve: Callable[[], Sequence[str]] | None =
     if not isinstance(address, str):
         raise TypeError(f"address must be a str like 'localhost:80', not {address!r}")
     rest = address
+    scheme = _URL_SCHEME.match(rest) if "://" in rest else None
+    if scheme is not None and scheme.group(0).lower() not in (_TCP_PREFIX, "unix://"):  # 'unix:///p' is a path
+        raise ValueError(_scheme_message(address, scheme.group(0)))
     if rest[: len(_TCP_PREFIX)].lower() == _TCP_PREFIX:
         rest = rest[len(_TCP_PREFIX) :]
         if rest[: len(_UNIX_PREFIX)].lower() == _UNIX_PREFIX:
@@ -194,18 +215,64 @@ def parse_address(address: str, *, resolve: Callable[[], Sequence[str]] | None =
                 f"ambiguous colons in address {address!r}: write IPv6 hosts as '[::1]:port'"
             )
         if not host:
-            raise ValueError(f"empty host in address {address!r}")
+            raise ValueError(
+                f"empty host in address {address!r}: give one, e.g. 'localhost:{port_text}' for this "
+                f"machine only, or '0.0.0.0:{port_text}' to serve on every network interface"
+            )
         if _has_space(host):
             raise ValueError(f"whitespace in host of address {address!r}")
         host = _special_host(host, address, resolve)
 
     port = _parse_port(port_text, address)
+    base = port_text.rpartition("+")[0] or port_text
+    port_name = None if _decimal(base) else port_text
+    if port_name is not None:
+        _announce_port_name(address, port_name, port)
     sockaddr: SockAddr
     if family == socket.AF_INET6:
         sockaddr = (host, port, 0, 0)
     else:
         sockaddr = (host, port)
-    return Address(family, sockaddr, format_address(family, sockaddr))
+    return Address(family, sockaddr, format_address(family, sockaddr), port_name)
+
+
+def _scheme_message(address: str, scheme: str) -> str:
+    """Say what to write instead of a URL: ``'http://example.org:80/x'`` -> ``'example.org:80'``."""
+    location = address[len(scheme) :].partition("/")[0].rpartition("@")[2]
+    if not location:
+        suggestion = "'host:port'"
+    elif location.rpartition(":")[2].isdigit() and ":" in location:
+        suggestion = repr(location)
+    else:
+        suggestion = repr(location + ":PORT")
+    return (
+        f"address {address!r} is a URL ({scheme!r}): give host:port without a scheme, "
+        f"e.g. {suggestion} (or 'unix:/path' for a Unix socket)"
+    )
+
+
+#: Addresses whose port name was already reported (see `_announce_port_name`).
+_announced: set[str] = set()
+_ANNOUNCED_MAX = 256
+
+
+def _announce_port_name(address: str, name: str, port: int) -> None:
+    """Log, once per address, the port a port name stands for.
+
+    A port with a letter in it is hashed, as yoton does, so ``'localhost:8o00'``
+    (a mistyped ``8000``) is valid and silently lands on port 6xxxx.  One INFO
+    line per address on the ``reactor`` logger makes that visible without
+    repeating it for every request a client makes.
+    """
+    if address in _announced:
+        return
+    if len(_announced) >= _ANNOUNCED_MAX:
+        _announced.clear()
+    _announced.add(address)
+    logging.getLogger("reactor.addresses").info(
+        "address %r: port name %r -> port %d (a port with a letter is a name, hashed as yoton does)",
+        address, name, port,
+    )
 
 
 def _has_space(text: str) -> bool:
@@ -216,6 +283,8 @@ def _check_ipv6(host: str, address: str) -> None:
     """Raise ValueError unless *host* is an IPv6 literal (with optional zone)."""
     if not host:
         raise ValueError(f"empty IPv6 host between brackets in address {address!r}")
+    import ipaddress  # here, not at import: only bracketed addresses need it
+
     try:
         ipaddress.IPv6Address(host)
     except ValueError:

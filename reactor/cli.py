@@ -9,15 +9,27 @@
     them, and the summed counters are printed on exit.  Behind a load
     balancer, ``--proxy-protocol [--trusted-proxy ADDR ...]`` reads the
     client's address from its PROXY header (``docs/deploy.md``).
+    ``--handler`` modules are looked up in the current directory first.
 ``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
     Print the reply (over TLS with ``--cafile``, trusting that CA, or with
-    ``--tls``, trusting the system's CAs).  Exit 0 on a reply, 1 on timeout, 2 on a connection
-    error, with a one-line message on stderr.
+    ``--tls``, trusting the system's CAs).  ``--timeout 0`` waits as long as
+    it takes, as ``do_request`` does.
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
     on its own.
 ``bench ...``
     The benchmark suite (see ``python -m reactor bench --help``).
+
+Exit status, the same for every command (`EXIT_STATUS` is the text of
+``--help``): 0 success; 1 a failure at run time (no reply: a timeout or a
+server that closed without replying; a refused or failed connection, an
+unresolvable host, a TLS failure; an address ``serve`` cannot listen on);
+2 a usage error (argparse's own, a malformed address, a ``--handler`` that
+is not ``module:Class`` or cannot be loaded, unusable certificate files,
+options that need each other); 130 interrupted by Ctrl-C (``serve`` instead
+finishes the requests in flight and exits 0).  A port with a letter in it is
+a port name (hashed as yoton does): ``serve`` and ``request`` show the port
+it stands for.
 """
 
 from __future__ import annotations
@@ -25,45 +37,120 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .client import do_request
+from .addresses import Address, parse_address
+from .client import RequestError, do_request
 from .core import Reactor
+from .framing import MessageTooLarge
 from .futures import Future
 from .reqrep import RequestServer
 
-__all__ = ["main"]
+__all__ = ["main", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 logger = logging.getLogger("reactor.cli")
 
+#: Success.
+EXIT_OK = 0
+#: A failure at run time: no reply, a failed connection, an address that cannot be served.
+EXIT_FAILURE = 1
+#: A usage error (what argparse uses too).
+EXIT_USAGE = 2
+#: Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: The exit statuses, as ``--help`` shows them.
+EXIT_STATUS = """\
+exit status:
+  0    success (serve: stopped by Ctrl-C or SIGTERM after finishing the requests in flight)
+  1    failure at run time: no reply (timeout, or the server closed without replying),
+       connection refused or failed, host not resolved, TLS failure; serve: cannot listen
+       (address in use, permission denied)
+  2    usage error: bad arguments, a malformed ADDRESS, a --handler that is not
+       module:Class or cannot be loaded, unusable certificate files
+  130  interrupted by Ctrl-C
+"""
+
+
+class UsageError(SystemExit):
+    """A command-line usage error: the process exits with status 2.
+
+    ``str()`` is the message; `main` prints it under the command's usage line
+    (as argparse does for its own usage errors) before it propagates.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
 
 def _load_handler(spec: str) -> type[RequestServer]:
+    """Import the ``module:Class`` of ``--handler``, looking in the current directory first.
+
+    The ``reactor`` console script, unlike ``python -m reactor``, does not put
+    the current directory on ``sys.path``; so that ``--handler app:Handler``
+    finds ``./app.py`` either way, the directory is added (as uvicorn does),
+    once, when a handler is loaded.
+    """
     module_name, sep, class_name = spec.partition(":")
-    if not sep or not module_name or not class_name:
-        raise SystemExit(f"reactor serve: --handler must look like module:Class, got {spec!r}")
+    if not sep or not module_name or not class_name or ":" in class_name:
+        raise UsageError(f"--handler {spec!r} is not of the form module:Class (e.g. --handler myapp:EchoServer)")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
-        cls: Any = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"reactor serve: cannot load handler {spec!r}: {exc}") from None
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(
+            f"cannot load handler {spec!r}: cannot import {module_name!r} ({exc}); give module:Class "
+            f"with the module in the current directory ({cwd}) or on sys.path"
+        ) from None
+    try:
+        cls: Any = module
+        for part in class_name.split("."):
+            cls = getattr(cls, part)
+    except AttributeError:
+        raise UsageError(f"cannot load handler {spec!r}: module {module_name!r} has no {class_name!r}") from None
     if not (isinstance(cls, type) and issubclass(cls, RequestServer)):
-        raise SystemExit(f"reactor serve: {spec!r} is not a RequestServer subclass")
+        raise UsageError(f"cannot load handler {spec!r}: {class_name} is not a RequestServer subclass")
     return cls
+
+
+def _parse_addresses(addresses: Sequence[str]) -> list[Address]:
+    parsed = []
+    for address in addresses:
+        try:
+            parsed.append(parse_address(address))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return parsed
+
+
+def _port_name_note(given: str, parsed: Address) -> str:
+    """``'localhost:8o00 (port name -> port 63421)'`` for a port name, else ``''``."""
+    if parsed.port_name is None:
+        return ""
+    return f"{given} (port name -> port {parsed.port})"
 
 
 def _server_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
     if certfile is None:
         if keyfile is not None:
-            raise SystemExit("reactor serve: --keyfile needs --certfile")
+            raise UsageError("--keyfile needs --certfile")
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise SystemExit(f"reactor serve: cannot load the certificate: {exc}") from None
+        raise UsageError(f"cannot load the certificate {certfile!r}: {exc}") from None
     return context
 
 
@@ -71,7 +158,7 @@ def _proxy_options(proxy_protocol: bool, trusted_proxies: Sequence[str]) -> dict
     """The RequestServer keywords for ``--proxy-protocol``/``--trusted-proxy`` (checked here, once)."""
     if not proxy_protocol:
         if trusted_proxies:
-            raise SystemExit("reactor serve: --trusted-proxy needs --proxy-protocol")
+            raise UsageError("--trusted-proxy needs --proxy-protocol")
         return {}
     from .transport.proxy import TrustedProxies
 
@@ -79,8 +166,15 @@ def _proxy_options(proxy_protocol: bool, trusted_proxies: Sequence[str]) -> dict
     try:
         TrustedProxies(trusted)
     except ValueError as exc:
-        raise SystemExit(f"reactor serve: {exc}") from None
+        raise UsageError(f"--trusted-proxy: {exc}") from None
     return {"proxy_protocol": True, "trusted_proxies": trusted}
+
+
+def _serving_line(cls: type, tls: bool, given: str, parsed: Address, bound: str, suffix: str = "") -> str:
+    """``serving Echo on 127.0.0.1:8000``; with a port name, what it stands for before the bound address."""
+    note = _port_name_note(given, parsed)
+    where = f"{note} at {bound}" if note else bound
+    return f"serving {cls.__name__}{' over TLS' if tls else ''} on {where}{suffix}"
 
 
 def serve(
@@ -93,8 +187,13 @@ def serve(
     proxy_protocol: bool = False,
     trusted_proxies: Sequence[str] = (),
 ) -> int:
-    """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0."""
+    """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0.
+
+    Returns 1 if an address cannot be listened on; raises `UsageError` for
+    a bad argument (a malformed address, ``--handler``, certificate).
+    """
     cls = _load_handler(handler) if handler else RequestServer
+    parsed = _parse_addresses(addresses)
     context = _server_context(certfile, keyfile)
     proxy = _proxy_options(proxy_protocol, trusted_proxies)
     with Reactor() as reactor:
@@ -103,11 +202,13 @@ def serve(
             for address in addresses:
                 try:
                     servers.append(cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy))
-                except (OSError, ValueError) as exc:
+                except ValueError as exc:  # e.g. a Unix path too long: the argument's fault
+                    raise UsageError(f"cannot listen on {address!r}: {exc}") from None
+                except OSError as exc:
                     print(f"reactor serve: cannot listen on {address!r}: {exc}", file=sys.stderr)
-                    return 2
-            for server in servers:
-                print(f"serving {cls.__name__}{' over TLS' if context else ''} on {server.address}", flush=True)
+                    return EXIT_FAILURE
+            for given, parsed_address, server in zip(addresses, parsed, servers, strict=True):
+                print(_serving_line(cls, context is not None, given, parsed_address, server.address), flush=True)
             stopping = False
 
             def begin_shutdown() -> None:
@@ -141,7 +242,7 @@ def serve(
         finally:
             for server in servers:
                 server.close()
-    return 0
+    return EXIT_OK
 
 
 def serve_workers(
@@ -160,29 +261,32 @@ def serve_workers(
     from .workers import run_workers, worker_count
 
     cls = _load_handler(handler) if handler else RequestServer
+    parsed = _parse_addresses(addresses)
     context = _server_context(certfile, keyfile)
     proxy = _proxy_options(proxy_protocol, trusted_proxies)
     try:
         count = worker_count(workers)
     except ValueError as exc:
-        raise SystemExit(f"reactor serve: {exc}") from None
+        raise UsageError(f"--workers: {exc}") from None
     logging.getLogger("reactor.workers").setLevel(logging.INFO)
 
     def build(reactor: Reactor) -> list[RequestServer]:
         return [cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy) for address in addresses]
 
     def listening(bound: list[str]) -> None:
-        tls = " over TLS" if context else ""
-        for address in bound:
-            print(f"serving {cls.__name__}{tls} on {address} with {count} workers", flush=True)
+        for given, parsed_address, where in zip(addresses, parsed, bound, strict=False):
+            line = _serving_line(cls, context is not None, given, parsed_address, where, f" with {count} workers")
+            print(line, flush=True)
 
     try:
         totals = run_workers(
             build, count, addresses=addresses, grace=grace, reuse_port=reuse_port, on_listening=listening
         )
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        raise UsageError(f"cannot listen: {exc}") from None
+    except OSError as exc:
         print(f"reactor serve: cannot listen: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     print(
         f"stopped: {totals.get('completed', 0)} requests completed, {totals.get('accepted', 0)} connections "
         f"accepted, {totals.get('errors', 0)} errors, {totals.get('timeouts', 0)} timeouts, "
@@ -190,38 +294,50 @@ def serve_workers(
         f"{totals['workers_died']} died",
         flush=True,
     )
-    return 0
+    return EXIT_OK
 
 
 def request(
     address: str,
     text: str,
-    timeout: float,
+    timeout: float | None,
     cafile: str | None = None,
     tls: bool = False,
     server_hostname: str | None = None,
 ) -> int:
-    """Send one request; print the reply.  Exit status 0 reply, 1 timeout, 2 connection or TLS error."""
+    """Send one request; print the reply.  Returns 0 on a reply, 1 on any failure to get one.
+
+    The reason of a failure is one line on stderr.  ``timeout``: seconds if
+    larger than 0; 0 or None waits as long as it takes.  Raises `UsageError`
+    for a malformed address or an unusable ``cafile``.
+    """
+    (parsed,) = _parse_addresses([address])
+    note = _port_name_note(address, parsed)
+    if note:
+        print(f"reactor request: {note}", file=sys.stderr)
+    where = address
     context = None
     if cafile is not None or tls:
         try:
             context = ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
-            print(f"reactor request: cannot load {cafile!r}: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--cafile {cafile!r}: cannot load it: {exc}") from None
     try:
         reply = do_request(address, text, timeout, ssl=context, server_hostname=server_hostname)
-    except ValueError as exc:
-        print(f"reactor request: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"reactor request: {address}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (MessageTooLarge, UnicodeError) as exc:  # ValueErrors about the reply, not the arguments
+        print(f"reactor request: {where}: unusable reply: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, RequestError) as exc:  # before ValueError: a failed TLS verification is both
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"reactor request: {where}: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError as exc:  # e.g. a Unix path too long to connect to
+        raise UsageError(str(exc)) from None
     if reply is None:
-        print(f"reactor request: no reply from {address} within {timeout} s", file=sys.stderr)
-        return 1
+        print(f"reactor request: no reply from {where} within {timeout} s", file=sys.stderr)
+        return EXIT_FAILURE
     print(reply)
-    return 0
+    return EXIT_OK
 
 
 class _Upper(RequestServer):
@@ -249,25 +365,40 @@ def demo() -> int:
         finally:
             echo.close()
             upper.close()
-    return 0
+    return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m reactor`` and the ``reactor`` script."""
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The argument parser, and its subcommands' parsers by name."""
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="reactor", description="A single-threaded event reactor: request/reply servers and clients."
+        prog="reactor",
+        description="A single-threaded event reactor: request/reply servers and clients.",
+        epilog=EXIT_STATUS,
+        formatter_class=formatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="serve request/reply on one or more addresses, in one thread")
+    p_serve = sub.add_parser(
+        "serve",
+        help="serve request/reply on one or more addresses, in one thread",
+        description="Serve request/reply on one or more addresses, from one reactor in one thread.",
+        epilog=EXIT_STATUS,
+        formatter_class=formatter,
+    )
     p_serve.add_argument(
         "addresses",
         nargs="*",
         default=["localhost:8000"],
         metavar="ADDRESS",
-        help="host:port, [::1]:port or unix:/path (default localhost:8000)",
+        help="host:port, [::1]:port or unix:/path (default localhost:8000, this machine only; "
+        "0.0.0.0:PORT serves every network interface).  A port with a letter is a port name, "
+        "hashed to a port in 49152..65535 as yoton does; the port is shown",
     )
     p_serve.add_argument(
-        "--handler", metavar="module:Class", help="a RequestServer subclass (default: echo 'Requested: ...')"
+        "--handler",
+        metavar="module:Class",
+        help="a RequestServer subclass (default: echo 'Requested: ...'); the module is looked up in the "
+        "current directory first, then on sys.path",
     )
     p_serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish requests in flight on shutdown")
     p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
@@ -296,17 +427,38 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ADDR",
         help="with --proxy-protocol: a balancer's address or network, or 'unix' (repeatable; default: loopback)",
     )
-    p_req = sub.add_parser("request", help="send one request and print the reply")
-    p_req.add_argument("address")
-    p_req.add_argument("text")
-    p_req.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p_req = sub.add_parser(
+        "request",
+        help="send one request and print the reply",
+        description="Send one request and print the reply on stdout; a failure is one line on stderr.",
+        epilog=EXIT_STATUS,
+        formatter_class=formatter,
+    )
+    p_req.add_argument("address", metavar="ADDRESS", help="host:port, [::1]:port or unix:/path of the server")
+    p_req.add_argument("text", metavar="TEXT", help="the request")
+    p_req.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the whole exchange (default 10; 0 waits as long as it takes, as yoton does)",
+    )
     p_req.add_argument("--cafile", help="speak TLS, trusting the CA certificates in this PEM file")
     p_req.add_argument("--tls", action="store_true", help="speak TLS, trusting the system's CA certificates")
     p_req.add_argument(
         "--server-hostname", help="the name the server's certificate must carry (default: ADDRESS's host)"
     )
-    sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
+    p_demo = sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
     sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
+    return parser, {"serve": p_serve, "request": p_req, "demo": p_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m reactor`` and the ``reactor`` script; returns the exit status.
+
+    Usage errors raise `SystemExit` with status 2 after printing the message
+    under the usage line, as argparse does (`UsageError` for ours).
+    """
+    parser, commands = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         from . import bench
@@ -317,6 +469,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", 0) else logging.WARNING, format="%(name)s: %(message)s"
     )
+    command = commands[args.command]
+    try:
+        return _run(args, command)
+    except UsageError as exc:
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        raise
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, command: argparse.ArgumentParser) -> int:
     if args.command == "serve" and args.workers is not None:
         return serve_workers(
             args.addresses,
@@ -332,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "serve":
         if args.reuse_port:
-            parser.error("--reuse-port needs --workers")
+            command.error("--reuse-port needs --workers")
         return serve(
             args.addresses,
             args.handler,

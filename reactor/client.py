@@ -18,7 +18,16 @@ None when the timeout passes, as yoton does.
 
 A refused connection raises (or fails the future with) `RequestRefused`, which
 is both a `ConnectionRefusedError` and a `RuntimeError`: yoton raised
-RuntimeError, and new code can catch the precise OS error.
+RuntimeError, and new code can catch the precise OS error.  A server that
+closes without replying is `RequestFailed`, never an empty reply.
+
+One meaning of ``timeout`` for `request`, `Reactor.request`, `do_request` and
+``python -m reactor request --timeout``: yoton's.  Its ``do_request`` waits
+"if larger than 0", so a number larger than 0 is a timeout in seconds, and
+``0``, ``-1`` (yoton's default) and ``None`` mean no timeout.  The other
+reading, 0 as "do not wait at all", has no use for a network exchange, which
+can never be answered without waiting; and making the non-blocking form
+reject 0 while the blocking form accepts it was a trap.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ __all__ = [
     "RequestError",
     "RequestRefused",
     "RequestFailed",
+    "RequestReset",
     "ReplyProtocol",
     "DEFAULT_MAX_REPLY_SIZE",
 ]
@@ -76,10 +86,36 @@ class RequestFailed(ConnectionError, RequestError):
     """
 
 
+class RequestReset(ConnectionResetError, RequestFailed):
+    """The server reset the connection before a single byte of reply arrived.
+
+    A `RequestFailed` (the server closed without replying: a server that
+    closes with the request unread makes its kernel send a reset) and a
+    `ConnectionResetError`, the OS error underneath.
+    """
+
+
+#: What a connection that the server closed without reading says on our side:
+#: a reset, a write into a closed pipe, or a half-close of a socket already gone.
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED})
+
+
 def _refused(address: Address, exc: OSError | None = None) -> RequestRefused:
-    err = RequestRefused(errno.ECONNREFUSED, f"connection refused by {address.text}")
+    if isinstance(exc, FileNotFoundError) and isinstance(address.sockaddr, str):  # AF_UNIX
+        # Not "refused": there is no socket file at all (its message says so).
+        err = RequestRefused(errno.ENOENT, exc.strerror or f"no Unix socket file at {address.sockaddr!r}")
+    else:
+        err = RequestRefused(errno.ECONNREFUSED, f"connection refused by {address.text}: no server is listening there")
     if exc is not None:
         err.__cause__ = exc
+    return err
+
+
+def _failed_without_reply(address: str, exc: OSError) -> RequestReset:
+    err = RequestReset(
+        errno.ECONNRESET, f"{address} closed the connection without replying ({exc.strerror or exc})"
+    )
+    err.__cause__ = exc
     return err
 
 
@@ -152,8 +188,14 @@ class ReplyProtocol:
         if isinstance(exc, TimeoutError):
             exc = TimeoutError(f"no reply from {self.address} within {self.timeout} s")
         elif exc is None:
-            exc = ConnectionError(f"the connection to {self.address} closed before the reply")
+            exc = RequestFailed(f"the connection to {self.address} closed before the reply")
+        elif isinstance(exc, OSError) and exc.errno in _RESET_ERRNOS and not self._received_any():
+            exc = _failed_without_reply(self.address, exc)
         self.future.set_exception(exc)
+
+    def _received_any(self) -> bool:
+        transport = self.transport
+        return transport is not None and bool(transport.bytes_in)
 
     def pause_writing(self) -> None:
         """The request is written once: nothing to pause."""
@@ -192,25 +234,33 @@ def request(
 
     Non-blocking: connect, send, half-close and read all happen in reactor
     callbacks.  The future fails with `TimeoutError` after ``timeout``
-    seconds (None: no timeout), with `RequestRefused` when nothing listens,
-    with `RequestFailed` when the server closes without replying (it refused
-    the request or its handler failed), and with the `OSError` of any other
-    network failure.  Cancelling the
-    future closes the connection.  ``address`` is parsed at once: a bad one
-    raises `ValueError` here.
+    seconds, with `RequestRefused` when nothing listens, with
+    `RequestFailed` when the server closes without replying (it refused the
+    request or its handler failed), and with the `OSError` of any other
+    network failure (a host that does not resolve: ``socket.gaierror``).
+    Cancelling the future closes the connection.  ``address`` is parsed at
+    once: a bad one raises `ValueError` here.
+
+    ``timeout`` means what it means for `do_request` and in yoton: a number
+    of seconds if it is larger than 0; ``None``, ``0`` or a negative number
+    means no timeout (the exchange may then wait for ever on a server that
+    never answers, unless the future is cancelled).
 
     ``ssl``: speak TLS with that client-side `ssl.SSLContext`;
     ``server_hostname`` (by default the host of ``address`` as written) must
     match the server's certificate.  A failed handshake fails the future with
     its `ssl.SSLError`.  Over TLS the client does not half-close after the
-    request (the server answers at the request's ``\r\n``); see `TLSProtocol`.
+    request (the server answers at the request's ``\\r\\n``); see `TLSProtocol`.
     """
     parsed = parse_address(address)
     payload = _encode(request)
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"timeout must be positive or None, got {timeout!r}")
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
-    return _exchange(reactor, parsed, payload, timeout, max_reply_size, tls)
+    return _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
+
+
+def _seconds(timeout: float | None) -> float | None:
+    """yoton's reading of a timeout: seconds when larger than 0, else (0, -1, None) no timeout."""
+    return timeout if timeout is not None and timeout > 0 else None
 
 
 _TLSOptions = tuple["_ssl.SSLContext", "str | None", "float | None"]
@@ -305,7 +355,7 @@ def _exchange(
 def do_request(
     address: str,
     request: str,
-    timeout: float = -1,
+    timeout: float | None = -1,
     *,
     max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
     ssl: _ssl.SSLContext | None = None,
@@ -314,9 +364,12 @@ def do_request(
 ) -> str | None:
     """Send ``request`` to ``address`` and wait for the reply (yoton's blocking call).
 
-    Returns the reply string, or None if ``timeout`` (seconds; <= 0 waits for
-    ever) passes first.  Raises `RequestRefused` when nothing listens at the
-    address and `RequestFailed` when the server closes without replying.
+    Returns the reply string, or None if ``timeout`` seconds pass first.  As
+    in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
+    default), ``0`` and ``None`` wait as long as the exchange takes.  Raises
+    `RequestRefused` when nothing listens at the address, `RequestFailed`
+    when the server closes without replying (never an empty reply), and the
+    `OSError` of any other network failure.
     Runs on a private reactor for the length of the call; starts no thread.
     ``ssl``/``server_hostname``: over TLS, as for `request`.
     """
@@ -324,7 +377,7 @@ def do_request(
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
     with Reactor() as reactor:
-        future = _exchange(reactor, parsed, payload, timeout if timeout > 0 else None, max_reply_size, tls)
+        future = _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
         try:
             return reactor.run_until_complete(future)
         except TimeoutError:

@@ -1,7 +1,7 @@
 """The reactor: one selector, timers, a ready queue, and one turn at a time.
 
 What can go wrong in an event loop, and what we chose
-----------------------------------------------------
+-----------------------------------------------------
 *Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
 for I/O, then dispatches.  Here a turn (`Reactor.run_once`) is written down as
 a numbered spec, as libuv does for ``uv_run``:
@@ -17,7 +17,7 @@ a numbered spec, as libuv does for ``uv_run``:
 6. Run the callbacks counted in step 1.
 
 Waiting (steps 2-3) is separate from dispatching (4-6), which is what makes
-embedding possible: a host loop waits on `fileno()` for at most `timeout()`
+embedding possible: a host loop waits on `Reactor.fileno()` for at most `timeout()`
 seconds and calls ``run_once(0)``, and nothing is lost.
 
 *Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks ties
@@ -33,7 +33,7 @@ thread.  They append to a deque (atomic in CPython) and write one byte to a
 socketpair the selector watches, so a reactor blocked in ``select`` wakes.  The
 same wakeup keeps the embedding contract honest: when host code (outside a
 turn) schedules a callback or a timer, the reactor's fd is made readable once,
-so a host that sleeps on `fileno()` learns that `timeout()` changed.  Inside a
+so a host that sleeps on `Reactor.fileno()` learns that `timeout()` changed.  Inside a
 turn this costs nothing.
 
 *A broken wakeup socketpair* (someone closed or shut down one end: a
@@ -126,7 +126,9 @@ _MIN_CANCELLED_FOR_COMPACTION = 100
 class FileLike(Protocol):
     """Anything with a ``fileno()`` method (sockets, pipes, files)."""
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The file descriptor to watch."""
+        ...
 
 
 def _fileno(fd: int | FileLike) -> int:
@@ -823,6 +825,8 @@ class Reactor:
 
         See `reactor.client.request`: the future fails with `TimeoutError`
         after ``timeout`` seconds, with `RequestRefused` when nothing listens.
+        As for `do_request` (and in yoton), only a ``timeout`` larger than 0 is
+        one: ``None``, ``0`` and negative numbers mean no timeout.
         """
         from .client import request as _request
 

@@ -15,14 +15,14 @@ What can go wrong with a tiny UDP server, and what we chose
 sleep between beats and share the server's state without a lock.  Here they
 are reactor timers (`every`, `after`): they run in the same thread as the
 handler, between datagrams, so they need no lock and cost no thread.
-`create_thread` is still there for code that really wants one, and `send` is
-safe from any thread.
+`create_thread` is still there for code that really wants one, and
+`UDPServer.send` is safe from any thread.
 
 *The socket.*  Everything about the socket itself -- reading at most
 `max_datagrams_per_read` datagrams per readiness event, dropping (and
 counting) datagrams longer than ``receive_size`` instead of handing them over
 cut, the kernel's own drop counter, the bounded send queue behind a
-``sendto`` that is tried at once, and a `send` that is safe from any thread
+``sendto`` that is tried at once, and a ``send`` that is safe from any thread
 -- is `reactor.transport.datagram.DatagramEndpoint`'s, and its module says
 why.  This module decodes datagrams, calls the handler and runs the server.
 
@@ -59,6 +59,7 @@ from .transport.threads import (
     WorkerPool,
     background_thread,
     reactor_thread,
+    run_in_reactor_thread,
     serve_until_stopped,
     serving_started,
     start_background,
@@ -76,6 +77,11 @@ __all__ = [
 
 logger = logging.getLogger("reactor.easy")
 
+#: The default ``host`` of servers and clients: this machine only.  Every
+#: interface (``"0.0.0.0"``) exposes a server to every network the machine is
+#: on, so it is never a default; pass it explicitly.
+LOOPBACK = "127.0.0.1"
+
 #: ``send(message, address)``: what handlers receive to reply with.
 SendFunction = Callable[[str | bytes, Address], None]
 
@@ -88,7 +94,7 @@ class UDPStatistics:
     received: int
     #: Datagrams handed to the handler (or to the worker pool).
     handled: int
-    #: Datagrams handed to the kernel by `send`.
+    #: Datagrams handed to the kernel by ``send``.
     sent: int
     #: Datagrams dropped because they were not valid in the encoding.
     dropped_decode: int
@@ -384,6 +390,9 @@ class _DatagramEndpoint(DatagramEndpoint):
         if owner is None or owner == threading.get_ident() or reactor.is_closed():
             stop_serving(reactor, token)
             return
+        # Looked up before the stop: a background thread forgets itself as it
+        # leaves, some time before it has ended, and then could not be joined.
+        thread = background_thread(reactor)
         try:
             reactor.call_soon_threadsafe(stop_serving, reactor, token)
         except RuntimeError:  # closed meanwhile: nothing runs any more
@@ -392,7 +401,6 @@ class _DatagramEndpoint(DatagramEndpoint):
         if not token._stopped.wait(timeout):
             logger.warning("%r: the reactor thread did not stop serving within %s s", self, timeout)
             return
-        thread = background_thread(reactor)
         if thread is not None and thread is not threading.current_thread() and not serving_started(reactor):
             thread.join(timeout)
 
@@ -400,17 +408,19 @@ class _DatagramEndpoint(DatagramEndpoint):
         if self._closed:
             raise RuntimeError(f"{self!r} is closed; create a new one")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Unregister and close the socket, and shut the worker pool down; idempotent.
 
-        The reactor itself is left open (it may serve others).  Waits for
-        handlers already running in workers; queued ones are cancelled.
+        Safe from any thread: from another thread while the reactor runs, the
+        socket is closed by the reactor's thread and this call waits for it
+        (at most ``timeout`` seconds).  The reactor itself is left open (it
+        may serve others).  Waits for handlers already running in workers;
+        queued ones are cancelled.
         """
         if self._closed:
             return
-        super().close()
-        if not self._closed:
-            return  # handed to the reactor's thread, where this runs again
+        if not run_in_reactor_thread(self._reactor, super().close, timeout) or not self._closed:
+            return
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -425,9 +435,14 @@ class _DatagramEndpoint(DatagramEndpoint):
 class UDPServer(_DatagramEndpoint):
     """A UDP server that calls ``handle_function(message, address, send)`` per datagram.
 
-    ``UDPServer(handle_function, port=8181, threaded=False, *, host="0.0.0.0",
+    ``UDPServer(handle_function, port=8181, threaded=False, *, host="127.0.0.1",
     reactor=None, ...)`` binds at once (port 0: any free port, see `address`)
     and registers with ``reactor`` (default: `get_default_reactor`).
+
+    - ``host`` is loopback by default: only programs on this machine can
+      reach the server.  ``host="0.0.0.0"`` (every interface) exposes it on
+      every network the machine is on -- a choice to make on purpose
+      (easyservers bound every interface without asking).
 
     - ``message`` is a ``str`` decoded with ``encoding`` (default UTF-8;
       ``encoding=None`` hands over ``bytes``).  Undecodable datagrams and
@@ -454,7 +469,7 @@ class UDPServer(_DatagramEndpoint):
         port: int = 8181,
         threaded: bool = False,
         *,
-        host: str = "0.0.0.0",
+        host: str = LOOPBACK,
         reactor: Reactor | None = None,
         encoding: str | None = "utf-8",
         receive_size: int = 65535,
@@ -481,8 +496,10 @@ class UDPServer(_DatagramEndpoint):
 class UDPClient(_DatagramEndpoint):
     """A UDP client: `send` datagrams anywhere; replies go to ``handle_function(message, address)``.
 
-    Binds ``host`` (default all interfaces) on a free port at once.  Replies
-    are handled on the reactor (call `start` to serve it in a background
+    Binds ``host`` on a free port at once: loopback by default, which reaches
+    servers on this machine only; to talk to other machines bind
+    ``host="0.0.0.0"`` (or this machine's address on that network), so that
+    their replies can come in.  Replies are handled on the reactor (call `start` to serve it in a background
     thread, or drive the reactor yourself).  Same options and counters as
     `UDPServer`, without the worker pool.
     """
@@ -493,7 +510,7 @@ class UDPClient(_DatagramEndpoint):
         self,
         handle_function: Callable[[Any, Address], object],
         *,
-        host: str = "0.0.0.0",
+        host: str = LOOPBACK,
         port: int = 0,
         reactor: Reactor | None = None,
         encoding: str | None = "utf-8",

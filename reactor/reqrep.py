@@ -69,7 +69,9 @@ from .transport.threads import (
     WorkerPool,
     call_in_reactor_thread,
     join_background,
+    run_in_reactor_thread,
     serve_until_stopped,
+    serving_started,
     start_background,
     stop_serving,
 )
@@ -168,7 +170,7 @@ class RequestServer:
 
     ``ssl``: serve over TLS with that server-side `ssl.SSLContext` (the
     handshake must complete within ``ssl_handshake_timeout`` seconds).  The
-    request ends at its ``\r\n``; a client need not half-close.
+    request ends at its ``\\r\\n``; a client need not half-close.
 
     ``proxy_protocol``: behind a load balancer (nginx ``stream``, HAProxy),
     read the PROXY protocol header (v1 or v2) it sends first, and accept
@@ -220,6 +222,7 @@ class RequestServer:
         self.timeout = timeout
         self._pool = WorkerPool(workers, thread_name_prefix="reactor-reqrep") if self.async_ else None
         self._stopping = False
+        self._serving_thread: threading.Thread | None = None  # the start() thread, joined by close()
         if verbose:
             _make_verbose_visible()
         parsed = parse_address(address)
@@ -451,7 +454,10 @@ class RequestServer:
         that thread, or None if a plain `Reactor.run` already runs the reactor.
         """
         self._check_open()
-        return start_background(self.reactor, self._token)
+        thread = start_background(self.reactor, self._token)
+        if thread is not None:
+            self._serving_thread = thread
+        return thread
 
     def stop(self, grace: float = 0.0) -> None:
         """End this server; the reactor and its other servers go on.  Safe from any thread; idempotent.
@@ -497,12 +503,27 @@ class RequestServer:
         """
         return self._listener.shutdown(self.timeout if grace is None else grace)
 
-    def close(self) -> None:
-        """Stop accepting, close every open connection of this server and the listener.
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop serving, close every open connection of this server and the listener; idempotent.
 
-        Call it from the reactor's thread, or after the reactor stopped.
+        Safe from any thread.  From a thread other than the reactor's while
+        the reactor runs (``with server: server.start(); ...``), the close is
+        done by the reactor's thread -- only it may close a socket it may be
+        waiting on -- and this call waits for it (at most ``timeout``
+        seconds), then for the `start` thread to end if this server started
+        it and no other started server still needs it.
         """
         self._stopping = True
+        if not run_in_reactor_thread(self.reactor, self._close_in_reactor, timeout):
+            return
+        thread = self._serving_thread
+        if thread is not None and thread is not threading.current_thread() and not serving_started(self.reactor):
+            self._serving_thread = None
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("%s: the serving thread did not end within %s s", self.address, timeout)
+
+    def _close_in_reactor(self) -> None:
         stop_serving(self.reactor, self._token)
         self._listener.close()  # idempotent, and aborts what a graceful stop left running
         if self._pool is not None:

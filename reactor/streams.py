@@ -203,9 +203,16 @@ class Server:
         """Stop accepting; a future that completes when every connection has closed."""
         return self._listener.drain()
 
-    def close(self) -> None:
-        """Stop listening and abort every open connection of this server; idempotent."""
-        self._listener.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop listening and abort every open connection of this server; idempotent.
+
+        Safe from any thread: from another thread while the reactor runs, the
+        reactor's thread does the closing and this call waits for it (at most
+        ``timeout`` seconds).
+        """
+        from .transport.threads import run_in_reactor_thread
+
+        run_in_reactor_thread(self.reactor, self._listener.close, timeout)
 
     def __enter__(self) -> Server:
         return self

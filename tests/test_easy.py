@@ -75,7 +75,7 @@ def test_signature_and_defaults_follow_easyservers(reactor: Reactor) -> None:
     import inspect
 
     params = inspect.signature(UDPServer).parameters
-    assert params["port"].default == 8181 and params["host"].default == "0.0.0.0"
+    assert params["port"].default == 8181 and params["host"].default == "127.0.0.1"
 
 
 def test_send_accepts_str_and_bytes(reactor: Reactor) -> None:

@@ -402,7 +402,7 @@ def test_cli_serve_and_request_over_tls(certs: Certs, tmp_path: Any) -> None:
         ok = subprocess.run([*base, "hé", "--cafile", str(cafile)], capture_output=True, text=True, timeout=20)
         assert (ok.returncode, ok.stdout) == (0, "Requested: hé\n")
         untrusted = subprocess.run([*base, "hi", "--tls"], capture_output=True, text=True, timeout=20)
-        assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     finally:
         proc.terminate()
         proc.wait(10)

@@ -47,6 +47,7 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_READ = 64 * 1024
 #: Default write buffer water marks (asyncio's defaults).
 HIGH_WATER = 64 * 1024
+#: Writing resumes when the write buffer has drained to this many bytes.
 LOW_WATER = 16 * 1024
 
 _OPEN = State.OPEN
@@ -103,6 +104,7 @@ class TransportLimits:
         return TransportLimits(**values)
 
 
+#: The limits a transport has when none are given (every field at its default).
 DEFAULT_LIMITS = TransportLimits()
 
 

@@ -21,6 +21,7 @@ connection attempt too.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -84,7 +85,7 @@ class Connector:
                 transport._events = _EV_WRITE
             return
         except OSError as exc:
-            self._fail(exc)
+            self._fail(_explain(self.address, exc))
             return
         self._connected()
 
@@ -168,14 +169,59 @@ def open_connection(
     The protocol is made and ``connection_made`` called once connected.  The
     future fails with the `OSError` of the connect (``ConnectionRefusedError``,
     ``FileNotFoundError`` for a missing Unix path, ...) or with `TimeoutError`
-    after ``timeout`` seconds.  ``limits`` sets the transport's read size,
+    after ``timeout`` seconds; a host that does not resolve is a
+    ``socket.gaierror`` naming it.  A Unix path longer than ``UNIX_PATH_MAX``
+    bytes raises `ValueError` here.  ``limits`` sets the transport's read size,
     water marks and deadlines; its whole-exchange ``timeout`` counts from now.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be positive or None, got {timeout!r}")
+    if address.family == socket.AF_UNIX:
+        _check_unix_path(str(address.sockaddr))
     connector = Connector(reactor, address, protocol_factory, timeout, limits)
     connector.start()
     return connector.future
+
+
+#: The longest Unix socket path ``connect`` takes, in bytes: ``sun_path`` is
+#: 108 bytes on Linux, one of them the terminating NUL.
+UNIX_PATH_MAX = 107
+
+
+def _check_unix_path(path: str) -> None:
+    size = len(os.fsencode(path))
+    if size > UNIX_PATH_MAX:
+        raise ValueError(
+            f"the Unix socket path {path!r} is {size} bytes, longer than the {UNIX_PATH_MAX}-byte limit "
+            f"({UNIX_PATH_MAX + 1} with the terminating NUL): use a shorter path, e.g. one relative to "
+            "the current directory or in a directory with a shorter name"
+        )
+
+
+def _explain(address: Address, exc: OSError) -> OSError:
+    """The error of a failed ``connect``, reworded to say what was given and what to do.
+
+    The class stays the same (handlers that catch ``gaierror`` or
+    ``FileNotFoundError`` still do); the original is the ``__cause__``.
+    """
+    err: OSError
+    if isinstance(exc, socket.gaierror) and isinstance(address.sockaddr, tuple):
+        host = address.sockaddr[0]
+        err = socket.gaierror(
+            exc.errno,
+            f"cannot resolve the host {host!r} of {address.text} ({exc.strerror}): "
+            "check its spelling, or give an IP address",
+        )
+    elif isinstance(exc, FileNotFoundError) and address.family == socket.AF_UNIX:
+        err = FileNotFoundError(
+            errno.ENOENT,
+            f"the Unix socket file {address.sockaddr!r} does not exist, so no server is listening "
+            "there: start the server, or check the path",
+        )
+    else:
+        return exc
+    err.__cause__ = exc
+    return err
 
 
 class _Attached:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "WorkerPool",
     "call_in_reactor_thread",
     "reactor_thread",
+    "run_in_reactor_thread",
     "serve_until_stopped",
     "serving_started",
     "stop_serving",
@@ -242,6 +244,64 @@ def call_in_reactor_thread(reactor: Reactor, function: Callable[[], object]) -> 
         function()
     else:
         reactor.call_soon_threadsafe(function)
+
+
+#: How often a caller waiting in `run_in_reactor_thread` looks whether the reactor is still driven.
+_HANDOFF_POLL = 0.05
+
+
+def run_in_reactor_thread(reactor: Reactor, function: Callable[[], object], timeout: float | None = 5.0) -> bool:
+    """Call ``function()`` where it may touch the reactor, and wait until it has run.
+
+    From the reactor's own thread, or when nobody drives the reactor (or it
+    is closed), it runs here at once.  From any other thread while the
+    reactor runs, it is handed to the reactor's thread and this call waits
+    (at most ``timeout`` seconds; None: no bound) until it has run there.  If
+    the reactor stops being driven meanwhile, it runs here instead; it runs
+    once in every case.  Returns False (and logs a warning) only if the
+    reactor's thread did not get to it in time: then it has not run, and
+    will not.
+
+    This is what a ``close()`` needs to be safe from any thread: only the
+    reactor's thread may unregister and close a descriptor that it may be
+    waiting on, or it fails with ``EBADF`` in the middle of a turn.
+    """
+    claim = threading.Lock()
+    ran = threading.Event()
+
+    def once() -> None:
+        if claim.acquire(blocking=False):
+            try:
+                function()
+            finally:
+                ran.set()
+
+    me = threading.get_ident()
+    owner = reactor_thread(reactor)
+    if owner is None or owner == me or reactor.is_closed():
+        once()
+        return True
+    try:
+        reactor.call_soon_threadsafe(once)
+    except RuntimeError:  # closed meanwhile: nobody else will touch it
+        once()
+        return True
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not ran.wait(_HANDOFF_POLL):
+        owner = reactor_thread(reactor)
+        if owner is None or reactor.is_closed():
+            # Nobody drives any more (the driver left between our look and our hand-off):
+            # the queued call would wait for the next run, so it runs here.
+            once()
+            ran.wait()  # the driver may have claimed it just now: let it finish
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            if claim.acquire(blocking=False):
+                logger.warning("the reactor's thread did not run %r within %s s", function, timeout)
+                return False
+            ran.wait()  # claimed by the reactor's thread at the last moment: it is running now
+            return True
+    return True
 
 
 def background_thread(reactor: Reactor) -> threading.Thread | None:
