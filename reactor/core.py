@@ -844,6 +844,10 @@ class Reactor:
             raise TypeError(f"exception handler must be callable or None, got {handler!r}")
         self._exception_handler = handler
 
+    def get_exception_handler(self) -> ExceptionHandler | None:
+        """The handler `set_exception_handler` installed, or None for the default."""
+        return self._exception_handler
+
     def _report(self, exc: Exception, callback: object) -> None:
         context = {"message": "exception in callback", "exception": exc, "callback": callback}
         self.call_exception_handler(context)
@@ -857,6 +861,13 @@ class Reactor:
                 return
             except Exception:
                 logger.exception("exception in the reactor's exception handler")
+        self.default_exception_handler(context)
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """The default reporting: log ``context`` at ERROR, with the traceback, on the ``reactor`` logger.
+
+        A handler given to `set_exception_handler` may call it for the errors it does not handle.
+        """
         exc = context.get("exception")
         logger.error(
             "%s: %r",

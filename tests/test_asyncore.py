@@ -238,6 +238,88 @@ def test_exit_now_and_errors_from_handle_error_leave_loop(amap: dict[int, Any]) 
     b.close()
 
 
+def test_exit_now_from_another_callback_of_the_turn_leaves_loop(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """ExitNow raised outside a dispatcher (a timer, or a signal handler landing there) leaves loop() after the turn.
+
+    The reactor reports and swallows a callback's Exception; during an
+    asyncore turn ExitNow is taken back from that report.  Other errors still
+    reach the handler that was set, which is in place again after the turn.
+    """
+    seen: list[BaseException] = []
+    real_reactor.set_exception_handler(lambda r, context: seen.append(context["exception"]))
+    a, b = socket.socketpair()
+    Toggle(a, map=amap)
+    ran: list[str] = []
+
+    def fail() -> None:
+        ran.append("fail")
+        raise ValueError("reported")
+
+    def stop() -> None:
+        ran.append("stop")
+        raise asyncore.ExitNow("from a timer")
+
+    real_reactor.call_soon(fail)
+    real_reactor.call_soon(stop)
+    real_reactor.call_soon(ran.append, "after")  # the rest of the turn still runs
+    with pytest.raises(asyncore.ExitNow, match="from a timer"):
+        asyncore.loop(timeout=0.05, map=amap, count=10)
+    assert ran == ["fail", "stop", "after"]
+    assert [type(e) for e in seen] == [ValueError]
+    assert real_reactor.get_exception_handler() is not None
+    real_reactor.call_soon(fail)
+    asyncore.loop(timeout=0, map=amap, count=1)
+    assert [type(e) for e in seen] == [ValueError, ValueError]  # the test's handler is back after the turn
+    real_reactor.set_exception_handler(None)
+    b.close()
+
+
+def test_a_handler_set_during_a_turn_is_kept(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """A callback that installs an exception handler during an asyncore turn keeps it after the turn."""
+    a, b = socket.socketpair()
+    Toggle(a, map=amap)
+
+    def mine(r: Reactor, context: dict[str, Any]) -> None:
+        pass
+
+    real_reactor.call_soon(real_reactor.set_exception_handler, mine)
+    asyncore.loop(timeout=0, map=amap, count=1)
+    assert real_reactor.get_exception_handler() is mine
+    real_reactor.set_exception_handler(None)
+    b.close()
+
+
+def test_a_reactor_driven_elsewhere_still_follows_a_handlers_own_change(
+    real_reactor: Reactor, amap: dict[int, Any]
+) -> None:
+    """When Reactor.run_once (not asyncore.loop) drives, the dispatcher that handled an event is asked again at once."""
+
+    class Later(asyncore.dispatcher):
+        """Reads, then wants to write: the reply goes out on a write event only."""
+
+        pending = b""
+
+        def writable(self) -> bool:
+            return bool(self.pending)
+
+        def handle_read(self) -> None:
+            self.pending += self.recv(100)
+
+        def handle_write(self) -> None:
+            self.pending = self.pending[self.send(self.pending):]
+
+    a, b = socket.socketpair()
+    later = Later(a, map=amap)
+    asyncore.loop(timeout=0, map=amap, count=1)  # registers the row for reading
+    b.send(b"ping")
+    for _ in range(50):
+        if peek(b) == b"ping":
+            break
+        real_reactor.run_once(0.05)  # no asyncore turn: nothing asks before the wait
+    assert peek(b) == b"ping" and later.pending == b""
+    b.close()
+
+
 def test_dispatchers_timers_and_a_request_server_share_one_loop(real_reactor: Reactor, amap: dict[int, Any]) -> None:
     """asyncore.loop() also runs the reactor's RequestServer and timers, in this thread."""
     server = RequestServer("127.0.0.1:0", reactor=real_reactor)

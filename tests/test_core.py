@@ -540,6 +540,30 @@ def test_set_exception_handler_none_restores_default(reactor: Reactor, caplog: p
         reactor.set_exception_handler(42)  # type: ignore[arg-type]
 
 
+def test_get_exception_handler_and_the_default_a_handler_can_defer_to(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """get_exception_handler() returns what was set; a handler may pass what it does not handle to the default."""
+    assert reactor.get_exception_handler() is None
+    kept: list[BaseException] = []
+
+    def handler(r: Reactor, context: dict[str, object]) -> None:
+        exc = context["exception"]
+        if isinstance(exc, KeyError):
+            kept.append(exc)
+        else:
+            r.default_exception_handler(context)
+
+    reactor.set_exception_handler(handler)
+    assert reactor.get_exception_handler() is handler
+    reactor.call_soon(lambda: {}["missing"])
+    reactor.call_soon(lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        reactor.run_once(0)
+    assert [type(e) for e in kept] == [KeyError]
+    assert "ZeroDivisionError" in caplog.text and "KeyError" not in caplog.text
+
+
 def test_broken_exception_handler_falls_back_to_logging(reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
     """If the handler itself raises, both errors are logged and the loop goes on."""
 

@@ -18,10 +18,13 @@ turn, and code depends on that: one dispatcher's handler fills another's
 buffer, and the other's ``writable()`` must be asked again.  No answer can be
 known unchanged without asking, so we ask as asyncore does, but the selector
 is touched only when an answer changed (one ``epoll_ctl``), never rebuilt.
-The dispatcher that just handled an event is asked again at once, inside the
-turn, so its own change (a reply queued, a buffer drained) costs no extra
-wakeup; new dispatchers made inside a handler (accepted connections) are
-registered the same way.  Asking is two Python calls per dispatcher per turn; a turn of the backports
+When ``loop()`` drives, the asking before the next wait also covers the
+dispatcher that just handled an event and the ones its handler made
+(accepted connections); when something else drives the reactor
+(`Reactor.run`, a server's ``run()``), nothing asks before the wait, so
+those are asked again at once after the handler, and their own change (a
+reply queued, a buffer drained) still costs no extra wakeup.  Asking is two
+Python calls per dispatcher per turn; a turn of the backports
 costs that plus one ``register`` per dispatcher and a kernel scan of every
 fd.  Measured with 1,000 idle dispatchers (CPython 3.11, one core): asking
 them all takes about 110 us, a whole idle turn of ours 110 us, one of the
@@ -48,7 +51,12 @@ or an error raised by ``handle_error`` itself) leaves ``loop()``.  The
 reactor reports and swallows a callback's ``Exception``, so the driver wraps
 an escaping exception in `_Escape` (a ``BaseException``, which the reactor
 lets through, as it does ``KeyboardInterrupt``), and the turn unwraps it:
-the caller of ``loop()``/``poll()`` gets the original exception.
+the caller of ``loop()``/``poll()`` gets the original exception.  An
+``ExitNow`` raised where no handler frame of ours catches it (a timer or
+another server's callback, or a signal handler that raises it between two
+frames) reaches the reactor's error reporting instead: during a turn the
+driver's exception handler takes it back, the turn finishes, and ``loop()``
+raises it; other errors go on to the handler that was set before.
 
 *Two things selectors cannot say.*  ``select`` reports a socket's urgent
 (out-of-band) data as an exceptional condition and ``poll`` as ``POLLPRI``;
@@ -255,6 +263,8 @@ class _MapDriver:
         self.turns = 0
         self.asked = 0
         self.interest_changes = 0
+        self.exit_now: BaseException | None = None  # an ExitNow the reactor caught in this turn
+        self.chained: Any = None  # the reactor's exception handler, outside turns
 
     # -- the reactor
     def reactor(self) -> Reactor:
@@ -472,12 +482,30 @@ class _MapDriver:
                 write(obj)
             else:
                 _exception(obj)
-            self._refresh(row)
+            if not self.turning:
+                self._refresh(row)
         except Exception as exc:
             raise _Escape(exc) from None
 
     def _on_read(self, row: DispatcherRow) -> None:
-        self._dispatch(row, _POLLIN)
+        # `_dispatch` for _POLLIN, written out: this is the per-request path.
+        obj = row.owner
+        try:
+            try:
+                obj.handle_read_event()
+            except _reraised_exceptions:
+                raise
+            except OSError as exc:
+                if self.use_poll and exc.errno in _DISCONNECTED:
+                    obj.handle_close()
+                else:
+                    obj.handle_error()
+            except BaseException:
+                obj.handle_error()
+            if not self.turning:
+                self._refresh(row)
+        except Exception as exc:
+            raise _Escape(exc) from None
 
     def _on_write(self, row: DispatcherRow) -> None:
         self._dispatch(row, _POLLOUT)
@@ -497,6 +525,19 @@ class _MapDriver:
         if row.interest & _WRITE and self.rows.get(row.fd) is row:
             self._dispatch(row, _POLLOUT)
 
+    def _callback_failed(self, reactor: Reactor, context: dict[str, Any]) -> None:
+        # The reactor's exception handler during a turn: keep the first
+        # ExitNow (and the like) for turn() to raise; report the rest as usual.
+        exc = context.get("exception")
+        if isinstance(exc, _reraised_exceptions):
+            if self.exit_now is None:
+                self.exit_now = exc
+            return
+        if self.chained is not None:
+            self.chained(reactor, context)
+        else:
+            reactor.default_exception_handler(context)
+
     # -- a turn
     def turn(self, timeout: float | None, use_poll: bool) -> None:
         """Ask every dispatcher, then do one turn of the reactor; re-raise what a handler let out."""
@@ -515,12 +556,25 @@ class _MapDriver:
             for row in self.ready_rows:
                 if row.interest:
                     reactor.call_soon(self._on_always_ready, row)
+            # An ExitNow that a signal handler raises where no driver frame
+            # catches it (inside another callback, or between frames) reaches
+            # the reactor's error reporting: catch it there and leave after
+            # the turn, as asyncore leaves loop().
+            self.chained = reactor.get_exception_handler()
+            reactor.set_exception_handler(self._callback_failed)
             try:
                 reactor.run_once(timeout)
             except _Escape as escape:
                 exc: BaseException | None = escape.exception
             else:
                 exc = None
+            finally:
+                if reactor.get_exception_handler() == self._callback_failed:
+                    reactor.set_exception_handler(self.chained)
+                self.chained = None
+            if exc is None and self.exit_now is not None:
+                exc = self.exit_now
+            self.exit_now = None
             if exc is not None:
                 try:
                     raise exc
