@@ -25,6 +25,22 @@ def run_until(reactor: Reactor, predicate: Callable[[], bool], *, turns: int = 1
         raise AssertionError(f"condition not reached within {turns} turns")
 
 
+def addr(sock: socket.socket) -> str:
+    """A bound socket's address as ``'host:port'``."""
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A plain loopback listening socket that never answers: a server that accepts and stays silent."""
+    s = socket.socket()  # socket-ok: the test's own silent server
+    s.bind(("127.0.0.1", 0))  # socket-ok
+    s.listen(4)  # socket-ok
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     """A clock that moves only when the test advances it."""

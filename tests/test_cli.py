@@ -18,24 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import addr
 
 from reactor import RequestServer, cli, do_request
 from reactor.addresses import port_hash
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A plain listening socket standing in for a server that never answers."""
-    s = socket.socket()  # socket-ok: the test's own server
-    s.bind(("127.0.0.1", 0))  # socket-ok
-    s.listen(4)  # socket-ok
-    yield s
-    s.close()
-
-
-def addr(sock: socket.socket) -> str:
-    host, port = sock.getsockname()
-    return f"{host}:{port}"
 
 
 @pytest.fixture

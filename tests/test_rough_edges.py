@@ -15,12 +15,11 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import run_until
+from conftest import addr, run_until
 
 from reactor import ManualClock, Reactor, RequestFailed, RequestServer, do_request
 from reactor import client as client_module
@@ -40,19 +39,6 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info]
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A plain listening socket that never answers."""
-    s = socket.socket()  # socket-ok: the test's own silent server
-    s.bind(("127.0.0.1", 0))  # socket-ok
-    s.listen(4)  # socket-ok
-    yield s
-    s.close()
-
-
-def addr(sock: socket.socket) -> str:
-    host, port = sock.getsockname()
-    return f"{host}:{port}"
 
 
 # ------------------------------------------------------------ with + start()
