@@ -484,7 +484,7 @@ def test_asynchat_servers_answer_every_line_of_a_connection(kind: str) -> None:
 
 
 def test_asynchat_table_and_targets() -> None:
-    """The asynchat rows compare server CPU per request with the backport's, at 64 and 1,000 connections."""
+    """The asynchat rows compare server CPU per request with the backport's: 64, 1,000, and 64 beside 936 idle."""
     base = {"rep": 0, "p50_us": 400.0, "p99_us": 900.0, "server_cpu_util": 1.0, "gen_cpu": 0.5, "errors": 0,
             "mismatches": 0, "other_load": 0.0}
     runs = [
@@ -494,6 +494,10 @@ def test_asynchat_table_and_targets() -> None:
         {**base, "workload": "asynchat-c1000", "server": "asynchat", "rps": 50_000, "server_cpu_us_per_req": 10.0},
         {**base, "workload": "asynchat-c1000", "server": "asynchat-backport", "rps": 30_000,
          "server_cpu_us_per_req": 15.0},
+        {**base, "workload": "asynchat-c64-idle936", "server": "asynchat", "rps": 50_000,
+         "server_cpu_us_per_req": 8.0},
+        {**base, "workload": "asynchat-c64-idle936", "server": "asynchat-backport", "rps": 20_000,
+         "server_cpu_us_per_req": 20.0},
     ]
     summary = summarize(runs)
     judged = {t["target"]: t for t in targets(summary)}
@@ -510,3 +514,6 @@ def test_asynchat_table_and_targets() -> None:
     table = format_markdown(report)
     assert "| asynchat c=64 | asynchat | 50,000 | 400 | 900 | 10.0 | 1.20× | 100 % | 0.50 | 0.00 | 0 |" in table
     assert "| asynchat c=1000 | asynchat-backport | 30,000 | 400 | 900 | 15.0 | 1.00× |" in table
+    # 64 busy beside 936 idle: a row of its own, without a target.
+    assert "| asynchat c=64 +idle 936 | asynchat | 50,000 | 400 | 900 | 8.0 | 2.50× |" in table
+    assert not [t for t in judged if "936" in t]

@@ -30,8 +30,9 @@ a bounded leak check under steady load (`reactor.bench.soak`).
 ``asynchat``: one classic ``async_chat`` line server (`asynchat_echo`) run on
 `reactor.compat` and on the ``pyasyncore``/``pyasynchat`` backports (their
 ``asyncore.loop(use_poll=True)``), under the persistent load at 64 and at
-1,000 connections (recorded as ``asynchat-c64`` and ``asynchat-c1000``); the
-two are compared by server CPU per request.
+1,000 connections (recorded as ``asynchat-c64`` and ``asynchat-c1000``), and
+at 64 busy connections beside 936 idle ones held open
+(``asynchat-c64-idle936``); the two are compared by server CPU per request.
 
 ``--tls`` runs the one-shot and persistent workloads over TLS instead
 (recorded as ``tls-c16``, ``tls-persistent``, …): a CA and a server
@@ -81,7 +82,16 @@ WORKLOADS = ("c1", "c16", "c128", "persistent", "idle", "timers", "embedded", "a
 WORKERS_CONCURRENCY = 128
 #: The asynchat workload: its two servers (package, backport) and its connection counts.
 ASYNCHAT_SERVERS = ("asynchat", "asynchat-backport")
-ASYNCHAT_CONCURRENCY = (64, 1000)
+#: The asynchat runs: (workload, busy connections, idle connections held open beside them).
+#: The third keeps 1,000 connections open of which 64 are busy, where a poll() turn's
+#: cost grows with every open connection and an epoll turn's with the busy ones only.
+ASYNCHAT_RUNS = (
+    ("asynchat-c64", 64, 0),
+    ("asynchat-c1000", 1000, 0),
+    ("asynchat-c64-idle936", 64, 936),
+)
+#: The issue's targets: the backport's server CPU per request over ours, at least this.
+ASYNCHAT_TARGETS = {"asynchat-c64": 1.0, "asynchat-c1000": 2.0}
 DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop", "tcpserver", "threading", "reactor-tcpserver", "reactor-threading")
 #: What ``--tls`` runs: the workloads that have a TLS form, and the servers by default.
 TLS_WORKLOADS = ("c1", "c16", "c128", "persistent")
@@ -501,18 +511,21 @@ class Runner:
                 self._measure(workload, kind, rep, attempt)
 
     def run_asynchat(self, servers: list[str]) -> None:
-        """The persistent load on the async_chat servers at each of `ASYNCHAT_CONCURRENCY`, alternating."""
+        """The persistent load on the async_chat servers for each of `ASYNCHAT_RUNS`, alternating."""
         duration = self.options.duration
-        for concurrency in ASYNCHAT_CONCURRENCY:
-            workload = f"asynchat-c{concurrency}"
+        for workload, concurrency, idle in ASYNCHAT_RUNS:
             for rep in range(self.options.repeat):
                 for kind in servers:
                     self.progress(f"{workload} {kind} (rep {rep + 1}/{self.options.repeat})",
-                                  duration + _STARTUP_SECONDS)
+                                  duration + _STARTUP_SECONDS + (5.0 if idle else 0.0))
 
-                    def attempt(kind: str = kind, concurrency: int = concurrency) -> dict[str, Any]:
+                    def attempt(kind: str = kind, concurrency: int = concurrency, idle: int = idle) -> dict[str, Any]:
                         with ServerProcess(kind, self.server_cpus) as server:
-                            return self.load(server, concurrency, duration, "persistent")
+                            if not idle:
+                                return self.load(server, concurrency, duration, "persistent")
+                            with self._holding_idle(server, idle) as held:
+                                record = self.load(server, concurrency, duration, "persistent")
+                            return {**record, "idle_accepted": held["accepted"]}
 
                     self._measure(workload, kind, rep, attempt)
 
@@ -566,27 +579,32 @@ class Runner:
     def _idle_seconds(self) -> float:
         return 2 * self.options.duration + _STARTUP_SECONDS + self.options.idle_connections / 8000
 
-    def _idle_once(self, server: ServerProcess, n: int, duration: float) -> dict[str, Any]:
-        base = self.load(server, 16, duration)
+    @contextmanager
+    def _holding_idle(self, server: ServerProcess, n: int) -> Iterator[dict[str, Any]]:
+        """Hold ``n`` idle connections to ``server`` (a generator in idle mode) until the block ends.
+
+        Yields ``established``, ``accepted`` (the server's new descriptors, once
+        it has accepted them all or after 30 s) and ``idle_failed``; after the
+        block, ``peer_closed`` (connections the server closed) is added.
+        """
         fds0 = open_fd_count(server.pid)
-        rss0 = server.rss()
         cmd = self.generator(server.port, "--mode", "idle", "--connections", str(n), "--concurrency", "256",
                              "--hold", "3600")
         holder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _pin(holder.pid, self.gen_cpus)
+        held: dict[str, Any] = {}
         try:
             assert holder.stdout is not None
             ready = parse_line(_read_line(holder.stdout, 120.0), prefix="idle-ready") or {}
             established = int(ready.get("established", 0))
             # A connect completes in the kernel's backlog; wait (bounded) until
-            # the server has accepted them all before reading its memory.
+            # the server has accepted them all.
             deadline = time.monotonic() + 30.0
             while open_fd_count(server.pid) < fds0 + established and time.monotonic() < deadline:
                 time.sleep(0.05)
-            accepted = open_fd_count(server.pid) - fds0
-            time.sleep(0.2)
-            rss1 = server.rss()
-            loaded = self.load(server, 16, duration)
+            held.update(established=established, accepted=open_fd_count(server.pid) - fds0,
+                        idle_failed=int(ready.get("failed", 0)))
+            yield held
         finally:
             if holder.poll() is None:
                 holder.send_signal(signal.SIGTERM)
@@ -595,13 +613,22 @@ class Runner:
             except subprocess.TimeoutExpired:
                 holder.kill()
                 out, _ = holder.communicate()
-        final = parse_line(out) or {}
+            held["peer_closed"] = (parse_line(out) or {}).get("peer_closed")
+
+    def _idle_once(self, server: ServerProcess, n: int, duration: float) -> dict[str, Any]:
+        base = self.load(server, 16, duration)
+        rss0 = server.rss()
+        with self._holding_idle(server, n) as held:
+            time.sleep(0.2)
+            rss1 = server.rss()
+            loaded = self.load(server, 16, duration)
+        accepted = held["accepted"]
         return {
             "connections": n,
-            "established": established,
+            "established": held["established"],
             "accepted": accepted,
-            "idle_failed": int(ready.get("failed", 0)),
-            "peer_closed": final.get("peer_closed"),
+            "idle_failed": held["idle_failed"],
+            "peer_closed": held["peer_closed"],
             "rss_before": rss0,
             "rss_after": rss1,
             "rss_per_conn": (rss1 - rss0) / accepted if accepted > 0 else None,
@@ -711,7 +738,7 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
             else:
                 options.notes.append(f"asynchat: {kind} skipped: {reason}")
         # The server process inherits this limit: 1,000 connections need more than the usual 1,024 soft limit.
-        want = max(ASYNCHAT_CONCURRENCY) + 256
+        want = max(busy + idle for _, busy, idle in ASYNCHAT_RUNS) + 256
         if raise_nofile_limit(want) < want:
             options.notes.append(f"asynchat: RLIMIT_NOFILE is below {want}: the 1,000-connection runs may fail")
     if "idle" in options.workloads:
@@ -737,7 +764,7 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
         elif workload == "timers":
             runner.plan(runner._timer_seconds(), 1)
         elif workload == "asynchat":
-            runs = len(asynchat_servers) * len(ASYNCHAT_CONCURRENCY) * options.repeat
+            runs = len(asynchat_servers) * len(ASYNCHAT_RUNS) * options.repeat
             runner.plan((options.duration + _STARTUP_SECONDS) * runs, runs)
         elif workload == "workers":
             runner.plan((options.duration + _STARTUP_SECONDS) * 2 * options.repeat, 2 * options.repeat)
@@ -871,12 +898,15 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     add("embedded in asyncio ≥ 0.9× the reactor alone",
         _ratio(embedded.get("embedded", {}).get("rps"), embedded.get("reactor", {}).get("rps")), 0.9, True,
         f"server CPU per request: alone / embedded = {cpu:.2f}x" if cpu is not None else "")
-    for concurrency, goal in zip(ASYNCHAT_CONCURRENCY, (1.0, 2.0), strict=True):
-        rows = summary.get(f"asynchat-c{concurrency}", {})
+    for workload, concurrency, _ in ASYNCHAT_RUNS:
+        target = ASYNCHAT_TARGETS.get(workload)
+        if target is None:
+            continue
+        rows = summary.get(workload, {})
         mine = rows.get("asynchat", {}).get("server_cpu_us_per_req")
         theirs = rows.get("asynchat-backport", {}).get("server_cpu_us_per_req")
-        add(f"asynchat c={concurrency} ≥ {goal:g}× the backport (server CPU per request)", _ratio(theirs, mine),
-            goal, True, f"backport {_num(theirs, 1)} µs/req / reactor.compat {_num(mine, 1)} µs/req")
+        add(f"asynchat c={concurrency} ≥ {target:g}× the backport (server CPU per request)", _ratio(theirs, mine),
+            target, True, f"backport {_num(theirs, 1)} µs/req / reactor.compat {_num(mine, 1)} µs/req")
     return out
 
 
@@ -954,7 +984,8 @@ def _asynchat_rows(workload: str, rows: dict[str, dict[str, Any]], procs: int) -
     """Table cells for one asynchat workload: each server, and its CPU per request against the backport's."""
     base = rows.get("asynchat-backport", {}).get("server_cpu_us_per_req")
     return [[
-        workload.replace("asynchat-c", "asynchat c="), server, _num(row["rps"]), _num(row["p50_us"]),
+        workload.replace("asynchat-c", "asynchat c=").replace("-idle", " +idle "), server, _num(row["rps"]),
+        _num(row["p50_us"]),
         _num(row["p99_us"]), _num(row["server_cpu_us_per_req"], 1),
         f"{_num(_ratio(base, row['server_cpu_us_per_req']), 2)}{'×' if base and row['server_cpu_us_per_req'] else ''}",
         f"{_num((row['server_cpu_util'] or 0) * 100)} %", _gen(row["gen_cpu"], procs), _num(row["other_load"], 2),
@@ -1072,7 +1103,7 @@ def format_markdown(report: dict[str, Any]) -> str:
              ["peak memory (tracemalloc)", _bytes(peak["reactor"]), _bytes(peak["asyncio"]),
               _num(_ratio(peak["reactor"], peak["asyncio"]), 3)]],
         )
-    asynchat = [w for w in (f"asynchat-c{c}" for c in ASYNCHAT_CONCURRENCY) if w in summary]
+    asynchat = [w for w, _, _ in ASYNCHAT_RUNS if w in summary]
     if asynchat:
         lines += _table(_ASYNCHAT_HEADER, "llrrrrrrrrl",
                         [cell for w in asynchat for cell in _asynchat_rows(w, summary[w], procs)])
