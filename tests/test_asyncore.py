@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reactor import Reactor, RequestServer
-from reactor.compat import asyncore
+from reactor.compat import asynchat, asyncore
 from reactor.transport.table import State
 
 
@@ -169,6 +169,84 @@ def test_interest_changes_only_when_an_answer_changes(real_reactor: Reactor, ama
         asyncore.set_reactor(None, m)
         b.close()
         r.close()
+
+
+class Lines(asynchat.async_chat):
+    """Answers each line with ``ok <line>``; `readable()` is its own (as most servers' are not)."""
+
+    def __init__(self, sock: socket.socket, map: dict[int, Any]) -> None:
+        super().__init__(sock, map=map)
+        self.set_terminator(b"\n")
+        self.paused = False
+
+    def collect_incoming_data(self, data: bytes) -> None:
+        self._collect_incoming_data(data)
+
+    def found_terminator(self) -> None:
+        self.push(b"ok " + self._get_data() + b"\n")
+
+    def readable(self) -> bool:
+        return not self.paused
+
+
+def test_idle_channels_are_not_asked_every_turn(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """An async_chat channel waiting for input is not asked before each turn; a busy one still answers."""
+    pairs = [socket.socketpair() for _ in range(50)]
+    try:
+        channels = [Lines(a, amap) for a, _ in pairs]
+        asyncore.loop(timeout=0, map=amap, count=1)  # the new rows are asked once
+        before = asyncore.statistics(amap)["asked"]
+        asyncore.loop(timeout=0, map=amap, count=20)
+        assert asyncore.statistics(amap)["asked"] == before  # nothing can have changed unseen
+        pairs[7][1].send(b"hi\n")
+        loop_until(amap, lambda: peek(pairs[7][1]) == b"ok hi\n")
+        assert asyncore.statistics(amap)["asked"] - before <= 2 and channels[7].connected
+    finally:
+        for _, b in pairs:
+            b.close()
+
+
+def test_output_queued_from_outside_a_handler_is_sent(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """push() from a timer, a direct producer_fifo.append() and close_when_done() all get the channel watched."""
+    a, b = socket.socketpair()
+    chat = Lines(a, amap)
+    asyncore.loop(timeout=0, map=amap, count=2)
+    real_reactor.call_soon(chat.push, b"from a timer\n")
+    loop_until(amap, lambda: peek(b) == b"from a timer\n")
+    b.recv(100)
+    # Code that queues without initiate_send(), as asyncore allowed: the next turn sends it.
+    real_reactor.call_soon(chat.producer_fifo.append, b"queued directly\n")
+    loop_until(amap, lambda: peek(b) == b"queued directly\n")
+    b.recv(100)
+    real_reactor.call_soon(chat.close_when_done)
+    loop_until(amap, lambda: not chat.connected)
+    assert b.recv(100) == b""
+    b.close()
+
+
+def test_a_registered_answer_is_checked_when_its_event_comes(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """readable() turned false while registered: the input waits, unread, until it is true again."""
+    a, b = socket.socketpair()
+    chat = Lines(a, amap)
+    asyncore.loop(timeout=0, map=amap, count=2)
+    chat.paused = True
+    b.send(b"later\n")
+    asyncore.loop(timeout=0.05, map=amap, count=5)
+    assert peek(a) == b"later\n" and chat.ac_in_buffer == b""  # not read
+    assert not real_reactor.connections[a.fileno()].interest & 1  # read interest dropped at the event
+    chat.paused = False
+    loop_until(amap, lambda: peek(b) == b"ok later\n")
+    b.close()
+
+
+def test_a_writable_of_its_own_is_asked_every_turn(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """A dispatcher with its own writable() (here dispatcher_with_send's, fed directly) is asked as asyncore asks."""
+    a, b = socket.socketpair()
+    sender = asyncore.dispatcher_with_send(a, map=amap)
+    asyncore.loop(timeout=0, map=amap, count=2)
+    sender.out_buffer = b"assigned, not sent"  # no send(): only writable() can tell
+    loop_until(amap, lambda: peek(b) == b"assigned, not sent")
+    b.close()
 
 
 def test_loop_count_one_is_one_turn(real_reactor: Reactor, amap: dict[int, Any]) -> None:

@@ -69,6 +69,51 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end"]
 Terminator: TypeAlias = "bytes | int | None"
 
 
+_append = deque.append
+_appendleft = deque.appendleft
+_extend = deque.extend
+
+
+class _Fifo(deque[Any]):
+    """``producer_fifo``: a deque that tells the driver when code outside `async_chat` queues output.
+
+    `async_chat.writable` is asked only when output was queued (see
+    `reactor.compat.asyncore`, *Asking readable()/writable() cheaply*); the
+    methods of `async_chat` say so themselves and bypass these overrides.
+    """
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: Any) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def append(self, item: Any) -> None:
+        _append(self, item)
+        asyncore._asked_again(self.channel)
+
+    def appendleft(self, item: Any) -> None:
+        _appendleft(self, item)
+        asyncore._asked_again(self.channel)
+
+    def extend(self, items: Any) -> None:
+        _extend(self, items)
+        asyncore._asked_again(self.channel)
+
+    def extendleft(self, items: Any) -> None:
+        deque.extendleft(self, items)
+        asyncore._asked_again(self.channel)
+
+    def insert(self, index: int, item: Any) -> None:
+        deque.insert(self, index, item)
+        asyncore._asked_again(self.channel)
+
+    def __iadd__(self, items: Any) -> _Fifo:  # type: ignore[misc]
+        _extend(self, items)
+        asyncore._asked_again(self.channel)
+        return self
+
+
 class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's name
     """An asyncore dispatcher that splits its input at a terminator and queues its output.
 
@@ -94,7 +139,7 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
         # already ask writable(), which reads producer_fifo.
         self.ac_in_buffer = b""
         self.incoming: list[bytes] = []
-        self.producer_fifo: deque[Any] = deque()
+        self.producer_fifo: deque[Any] = _Fifo(self)
         asyncore.dispatcher.__init__(self, sock, map)
 
     # ---------------------------------------------------------- input
@@ -197,14 +242,14 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
             raise TypeError(f"push() takes bytes, bytearray or memoryview, not {type(data).__name__}")
         size = self.ac_out_buffer_size
         if len(data) > size:
-            self.producer_fifo.extend(data[i:i + size] for i in range(0, len(data), size))
+            _extend(self.producer_fifo, (data[i:i + size] for i in range(0, len(data), size)))
         else:
-            self.producer_fifo.append(data)
+            _append(self.producer_fifo, data)
         self.initiate_send()
 
     def push_with_producer(self, producer: Any) -> None:
         """Queue a producer (``more()`` returns bytes, ``b""`` when done) and start sending."""
-        self.producer_fifo.append(producer)
+        _append(self.producer_fifo, producer)
         self.initiate_send()
 
     def readable(self) -> bool:
@@ -217,43 +262,48 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
 
     def close_when_done(self) -> None:
         """Close the channel once everything queued before this call has been sent."""
-        self.producer_fifo.append(None)
+        _append(self.producer_fifo, None)
+        asyncore._asked_again(self)  # writable() is true now
 
     def initiate_send(self) -> None:
         """Hand the next piece of the FIFO to ``send()`` (at most one ``send`` per call)."""
-        fifo = self.producer_fifo
-        while fifo and self.connected:
-            first = fifo[0]
-            if not first:
-                # An empty piece is dropped; the close_when_done marker closes.
-                fifo.popleft()
-                if first is None:
-                    self.handle_close()
+        try:
+            fifo = self.producer_fifo
+            while fifo and self.connected:
+                first = fifo[0]
+                if not first:
+                    # An empty piece is dropped; the close_when_done marker closes.
+                    fifo.popleft()
+                    if first is None:
+                        self.handle_close()
+                        return
+                size = self.ac_out_buffer_size
+                try:
+                    data = first[:size]
+                except TypeError:
+                    # Not sliceable: a producer.  Its next piece goes in front of it.
+                    data = first.more()
+                    if data:
+                        _appendleft(fifo, data)
+                    else:
+                        fifo.popleft()
+                    continue
+                if isinstance(data, str) and self.use_encoding:
+                    data = data.encode(self.encoding)
+                try:
+                    sent = self.send(data)  # socket-ok: asynchat's own API
+                except OSError:
+                    self.handle_error()
                     return
-            size = self.ac_out_buffer_size
-            try:
-                data = first[:size]
-            except TypeError:
-                # Not sliceable: a producer.  Its next piece goes in front of it.
-                data = first.more()
-                if data:
-                    fifo.appendleft(data)
-                else:
-                    fifo.popleft()
-                continue
-            if isinstance(data, str) and self.use_encoding:
-                data = data.encode(self.encoding)
-            try:
-                sent = self.send(data)  # socket-ok: asynchat's own API
-            except OSError:
-                self.handle_error()
+                if sent:
+                    if sent < len(data) or size < len(first):
+                        fifo[0] = first[sent:]
+                    else:
+                        fifo.popleft()
                 return
-            if sent:
-                if sent < len(data) or size < len(first):
-                    fifo[0] = first[sent:]
-                else:
-                    fifo.popleft()
-            return
+        finally:
+            if self.producer_fifo or not self.connected:
+                asyncore._asked_again(self)  # writable() is true: watch for writing
 
     def discard_buffers(self) -> None:
         """Drop all buffered input and all queued output (for emergencies)."""
@@ -285,3 +335,6 @@ def find_prefix_at_end(haystack: Any, needle: Any) -> int:
     while length and not haystack.endswith(needle[:length]):
         length -= 1
     return length
+
+
+asyncore._TRACKED_WRITABLE.add(async_chat.writable)
