@@ -458,6 +458,10 @@ class _MapDriver:
         row = self.rows.get(fd)
         if row is None or row.owner is not obj:
             row = self.add(fd, obj)
+        self._answer(row, obj)
+
+    def _answer(self, row: DispatcherRow, obj: Any) -> None:
+        """Ask ``obj`` readable()/writable() and register what the answers ask for."""
         want = _READ if obj.readable() else 0
         if obj.writable() and not obj.accepting:
             want |= _WRITE
@@ -485,32 +489,21 @@ class _MapDriver:
         self.dirty = set()
         self.asked += len(todo)
         for row in todo:
-            obj = row.owner
-            if rows.get(row.fd) is not row:
-                continue  # removed by an earlier answer's side effect
-            want = _READ if obj.readable() else 0
-            if obj.writable() and not obj.accepting:
-                want |= _WRITE
-            if want != row.interest:
-                self._set_interest(row, want)
+            if rows.get(row.fd) is row:  # not removed by an earlier answer's side effect
+                self._answer(row, row.owner)
 
     def _sync_all(self) -> None:
         """Ask every dispatcher of the map, as asyncore does (rows made or dropped to match the map)."""
         rows = self.rows
-        ask = self._ask
         items = list(self.map.items())
         self.asked += len(items)
         self.dirty.clear()
         for fd, obj in items:
             row = rows.get(fd)
             if row is None or row.owner is not obj:
-                ask(fd, obj)
-                continue
-            want = _READ if obj.readable() else 0
-            if obj.writable() and not obj.accepting:
-                want |= _WRITE
-            if want != row.interest:
-                self._set_interest(row, want)
+                self._ask(fd, obj)
+            else:
+                self._answer(row, obj)
         if len(rows) > len(self.map):
             self.drop_missing()
 
