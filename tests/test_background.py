@@ -6,6 +6,7 @@ import threading
 
 from reactor import Reactor, RequestServer, do_request
 from reactor.easy import UDPServer
+from reactor.transport import threads
 from reactor.transport.threads import ServeToken, background_thread, join_background, start_background
 
 
@@ -39,3 +40,35 @@ def test_start_background_returns_none_when_run_in_foreground() -> None:
         r.run()
         assert seen == [None]
         assert join_background(r, 1) is True
+
+
+def test_join_waits_for_a_thread_that_has_left_but_not_ended() -> None:
+    """join_background() waits for the last background thread even after it stopped serving.
+
+    The thread clears its registration a moment before it ends; the moment
+    is made long here by standing in a thread that is held open.
+    """
+    with Reactor() as r:
+        release = threading.Event()
+        leaving = threading.Thread(target=release.wait, args=(5,))
+        leaving.start()
+        state = threads._state(r)
+        with state.cond:
+            state.thread, state.ended = None, leaving  # what _background leaves behind
+        assert background_thread(r) is None  # no longer serving...
+        assert join_background(r, 0.01) is False  # ...but not ended: join waits for it
+        release.set()
+        assert join_background(r, 5) is True and not leaving.is_alive()
+
+
+def test_stop_then_join_leaves_no_thread() -> None:
+    """After the last stop(), join() returns with the start() thread ended."""
+    with Reactor() as r:
+        for _ in range(20):
+            server = RequestServer("localhost:0", reactor=r)
+            thread = server.start()
+            assert thread is not None
+            server.stop()
+            server.join(5)
+            assert not thread.is_alive()
+            server.close()

@@ -94,7 +94,7 @@ class ServeToken:
 class _Serving:
     """The drivers of one reactor."""
 
-    __slots__ = ("cond", "driver", "driver_done", "handoff", "generation", "started", "thread", "__weakref__")
+    __slots__ = ("cond", "driver", "driver_done", "handoff", "generation", "started", "thread", "ended", "__weakref__")
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
@@ -104,6 +104,9 @@ class _Serving:
         self.generation = 0  # bumped when the user stopped the reactor itself
         self.started: set[ServeToken] = set()
         self.thread: threading.Thread | None = None
+        # The last background thread that left: it is still finishing for a
+        # moment after it clears `thread`, and join_background must wait for it.
+        self.ended: threading.Thread | None = None
 
 
 _serving: weakref.WeakKeyDictionary[Reactor, _Serving] = weakref.WeakKeyDictionary()
@@ -197,6 +200,7 @@ def _background(reactor: Reactor, state: _Serving) -> None:
     finally:
         with state.cond:
             leave()
+            state.ended = me
             state.cond.notify_all()
 
 
@@ -313,10 +317,18 @@ def background_thread(reactor: Reactor) -> threading.Thread | None:
 
 
 def join_background(reactor: Reactor, timeout: float | None = None) -> bool:
-    """Wait for the background thread of ``reactor`` to end; True if none is left running."""
-    thread = background_thread(reactor)
-    if thread is None or thread is threading.current_thread():
-        return thread is None
+    """Wait for the background thread of ``reactor`` to end; True if none is left running.
+
+    A thread that has just left (its last server stopped) is waited for too:
+    it ends a moment after it stops serving.
+    """
+    state = _state(reactor)
+    with state.cond:
+        thread = state.thread if state.thread is not None else state.ended
+    if thread is None or not thread.is_alive():
+        return True
+    if thread is threading.current_thread():
+        return False
     thread.join(timeout)
     return not thread.is_alive()
 
