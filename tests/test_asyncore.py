@@ -189,6 +189,75 @@ class Lines(asynchat.async_chat):
         return not self.paused
 
 
+def read_all(sock: socket.socket, size: int, m: dict[int, Any]) -> bytes:
+    """Serve ``m`` while reading ``size`` bytes from ``sock`` (bounded)."""
+    got = bytearray()
+    sock.setblocking(False)
+    for _ in range(2000):
+        asyncore.loop(timeout=0.01, map=m, count=1)
+        try:
+            got += sock.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        if len(got) >= size:
+            break
+    return bytes(got)
+
+
+def test_push_with_nothing_queued_sends_at_once_and_keeps_what_the_kernel_refuses(
+    real_reactor: Reactor, amap: dict[int, Any]
+) -> None:
+    """The common reply goes straight to send(); a partial send queues the rest, in order, as asyncore does."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chat = Lines(a, amap)
+    chat.push(b"at once\n")
+    assert not chat.producer_fifo and b.recv(100) == b"at once\n"
+    big = bytes(range(256)) * 200  # 51,200 bytes: one piece, more than the socket takes
+    chat.push(big)
+    assert chat.producer_fifo and chat.writable()  # the rest is queued
+    chat.push(b"after\n")  # queued behind it: order is kept
+    assert read_all(b, len(big) + 6, amap) == big + b"after\n"
+    assert not chat.producer_fifo
+    b.close()
+
+
+def test_push_goes_through_an_overridden_initiate_send(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """A subclass's initiate_send() is called by push(), never bypassed."""
+
+    class Counting(Lines):
+        calls = 0
+
+        def initiate_send(self) -> None:
+            self.calls += 1
+            super().initiate_send()
+
+    a, b = socket.socketpair()
+    chat = Counting(a, amap)
+    chat.push(b"x\n")
+    assert chat.calls == 1 and b.recv(10) == b"x\n"
+    b.close()
+
+
+def test_a_failing_send_keeps_the_data_and_calls_handle_error(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """send() raising an OSError that is not a disconnect: handle_error() runs and the data stays queued."""
+    a, b = socket.socketpair()
+    errors: list[BaseException] = []
+
+    class Failing(Lines):
+        def send(self, data: Any) -> int:
+            raise OSError(errno.EINVAL, "refused by the test")
+
+        def handle_error(self) -> None:
+            errors.append(sys.exc_info()[1])  # type: ignore[arg-type]
+
+    chat = Failing(a, amap)
+    chat.push(b"kept\n")
+    assert [type(e) for e in errors] == [OSError] and list(chat.producer_fifo) == [b"kept\n"]
+    b.close()
+
+
 def test_idle_channels_are_not_asked_every_turn(real_reactor: Reactor, amap: dict[int, Any]) -> None:
     """An async_chat channel waiting for input is not asked before each turn; a busy one still answers."""
     pairs = [socket.socketpair() for _ in range(50)]

@@ -134,6 +134,14 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
     #: The current terminator; set it with `set_terminator` (there is no default).
     terminator: Any
 
+    #: Whether the class keeps `initiate_send` as it is here (then `push` may
+    #: send a reply with nothing queued before it at once); set per subclass.
+    _plain_initiate_send = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_initiate_send = cls.initiate_send is async_chat.initiate_send
+
     def __init__(self, sock: Any = None, map: dict[int, Any] | None = None) -> None:
         # Set before the dispatcher registers the socket: registering may
         # already ask writable(), which reads producer_fifo.
@@ -241,10 +249,25 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"push() takes bytes, bytearray or memoryview, not {type(data).__name__}")
         size = self.ac_out_buffer_size
+        fifo = self.producer_fifo
+        if not fifo and data and len(data) <= size and self.connected and self._plain_initiate_send:
+            # Nothing queued before it: what initiate_send() would do with this
+            # one piece, without queueing it first (the common reply).
+            try:
+                sent = self.send(data)  # socket-ok: asynchat's own API
+            except OSError:
+                _append(fifo, data)
+                asyncore._asked_again(self)
+                self.handle_error()
+                return
+            if sent < len(data):
+                _append(fifo, data[sent:] if sent else data)
+                asyncore._asked_again(self)  # writable() is true: watch for writing
+            return
         if len(data) > size:
-            _extend(self.producer_fifo, (data[i:i + size] for i in range(0, len(data), size)))
+            _extend(fifo, (data[i:i + size] for i in range(0, len(data), size)))
         else:
-            _append(self.producer_fifo, data)
+            _append(fifo, data)
         self.initiate_send()
 
     def push_with_producer(self, producer: Any) -> None:
