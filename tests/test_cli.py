@@ -245,7 +245,10 @@ def test_port_names_show_their_port(
 
 def test_serve_prints_the_port_of_a_port_name() -> None:
     """`serve localhost:NAME` prints the port the name stands for, and keeps the bound address last."""
-    name = "rough-edges-cli"
+    # A name whose port (64591) lies above the kernel's ephemeral range
+    # (32768-60999 by default), so no client connection of another test, in
+    # TIME_WAIT, holds it.
+    name = "cli-name-8"
     proc = subprocess.Popen(
         [sys.executable, "-m", "reactor", "serve", f"localhost:{name}", "localhost:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
