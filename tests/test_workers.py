@@ -175,37 +175,41 @@ def test_sighup_under_steady_load_fails_no_request(supervise: Callable[..., Supe
     sup = supervise(2)
     old = set(sup.started())
     stop = threading.Event()
-    answered: list[int] = []
+    answered: list[list[int]] = [[] for _ in range(4)]  # per client, in its order
     failed: list[str] = []
 
-    def client() -> None:
+    def client(mine: list[int]) -> None:
         while not stop.is_set():
             reply = sup.ask("pid", timeout=5)
             if reply is None:
                 failed.append("no reply")
             else:
-                answered.append(int(reply))
+                mine.append(int(reply))
 
-    clients = [threading.Thread(target=client) for _ in range(4)]
+    def total() -> int:
+        return sum(len(replies) for replies in answered)
+
+    clients = [threading.Thread(target=client, args=(mine,)) for mine in answered]
     for thread in clients:
         thread.start()
     try:
-        wait_for(lambda: len(answered) >= 50, what="steady load")
+        wait_for(lambda: total() >= 50, what="steady load")
         sup.signal(signal.SIGHUP)
         wait_for(lambda: sup.stderr().count("exited after draining") >= 2, seconds=10, what="the old workers gone")
         new = set(sup.started()) - old
         assert len(new) == 2
-        seen = len(answered)
-        wait_for(lambda: len(answered) >= seen + 50, what="load on the new workers")
+        seen = [len(replies) for replies in answered]
+        wait_for(lambda: total() >= sum(seen) + 50, what="load on the new workers")
     finally:
         stop.set()
         for thread in clients:
             thread.join(10)
     assert failed == []
-    # Each of the 4 clients may append one reply an old worker sent before it exited
-    # after `seen` was read; every reply after those comes from a new worker.
-    later = answered[seen + len(clients) :]
-    assert old & set(answered) and later and set(later) <= new
+    assert old & {pid for replies in answered for pid in replies}
+    # Once the old workers are gone, each client may still append the one reply an
+    # old worker sent it before exiting; every reply after that comes from a new worker.
+    later = [pid for replies, count in zip(answered, seen, strict=True) for pid in replies[count + 1 :]]
+    assert later and set(later) <= new
     sup.signal(signal.SIGTERM)
     assert sup.proc.wait(10) == 0
 
