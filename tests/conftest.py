@@ -6,7 +6,9 @@ import _thread
 import errno
 import gc
 import os
+import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
@@ -29,6 +31,21 @@ def addr(sock: socket.socket) -> str:
     """A bound socket's address as ``'host:port'``."""
     host, port = sock.getsockname()[:2]
     return f"{host}:{port}"
+
+
+def end_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` to a test's subprocess, wait for it (killed after 10 s), close its pipes; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        status = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = proc.wait(10)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return status
 
 
 @pytest.fixture

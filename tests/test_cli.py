@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import addr
+from conftest import addr, end_process
 
 from reactor import RequestServer, cli, do_request
 from reactor.addresses import port_hash
@@ -90,11 +90,7 @@ def test_console_script_loads_a_handler_from_the_current_directory(tmp_path: pat
         assert line.startswith("serving Shout on "), line + (proc.stderr.read() if proc.stderr else "")
         assert do_request(line.split()[-1], "hey", 5) == "HEY!"
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        assert end_process(proc, signal.SIGINT) == 0
 
 
 def test_handler_loading_puts_the_current_directory_on_the_path_once(
@@ -263,8 +259,4 @@ def test_serve_prints_the_port_of_a_port_name() -> None:
         assert "port name" not in plain and plain.startswith("serving RequestServer on 127.0.0.1:")
         assert do_request(named.split()[-1], "n", 5) == "Requested: n"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        end_process(proc, signal.SIGINT)

@@ -11,6 +11,7 @@ import errno
 import importlib.util
 import logging
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import addr, run_until
+from conftest import addr, end_process, run_until
 
 from reactor import ManualClock, Reactor, RequestFailed, RequestServer, do_request
 from reactor import client as client_module
@@ -275,11 +276,7 @@ def test_chat_udp_server_host_option() -> None:
             user.sendto(b"JOIN tester", ("127.0.0.1", port))  # socket-ok
             assert user.recvfrom(100)[0] == b"JOK"  # socket-ok
     finally:
-        proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        end_process(proc, signal.SIGKILL)
 
 
 # ------------------------------------------------------------ error messages

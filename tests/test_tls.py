@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import run_until
+from conftest import end_process, run_until
 
 from reactor import ManualClock, Reactor, RequestServer, do_request
 from reactor import socketserver as ss
@@ -404,8 +404,4 @@ def test_cli_serve_and_request_over_tls(certs: Certs, tmp_path: Any) -> None:
         untrusted = subprocess.run([*base, "hi", "--tls"], capture_output=True, text=True, timeout=20)
         assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     finally:
-        proc.terminate()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        end_process(proc)
