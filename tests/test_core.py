@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import selectors
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from conftest import check_and_close, open_fd_count, open_fds
 
 from reactor import Handle, ManualClock, Reactor, TimerHandle
 
@@ -21,6 +23,25 @@ from reactor import Handle, ManualClock, Reactor, TimerHandle
 @pytest.fixture(autouse=True)
 def _forbid_threads(no_threads: None) -> None:
     """The core must work where no thread may be started."""
+
+
+@pytest.fixture(params=["raw-turn", "select-turn"])
+def reactor(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Reactor]:
+    """Each test runs on both turns: the default selector's raw events, and a selector used through ``select()``.
+
+    The default selector (epoll) hands the turn raw ``(fd, events)`` pairs;
+    a selector passed to `Reactor` is used through ``select()``.  Checked for
+    leaks like conftest's `reactor`.
+    """
+    fds_before = open_fd_count()
+    fd_map_before = open_fds() if fds_before is not None else None
+    if request.param == "raw-turn":
+        r = Reactor(clock=clock)
+    else:
+        r = Reactor(clock=clock, selector=selectors.DefaultSelector())
+        assert r._raw_ready is None
+    yield r
+    check_and_close(r, fds_before, fd_map_before)
 
 
 @pytest.fixture
@@ -165,6 +186,96 @@ def test_event_for_removed_reader_is_not_delivered(reactor: Reactor) -> None:
     assert got in (["a"], ["b"])  # whichever ran first removed the other
     for s in (a1, a2, b1, b2):
         s.close()
+
+
+def test_event_for_a_closed_fd_is_not_delivered_to_its_reuser(reactor: Reactor) -> None:
+    """A callback closes another fd whose event is collected, and a new socket takes that fd number: no stale call.
+
+    The turn looks each event's callbacks up when it reaches it; the first
+    change of an fd in a turn keeps the callbacks it had when the wait ended.
+    """
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    got: list[str] = []
+    fresh: list[socket.socket] = []
+
+    def take_over(other: socket.socket) -> None:
+        fd = other.fileno()
+        reactor.remove_reader(other)
+        n1, n2 = socket.socketpair()
+        os.dup2(n1.fileno(), fd)  # the new socket takes the number of the one it replaces
+        n1.close()
+        other.detach()
+        new = socket.socket(fileno=fd)
+        fresh.extend([new, n2])
+        reactor.add_reader(new, got.append, "new")  # nothing to read: only a stale event could call it
+
+    def on_a() -> None:
+        got.append("a")
+        a1.recv(10)
+        if not fresh:
+            take_over(b1)
+
+    def on_b() -> None:
+        got.append("b")
+        b1.recv(10)
+        if not fresh:
+            take_over(a1)
+
+    reactor.add_reader(a1, on_a)
+    reactor.add_reader(b1, on_b)
+    a2.send(b"x")
+    b2.send(b"x")
+    reactor.run_once(0)
+    assert got in (["a"], ["b"])  # whichever ran first replaced the other
+    new, peer = fresh
+    peer.send(b"y")
+    reactor.run_once(0)
+    for sock in (a1, a2, b1, b2, new, peer):
+        if sock.fileno() >= 0:
+            reactor.remove_reader(sock)
+            sock.close()
+    assert got[1:] == ["new"]  # the new registration works
+
+
+def test_hang_up_alone_wakes_the_reader() -> None:
+    """An event without IN (epoll says only hang-up for an unconnected TCP socket) still wakes a reader.
+
+    As `selectors` maps epoll's bits: anything but OUT wakes the reader,
+    anything but IN the writer.  Both turns agree.
+    """
+    for r in (Reactor(), Reactor(selector=selectors.DefaultSelector())):
+        s = socket.socket()
+        got: list[str] = []
+        r.add_reader(s, got.append, "r")
+        r.run_once(0)
+        assert got == ["r"]
+        r.remove_reader(s)
+        s.close()
+        r.close()
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="needs epoll")
+def test_default_selector_takes_the_raw_turn() -> None:
+    """On epoll the turn reads the selector's raw events and never calls ``select()``."""
+    r = Reactor(clock=ManualClock())
+    try:
+        assert isinstance(r._selector, selectors.EpollSelector) and r._raw_ready is not None
+
+        def no_select(timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            raise AssertionError("select() called")
+
+        r._selector.select = no_select  # type: ignore[method-assign]
+        a, b = socket.socketpair()
+        got: list[bytes] = []
+        r.add_reader(a, lambda: got.append(a.recv(10)))
+        b.send(b"hi")
+        assert r.run_once(0) == 1 and got == [b"hi"]
+        r.remove_reader(a)
+        a.close()
+        b.close()
+    finally:
+        r.close()
 
 
 def test_replaced_reader_is_not_called_for_an_event_collected_before(reactor: Reactor) -> None:
