@@ -103,7 +103,7 @@ import time as _time
 import types
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .futures import Future
@@ -134,25 +134,20 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
 
     Everything is the standard library's selector; `ready` adds the raw
     ``(fd, epoll events)`` pairs of one wait.  The reactor's turn uses it and
-    looks each fd up in `keys` itself: ``select()`` builds a ``(key, mask)``
-    tuple per event in Python, about 150 ns an event, half of what
-    dispatching one costs.  A selector passed to `Reactor` is always used
-    through ``select()``.
+    looks each fd's callbacks up itself: ``select()`` looks up and builds a
+    ``(key, mask)`` tuple per event in Python, about 150 ns an event, half of
+    what dispatching one costs.  A selector passed to `Reactor` is always
+    used through ``select()``.
 
-    `ready` and `keys` read two attributes the standard library does not
-    document (the epoll object and the fd -> key dict, both unchanged since
-    3.4); `_default_selector` checks them, and falls back to the plain
-    ``select()`` turn if a future Python changes them.
+    `ready` reads two attributes the standard library does not document (the
+    epoll object and the fd -> key dict, both unchanged since 3.4);
+    `_default_selector` checks them, and falls back to the plain ``select()``
+    turn if a future Python changes them.
     """
 
     def usable(self) -> bool:
-        """Whether the standard library's internals are what `ready` and `keys` read."""
+        """Whether the standard library's internals are what `ready` reads."""
         return isinstance(getattr(self, "_fd_to_key", None), dict) and hasattr(getattr(self, "_selector", None), "poll")
-
-    @property
-    def keys(self) -> dict[int, selectors.SelectorKey]:
-        """fd -> key of every registration (the live dict: read it, never write it)."""
-        return self._fd_to_key  # type: ignore[no-any-return]
 
     def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait as ``select()`` does; the ``(fd, epoll event bits)`` pairs that are ready."""
@@ -166,6 +161,8 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
             timeout = math.ceil(timeout * 1e3) * 1e-3
         return self._selector.poll(timeout, max(len(self._fd_to_key), 1))  # type: ignore[no-any-return]
 
+
+_NO_HANDLES: tuple[None, None] = (None, None)
 
 #: epoll's bits that mean "readable" and "writable" to a reader and a writer:
 #: anything but OUT wakes the reader, anything but IN the writer (an error or
@@ -330,10 +327,12 @@ class Reactor:
         self._selector = selector if selector is not None else _default_selector()
         # The fast turn: our own epoll selector's raw events (see `_EpollSelector`).
         self._raw_ready: Callable[[float | None], list[tuple[int, int]]] | None = None
-        self._raw_keys: dict[int, selectors.SelectorKey] = {}
         if isinstance(self._selector, _EpollSelector):
             self._raw_ready = self._selector.ready
-            self._raw_keys = self._selector.keys
+        # fd -> (reader handle, writer handle): the selector's data for each
+        # registration but the wakeup socket's, in a dict the turn reads
+        # directly (a `SelectorKey`'s fields are slow to read).
+        self._io: dict[int, tuple[Handle | None, Handle | None]] = {}
         # fd -> the selector data (reader, writer) at the start of the turn,
         # for each fd whose registration changed during the turn (`_touch`).
         self._touched: dict[int, tuple[Handle | None, Handle | None]] = {}
@@ -514,23 +513,24 @@ class Reactor:
         return self._remove_io(_fileno(fd), _WRITE)
 
     def _add_io(self, fd: int, event: int, handle: Handle) -> None:
-        # The selector's data for an fd is (reader handle, writer handle).  A
-        # handle that is replaced or removed is cancelled, so an event already
-        # collected in this turn for the old registration (the fd closed, or
-        # even reused by a new socket) is skipped, not delivered to a stale
-        # callback: the turn looks the handles up when it reaches the event,
-        # so the first change of an fd in a turn keeps the handles it had
-        # when the wait ended (`_touched`).
+        # `_io` holds each fd's (reader handle, writer handle), as the
+        # selector's data does.  A handle that is replaced or removed is
+        # cancelled, so an event already collected in this turn for the old
+        # registration (the fd closed, or even reused by a new socket) is
+        # skipped, not delivered to a stale callback: the turn looks the
+        # handles up when it reaches the event, so the first change of an fd
+        # in a turn keeps the handles it had when the wait ended (`_touched`).
         if fd == self._wake_fd:
             raise ValueError("that file descriptor is the reactor's own wakeup socket")
-        key = self._selector.get_map().get(fd)
+        old = self._io.get(fd)
         if self._in_turn and fd not in self._touched:
-            self._touched[fd] = (None, None) if key is None else key.data
-        if key is None:
+            self._touched[fd] = _NO_HANDLES if old is None else old
+        data: tuple[Handle | None, Handle | None]
+        if old is None:
             data = (handle, None) if event == _READ else (None, handle)
             self._selector.register(fd, event, data)
         else:
-            reader, writer = key.data
+            reader, writer = old
             if event == _READ:
                 if reader is not None:
                     reader._cancelled = True
@@ -539,32 +539,46 @@ class Reactor:
                 if writer is not None:
                     writer._cancelled = True
                 writer = handle
-            self._selector.modify(fd, key.events | event, (reader, writer))
+            data = (reader, writer)
+            self._modify(fd, data)
+        self._io[fd] = data
         if not self._in_turn:
             self._wake_host()
 
     def _remove_io(self, fd: int, event: int) -> bool:
         if fd == self._wake_fd:
             return False
-        key = self._selector.get_map().get(fd)
-        if key is None:
+        old = self._io.get(fd)
+        if old is None:
             return False
-        if self._in_turn and fd not in self._touched:
-            self._touched[fd] = key.data
-        reader, writer = key.data
+        reader, writer = old
         if event == _READ:
             removed, reader = reader, None
         else:
             removed, writer = writer, None
         if removed is None:
             return False
+        if self._in_turn and fd not in self._touched:
+            self._touched[fd] = old
         removed._cancelled = True
-        remaining = key.events & ~event
-        if not remaining:
+        if reader is None and writer is None:
+            del self._io[fd]
             self._selector.unregister(fd)
         else:
-            self._selector.modify(fd, remaining, (reader, writer))
+            data = (reader, writer)
+            self._modify(fd, data)
+            self._io[fd] = data
         return True
+
+    def _modify(self, fd: int, data: tuple[Handle | None, Handle | None]) -> None:
+        try:
+            self._selector.modify(fd, (_READ if data[0] else 0) | (_WRITE if data[1] else 0), data)
+        except BaseException:
+            # The standard library's selectors drop a registration whose
+            # modify failed (the fd was closed behind our back): so do we.
+            if fd not in self._selector.get_map():
+                self._io.pop(fd, None)
+            raise
 
     # ------------------------------------------------------------- wakeups
 
@@ -718,11 +732,9 @@ class Reactor:
         raw_ready = self._raw_ready
         if raw_ready is not None:
             events = raw_ready(wait)
-            keys: Mapping[Any, selectors.SelectorKey] = self._raw_keys
             read_bits, write_bits = _NOT_OUT, _NOT_IN
         else:
             events = [(key.fd, mask) for key, mask in self._selector.select(wait)]
-            keys = self._selector.get_map()
             read_bits, write_bits = _READ, _WRITE
         self._in_turn = True
         self._turns += 1
@@ -735,17 +747,13 @@ class Reactor:
         try:
             wake_fd = self._wake_fd
             touched = self._touched
+            get_io = self._io.get
             for fd, mask in events:
                 if fd == wake_fd:
                     self._drain_wakeup()
                     continue
-                if touched and fd in touched:
-                    reader, writer = touched[fd]
-                else:
-                    key = keys.get(fd)
-                    if key is None:
-                        continue
-                    reader, writer = key.data
+                handles = touched[fd] if touched and fd in touched else get_io(fd, _NO_HANDLES)
+                reader, writer = handles
                 if mask & read_bits and reader is not None and not reader._cancelled:
                     ran += 1
                     try:
@@ -989,6 +997,8 @@ class Reactor:
         self._timers.clear()
         self._timer_cancelled_count = 0
         self._selector.close()
+        self._io.clear()  # lets go of the callbacks (and what they refer to)
+        self._touched.clear()
         self._wake_r.close()
         self._wake_w.close()
 

@@ -240,6 +240,39 @@ def test_push_goes_through_an_overridden_initiate_send(real_reactor: Reactor, am
     b.close()
 
 
+def test_an_overridden_get_terminator_is_asked(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """handle_read() reads ``terminator`` directly only where get_terminator() is the class's own."""
+
+    class Asked(Lines):
+        asked = 0
+
+        def get_terminator(self) -> Any:
+            self.asked += 1
+            return b";"  # not the b"\n" that set_terminator() stored
+
+    a, b = socket.socketpair()
+    chat = Asked(a, amap)
+    assert Asked._plain_get_terminator is False and Lines._plain_get_terminator is True
+    b.send(b"one;two;")
+    loop_until(amap, lambda: chat.asked >= 2)  # once per line
+    b.setblocking(False)
+    assert read_all(b, 14, amap) == b"ok one\nok two\n"
+    b.close()
+
+
+def test_push_of_more_than_the_out_buffer_goes_in_pieces(real_reactor: Reactor, amap: dict[int, Any]) -> None:
+    """A push() larger than ac_out_buffer_size is queued as pieces of that size, each sent in order."""
+    a, b = socket.socketpair()
+    chat = Lines(a, amap)
+    chat.ac_out_buffer_size = 10
+    chat.push(b"x\n")  # something queued first, so push() takes the queueing path
+    chat.producer_fifo.append(b"")  # an empty piece ahead, dropped when reached
+    data = bytes(range(35))
+    chat.push(data)
+    assert read_all(b, 37, amap) == b"x\n" + data
+    b.close()
+
+
 def test_a_failing_send_keeps_the_data_and_calls_handle_error(real_reactor: Reactor, amap: dict[int, Any]) -> None:
     """send() raising an OSError that is not a disconnect: handle_error() runs and the data stays queued."""
     a, b = socket.socketpair()

@@ -238,6 +238,32 @@ def test_event_for_a_closed_fd_is_not_delivered_to_its_reuser(reactor: Reactor) 
     assert got[1:] == ["new"]  # the new registration works
 
 
+def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(reactor: Reactor) -> None:
+    """An fd closed behind the reactor's back: adding a writer fails, and the reader's registration is gone too.
+
+    The standard library's selectors unregister an fd whose modify failed;
+    the reactor's own record of the callbacks follows, so nothing stale is
+    kept or delivered.
+    """
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    got: list[str] = []
+    reactor.add_reader(fd, got.append, "r")
+    a.close()  # behind the reactor's back
+    with pytest.raises(OSError):
+        reactor.add_writer(fd, got.append, "w")
+    assert fd not in reactor._io and fd not in reactor._selector.get_map()
+    assert reactor.remove_reader(fd) is False
+    c, d = socket.socketpair()
+    reactor.add_reader(c, got.append, "c")
+    d.send(b"x")
+    reactor.run_once(0)
+    assert got == ["c"]
+    reactor.remove_reader(c)
+    for sock in (b, c, d):
+        sock.close()
+
+
 def test_hang_up_alone_wakes_the_reader() -> None:
     """An event without IN (epoll says only hang-up for an unconnected TCP socket) still wakes a reader.
 

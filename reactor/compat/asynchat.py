@@ -137,10 +137,14 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
     #: Whether the class keeps `initiate_send` as it is here (then `push` may
     #: send a reply with nothing queued before it at once); set per subclass.
     _plain_initiate_send = True
+    #: Whether the class keeps `get_terminator` as it is here (then
+    #: `handle_read` reads ``terminator`` without the call); set per subclass.
+    _plain_get_terminator = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._plain_initiate_send = cls.initiate_send is async_chat.initiate_send
+        cls._plain_get_terminator = cls.get_terminator is async_chat.get_terminator
 
     def __init__(self, sock: Any = None, map: dict[int, Any] | None = None) -> None:
         # Set before the dispatcher registers the socket: registering may
@@ -191,16 +195,17 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
         except OSError:
             self.handle_error()
             return
-        if isinstance(data, str) and self.use_encoding:
+        if self.use_encoding and isinstance(data, str):
             data = data.encode(self.encoding)
         self.ac_in_buffer = self.ac_in_buffer + data if self.ac_in_buffer else data
         # One recv can hold several pieces and terminators.  The buffer is
         # re-read from the instance after every hook (in 3.11's order),
         # because a hook may replace it (discard_buffers) or change the
         # terminator, and the rest must be split the way it says.
+        plain = self._plain_get_terminator
         while self.ac_in_buffer:
             buffer = self.ac_in_buffer
-            terminator = self.get_terminator()
+            terminator = self.terminator if plain else self.get_terminator()
             if not terminator:
                 # None (or a count that reached 0): everything is data.
                 self.collect_incoming_data(buffer)
@@ -265,7 +270,7 @@ class async_chat(asyncore.dispatcher):  # noqa: N801 -- the standard library's n
                 asyncore._asked_again(self)  # writable() is true: watch for writing
             return
         if len(data) > size:
-            _extend(fifo, (data[i:i + size] for i in range(0, len(data), size)))
+            _extend(fifo, _pieces(data, size))
         else:
             _append(fifo, data)
         self.initiate_send()
@@ -346,6 +351,12 @@ class simple_producer:  # noqa: N801 -- the standard library's name
         """The next piece, or ``b""`` when the string is used up."""
         piece, self.data = self.data[:self.buffer_size], self.data[self.buffer_size:]
         return piece
+
+
+def _pieces(data: Any, size: int) -> list[Any]:
+    # Not inline in `push`: a comprehension there would make every call of
+    # push() create closure cells for ``data`` and ``size``.
+    return [data[i:i + size] for i in range(0, len(data), size)]
 
 
 def find_prefix_at_end(haystack: Any, needle: Any) -> int:
