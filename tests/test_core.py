@@ -18,6 +18,7 @@ import pytest
 from conftest import check_and_close, open_fd_count, open_fds
 
 from reactor import Handle, ManualClock, Reactor, TimerHandle
+from reactor.core import _EpollSelector
 
 
 @pytest.fixture(autouse=True)
@@ -25,18 +26,29 @@ def _forbid_threads(no_threads: None) -> None:
     """The core must work where no thread may be started."""
 
 
-@pytest.fixture(params=["raw-turn", "select-turn"])
-def reactor(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Reactor]:
-    """Each test runs on both turns: the default selector's raw events, and a selector used through ``select()``.
+#: The default selector's waits: as it chooses, always poll(2), always epoll.
+RAW_TURNS = {"raw-turn": None, "poll-turn": 0.0, "epoll-turn": float("inf")}
 
-    The default selector (epoll) hands the turn raw ``(fd, events)`` pairs;
-    a selector passed to `Reactor` is used through ``select()``.  Checked for
-    leaks like conftest's `reactor`.
+
+@pytest.fixture(params=[*RAW_TURNS, "select-turn"])
+def reactor(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Reactor]:
+    """Each test runs on every turn: the default selector's raw events (adaptive, poll, epoll), and ``select()``.
+
+    The default selector hands the turn raw ``(fd, events)`` pairs from
+    poll(2) or epoll as it judges (``POLL_SHARE`` forces one); a selector
+    passed to `Reactor` is used through ``select()``.  Checked for leaks
+    like conftest's `reactor`.
     """
     fds_before = open_fd_count()
     fd_map_before = open_fds() if fds_before is not None else None
-    if request.param == "raw-turn":
+    if request.param in RAW_TURNS:
         r = Reactor(clock=clock)
+        share = RAW_TURNS[request.param]
+        if share is not None:
+            if not isinstance(r._selector, _EpollSelector):
+                r.close()
+                pytest.skip("no epoll here: the default selector is used through select()")
+            r._selector.POLL_SHARE = share
     else:
         r = Reactor(clock=clock, selector=selectors.DefaultSelector())
         assert r._raw_ready is None
@@ -262,6 +274,71 @@ def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(react
     reactor.remove_reader(c)
     for sock in (b, c, d):
         sock.close()
+
+
+def test_an_fd_closed_while_registered_is_dropped_and_named(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing a registered fd is the caller's error; the turn neither calls its callback nor spins.
+
+    epoll forgets such an fd silently; a poll(2) wait reports it invalid,
+    and the turn stops watching it and logs a warning naming it.
+    """
+    a, b = socket.socketpair()
+    got: list[str] = []
+    reactor.add_reader(a, got.append, "stale")
+    fd = a.fileno()
+    a.close()  # behind the reactor's back, still registered
+    for _ in range(3):
+        assert reactor.run_once(0) == 0
+    assert got == []
+    selector = reactor._selector
+    if isinstance(selector, _EpollSelector) and selector.poll_waits:
+        warned = [r for r in caplog.records if r.name == "reactor" and f"fd {fd} was closed" in r.getMessage()]
+        assert len(warned) == 1 and "remove its reader and writer" in warned[0].getMessage()
+    assert reactor.remove_reader(fd) is True  # the registration is the caller's to remove, as with epoll
+    b.close()
+
+
+def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
+    """The default selector waits with poll(2) after a wait where most fds were ready, with epoll otherwise."""
+    r = Reactor(clock=ManualClock())
+    selector = r._selector
+    if not isinstance(selector, _EpollSelector):
+        r.close()
+        pytest.skip("no epoll here")
+    pairs = [socket.socketpair() for _ in range(8)]
+    got: list[int] = []
+    try:
+        for i, (a, _) in enumerate(pairs):
+            r.add_reader(a, lambda a=a, i=i: got.append(i) or a.recv(10))
+        r.run_once(0)  # nothing ready: the next wait is epoll's
+        epoll_before, poll_before = selector.epoll_waits, selector.poll_waits
+        for _, b in pairs:
+            b.send(b"x")
+        r.run_once(0)
+        assert selector.epoll_waits == epoll_before + 1 and sorted(got) == list(range(8))
+        for _, b in pairs:
+            b.send(b"x")
+        r.run_once(0)  # 8 of 9 were ready last time: poll
+        assert selector.poll_waits == poll_before + 1 and len(got) == 16
+        pairs[0][1].send(b"x")
+        r.run_once(0)  # still poll (it follows the previous wait), and it finds 1 of 9
+        r.run_once(0)  # so this one is epoll's
+        assert selector.poll_waits == poll_before + 2 and selector.epoll_waits == epoll_before + 2
+        assert len(got) == 17
+        selector.POLL_MAX = 4  # more registered than that: epoll whatever the share
+        for _, b in pairs:
+            b.send(b"x")
+        r.run_once(0)
+        r.run_once(0)
+        assert selector.poll_waits == poll_before + 2 and len(got) == 25
+    finally:
+        for a, b in pairs:
+            r.remove_reader(a)
+            a.close()
+            b.close()
+        r.close()
 
 
 def test_hang_up_alone_wakes_the_reader() -> None:

@@ -69,9 +69,11 @@ def test_suite_covers_the_base_and_scalable_tests() -> None:
 
 
 @pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="needs epoll")
-def test_ready_agrees_with_select() -> None:
-    """``ready()`` reports the fds ``select()`` reports, and its bits map to the same events."""
+@pytest.mark.parametrize("share", [0.0, float("inf")], ids=["poll-wait", "epoll-wait"])
+def test_ready_agrees_with_select(share: float) -> None:
+    """``ready()`` reports the fds ``select()`` reports, and its bits map to the same events, with either wait."""
     sel = _EpollSelector()
+    sel.POLL_SHARE = share
     assert sel.usable()
     socks: list[socket.socket] = []
     try:
@@ -91,6 +93,7 @@ def test_ready_agrees_with_select() -> None:
             key = sel.get_map()[fd]
             mask = (selectors.EVENT_READ if bits & _NOT_OUT else 0) | (selectors.EVENT_WRITE if bits & _NOT_IN else 0)
             via_ready[fd] = mask & key.events
+        assert (sel.poll_waits, sel.epoll_waits) == ((1, 0) if share == 0 else (0, 1))
         assert via_ready == via_select == {
             readable.fileno(): selectors.EVENT_READ | selectors.EVENT_WRITE,
             writable.fileno(): selectors.EVENT_WRITE,
@@ -99,5 +102,34 @@ def test_ready_agrees_with_select() -> None:
         assert select.EPOLLIN & _NOT_OUT and not select.EPOLLOUT & _NOT_OUT
     finally:
         for s in socks:
+            s.close()
+        sel.close()
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="needs epoll")
+def test_the_poll_set_follows_every_registration() -> None:
+    """register, modify and unregister (and a modify the standard library undoes) keep the poll set equal to the map."""
+    sel = _EpollSelector()
+    sel.POLL_SHARE = 0.0  # every wait is poll's
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        b.send(b"x")
+        sel.register(a, selectors.EVENT_READ)
+        assert sel.ready(0) == [(a.fileno(), select.POLLIN)]
+        sel.modify(a, selectors.EVENT_WRITE)  # unread data, but only writing is asked now
+        assert sel.ready(0) == [(a.fileno(), select.POLLOUT)]
+        sel.unregister(a)
+        assert sel.ready(0) == []
+        fd = c.fileno()
+        sel.register(fd, selectors.EVENT_READ)
+        c.close()
+        with pytest.raises(OSError):
+            sel.modify(fd, selectors.EVENT_WRITE)  # epoll refuses a closed fd; selectors unregisters it
+        assert fd not in sel.get_map()
+        assert sel.ready(0) == []  # not reported invalid: the poll set forgot it too
+        assert sel.poll_waits == 4 and sel.epoll_waits == 0
+    finally:
+        for s in (a, b, c, d):
             s.close()
         sel.close()
