@@ -146,10 +146,12 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
       about 70 ns to ``poll`` and nothing to ``epoll_wait``).  So every
       registration is also kept in a ``select.poll`` object (no system
       call: the set is passed at each wait), and a wait uses ``poll`` when
-      at least `POLL_SHARE` of the registered fds were ready in the previous
-      wait and there are at most `POLL_MAX` of them, ``epoll`` otherwise.
-      A wrong guess costs one wait; the next one follows the new count.
-      The epoll set stays complete, so `fileno` still serves a host loop.
+      the share of the registered fds found ready by recent waits (a moving
+      average, so that big and small batches in turn do not make every
+      guess wrong) is at least `POLL_SHARE`, and there are at most
+      `POLL_MAX` of them; ``epoll`` otherwise.  At a share of one half the
+      two cost the same, by the figures above.  The epoll set stays
+      complete, so `fileno` still serves a host loop.
 
     The two report the same bits for the same socket state (both ask the
     socket's own poll), except for an fd closed while still registered,
@@ -170,15 +172,17 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
 
     #: The most registered fds a wait may use ``poll`` for: bounds what one wrong guess costs.
     POLL_MAX = 2048
-    #: The share of the registered fds that must have been ready in the
-    #: previous wait for the next one to use ``poll`` (0: always, when at
-    #: most `POLL_MAX` are registered; above 1: never).
+    #: The share of the registered fds that recent waits must have found
+    #: ready for the next wait to use ``poll`` (0: always, when at most
+    #: `POLL_MAX` are registered; above 1: never).
     POLL_SHARE = 0.5
+    #: The weight of the newest wait in the moving average of the ready share.
+    SHARE_WEIGHT = 0.25
 
     def __init__(self) -> None:
         super().__init__()
         self._poll = select.poll()
-        self._last_ready = 0
+        self._share = 0.0  # the moving average of (ready fds / registered fds) per wait
         #: Waits done with ``poll`` and with ``epoll`` (for tests and tuning).
         self.poll_waits = 0
         self.epoll_waits = 0
@@ -226,7 +230,7 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
     def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait as ``select()`` does; the ``(fd, event bits)`` pairs that are ready (``poll``'s bits are epoll's)."""
         registered = len(self._fd_to_key)
-        if self._last_ready >= registered * self.POLL_SHARE and registered <= self.POLL_MAX:
+        if self._share >= self.POLL_SHARE and registered <= self.POLL_MAX:
             self.poll_waits += 1
             if timeout is None:
                 ms = -1
@@ -246,7 +250,8 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
                 # down, and a turn waiting for a timer due in 0.4 ms would spin.
                 timeout = math.ceil(timeout * 1e3) * 1e-3
             events = self._selector.poll(timeout, max(registered, 1))
-        self._last_ready = len(events)
+        if registered:
+            self._share += (len(events) / registered - self._share) * self.SHARE_WEIGHT
         return events
 
 

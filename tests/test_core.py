@@ -301,7 +301,7 @@ def test_an_fd_closed_while_registered_is_dropped_and_named(
 
 
 def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
-    """The default selector waits with poll(2) after a wait where most fds were ready, with epoll otherwise."""
+    """The default selector waits with poll(2) once recent waits found most fds ready, with epoll otherwise."""
     r = Reactor(clock=ManualClock())
     selector = r._selector
     if not isinstance(selector, _EpollSelector):
@@ -309,30 +309,30 @@ def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
         pytest.skip("no epoll here")
     pairs = [socket.socketpair() for _ in range(8)]
     got: list[int] = []
+
+    def busy_wait() -> str:
+        for _, b in pairs:
+            b.send(b"x")
+        return one_wait()
+
+    def one_wait() -> str:
+        before = selector.poll_waits
+        r.run_once(0)
+        return "poll" if selector.poll_waits > before else "epoll"
+
     try:
         for i, (a, _) in enumerate(pairs):
             r.add_reader(a, lambda a=a, i=i: got.append(i) or a.recv(10))
-        r.run_once(0)  # nothing ready: the next wait is epoll's
-        epoll_before, poll_before = selector.epoll_waits, selector.poll_waits
-        for _, b in pairs:
-            b.send(b"x")
-        r.run_once(0)
-        assert selector.epoll_waits == epoll_before + 1 and sorted(got) == list(range(8))
-        for _, b in pairs:
-            b.send(b"x")
-        r.run_once(0)  # 8 of 9 were ready last time: poll
-        assert selector.poll_waits == poll_before + 1 and len(got) == 16
-        pairs[0][1].send(b"x")
-        r.run_once(0)  # still poll (it follows the previous wait), and it finds 1 of 9
-        r.run_once(0)  # so this one is epoll's
-        assert selector.poll_waits == poll_before + 2 and selector.epoll_waits == epoll_before + 2
-        assert len(got) == 17
-        selector.POLL_MAX = 4  # more registered than that: epoll whatever the share
-        for _, b in pairs:
-            b.send(b"x")
-        r.run_once(0)
-        r.run_once(0)
-        assert selector.poll_waits == poll_before + 2 and len(got) == 25
+        # 8 of the 9 registered (with the wakeup socket) ready at every wait:
+        # the moving share passes one half after three waits.
+        assert [busy_wait() for _ in range(5)] == ["epoll", "epoll", "epoll", "poll", "poll"]
+        assert len(got) == 40
+        # Nothing ready: back to epoll after two quiet waits.
+        assert [one_wait() for _ in range(4)] == ["poll", "poll", "epoll", "epoll"]
+        # Busy again, but more fds registered than POLL_MAX allows: epoll whatever the share.
+        selector.POLL_MAX = 4
+        assert {busy_wait() for _ in range(6)} == {"epoll"}
+        assert len(got) == 88
     finally:
         for a, b in pairs:
             r.remove_reader(a)
