@@ -141,9 +141,10 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
       an event, half of what dispatching one costs.
     - *Busy turns wait with poll(2).*  epoll's bookkeeping costs the kernel
       more per ready descriptor than a ``poll()`` scan costs per registered
-      one (measured on Linux 6.18, 64 sockets all ready: 210-230 ns per
-      ready fd for ``epoll_wait``, 145 ns for ``poll``; each idle fd adds
-      about 70 ns to ``poll`` and nothing to ``epoll_wait``).  So every
+      one (``python -m reactor bench wait``, Linux 6.18, 64 sockets all
+      ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
+      ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to
+      an ``epoll_wait``, so they cost the same when half are ready).  So every
       registration is also kept in a ``select.poll`` object (no system
       call: the set is passed at each wait), and a wait uses ``poll`` when
       the share of the registered fds found ready by recent waits (a moving

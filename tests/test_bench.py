@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import select
 import socket
 import subprocess
 import sys
@@ -467,6 +468,22 @@ def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["core", "--callbacks", "2000", "--timers", "2000", "--cancel", "2000", "--repeat", "1"]) == 0
     assert "| call_soon callbacks/s |" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (hasattr(select, "epoll") and hasattr(select, "poll")), reason="needs epoll and poll (Linux)")
+def test_bench_wait_measures_both_waits(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench wait` times epoll_wait and poll for each shape and prints one row per shape."""
+    from reactor.bench import main
+    from reactor.bench.wait import SHAPES, run_wait_bench
+
+    rows = run_wait_bench(shapes=((4, 0), (4, 12)), rounds=5)
+    assert [(ready, idle) for ready, idle, _, _ in rows] == [(4, 0), (4, 12)]
+    assert all(ep > 0 and po > 0 for _, _, ep, po in rows)
+    assert main(["wait", "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n| ") == len(SHAPES) and "| poll / epoll |" in out  # a row per shape
+    with pytest.raises(SystemExit):
+        main(["wait", "--rounds", "0"])
 
 
 # ------------------------------------------------------------ asynchat

@@ -1196,7 +1196,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         description="Compare this reactor's RequestServer with asyncio, uvloop and the stdlib socketserver.",
         epilog="workloads: " + ", ".join(WORKLOADS) + " (oneshot = c1,c16,c128; persistent: "
         f"{PERSISTENT_CONCURRENCY} long-lived connections against the line servers); "
-        "`python -m reactor bench core [...]` runs the core micro-benchmark.",
+        "`python -m reactor bench core [...]` runs the core micro-benchmark, "
+        "`python -m reactor bench wait [...]` the epoll/poll wait micro-benchmark.",
     )
     parser.add_argument("--servers", default=None,
                         help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded and the "
@@ -1294,12 +1295,16 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reactor bench [options]``, or ``bench core [...]`` for the core micro-benchmark."""
+    """``python -m reactor bench [options]``; ``bench core [...]`` and ``bench wait [...]`` run the micro-benchmarks."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "core":
         from .core import main as core_main
 
         return core_main(argv[1:])
+    if argv and argv[0] == "wait":
+        from .wait import main as wait_main
+
+        return wait_main(argv[1:])
     options, args = parse_args(argv)
     if args.from_json:
         with open(args.from_json) as f:
