@@ -230,27 +230,21 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
 
     def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait as ``select()`` does; the ``(fd, event bits)`` pairs that are ready (``poll``'s bits are epoll's)."""
+        if timeout is None:
+            ms = -1
+        elif timeout <= 0:
+            ms = 0
+        else:
+            # Up to the next millisecond, as selectors does: rounded down, a
+            # turn waiting for a timer due in 0.4 ms would spin.
+            ms = math.ceil(timeout * 1e3)
         registered = len(self._fd_to_key)
         if self._share >= self.POLL_SHARE and registered <= self.POLL_MAX:
             self.poll_waits += 1
-            if timeout is None:
-                ms = -1
-            elif timeout <= 0:
-                ms = 0
-            else:
-                ms = math.ceil(timeout * 1e3)
             events: list[tuple[int, int]] = self._poll.poll(ms)
         else:
             self.epoll_waits += 1
-            if timeout is None:
-                timeout = -1
-            elif timeout <= 0:
-                timeout = 0
-            else:
-                # Up to the next millisecond, as selectors does: epoll would round
-                # down, and a turn waiting for a timer due in 0.4 ms would spin.
-                timeout = math.ceil(timeout * 1e3) * 1e-3
-            events = self._selector.poll(timeout, max(registered, 1))
+            events = self._selector.poll(ms * 1e-3 if ms > 0 else ms, max(registered, 1))
         if registered:
             self._share += (len(events) / registered - self._share) * self.SHARE_WEIGHT
         return events

@@ -20,6 +20,7 @@ import gc
 import select
 import selectors
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -132,4 +133,23 @@ def test_the_poll_set_follows_every_registration() -> None:
     finally:
         for s in (a, b, c, d):
             s.close()
+        sel.close()
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="needs epoll")
+@pytest.mark.parametrize("share", [0.0, float("inf")], ids=["poll-wait", "epoll-wait"])
+def test_a_wait_shorter_than_a_millisecond_is_not_cut_to_zero(share: float) -> None:
+    """``ready(0.0004)`` waits at least that long (rounded up to 1 ms, as selectors does), with either wait."""
+    sel = _EpollSelector()
+    sel.POLL_SHARE = share
+    a, b = socket.socketpair()
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        started = time.perf_counter()
+        assert sel.ready(0.0004) == []
+        assert time.perf_counter() - started >= 0.0004
+        assert (sel.poll_waits, sel.epoll_waits) == ((1, 0) if share == 0 else (0, 1))
+    finally:
+        a.close()
+        b.close()
         sel.close()
