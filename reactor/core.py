@@ -420,12 +420,12 @@ class Reactor:
         self._raw_ready: Callable[[float | None], list[tuple[int, int]]] | None = None
         if isinstance(self._selector, _EpollSelector):
             self._raw_ready = self._selector.ready
-        # fd -> (reader handle, writer handle): the selector's data for each
-        # registration but the wakeup socket's, in a dict the turn reads
-        # directly (a `SelectorKey`'s fields are slow to read).
+        # fd -> (reader handle, writer handle) of every registration but the
+        # wakeup socket's.  The selector holds the events only; the turn reads
+        # the handles here (a `SelectorKey`'s fields are slow to read).
         self._io: dict[int, tuple[Handle | None, Handle | None]] = {}
-        # fd -> the selector data (reader, writer) at the start of the turn,
-        # for each fd whose registration changed during the turn (`_touch`).
+        # fd -> its handles when this turn's wait ended, for each fd whose
+        # registration changed during the turn (see `_add_io`).
         self._touched: dict[int, tuple[Handle | None, Handle | None]] = {}
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
@@ -604,9 +604,9 @@ class Reactor:
         return self._remove_io(_fileno(fd), _WRITE)
 
     def _add_io(self, fd: int, event: int, handle: Handle) -> None:
-        # `_io` holds each fd's (reader handle, writer handle), as the
-        # selector's data does.  A handle that is replaced or removed is
-        # cancelled, so an event already collected in this turn for the old
+        # `_io` holds each fd's (reader handle, writer handle); the selector
+        # is told only which events to watch.  A handle that is replaced or
+        # removed is cancelled, so an event already collected in this turn for the old
         # registration (the fd closed, or even reused by a new socket) is
         # skipped, not delivered to a stale callback: the turn looks the
         # handles up when it reaches the event, so the first change of an fd
@@ -619,7 +619,7 @@ class Reactor:
         data: tuple[Handle | None, Handle | None]
         if old is None:
             data = (handle, None) if event == _READ else (None, handle)
-            self._selector.register(fd, event, data)
+            self._selector.register(fd, event)
         else:
             reader, writer = old
             if event == _READ:
@@ -631,7 +631,8 @@ class Reactor:
                     writer._cancelled = True
                 writer = handle
             data = (reader, writer)
-            self._modify(fd, data)
+            if old[event == _WRITE] is None:  # a new event to watch, not a replaced callback
+                self._modify(fd, data)
         self._io[fd] = data
         if not self._in_turn:
             self._wake_host()
@@ -662,8 +663,9 @@ class Reactor:
         return True
 
     def _modify(self, fd: int, data: tuple[Handle | None, Handle | None]) -> None:
+        # Watch the events that ``data`` has callbacks for.
         try:
-            self._selector.modify(fd, (_READ if data[0] else 0) | (_WRITE if data[1] else 0), data)
+            self._selector.modify(fd, (_READ if data[0] else 0) | (_WRITE if data[1] else 0))
         except BaseException:
             # The standard library's selectors drop a registration whose
             # modify failed (the fd was closed behind our back): so do we.
@@ -678,7 +680,7 @@ class Reactor:
         try:
             r.setblocking(False)
             w.setblocking(False)
-            self._selector.register(r.fileno(), _READ, (None, None))
+            self._selector.register(r.fileno(), _READ)
         except BaseException:
             r.close()
             w.close()

@@ -137,13 +137,14 @@ class CountingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
 
 
 def test_reader_and_writer_share_one_registration(pair: tuple[socket.socket, socket.socket]) -> None:
-    """Reader and writer on one fd modify one registration; they never unregister/re-register."""
+    """Reader and writer on one fd modify one registration; replacing a callback does not touch it."""
     sel = CountingSelector()
     r = Reactor(selector=sel, clock=ManualClock())
     a, b = pair
     sel.calls.clear()
     got: list[str] = []
-    r.add_reader(a, got.append, "r")
+    r.add_reader(a, got.append, "r0")
+    r.add_reader(a, got.append, "r")  # a replaced callback: the selector is not told
     r.add_writer(a, got.append, "w")
     b.send(b"x")
     r.run_once(0)
