@@ -144,28 +144,32 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
       one (``python -m reactor bench wait``, Linux 6.18, 64 sockets all
       ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
       ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to
-      an ``epoll_wait``, so they cost the same when half are ready).  So every
-      registration is also kept in a ``select.poll`` object (no system
-      call: the set is passed at each wait), and a wait uses ``poll`` when
-      the share of the registered fds found ready by recent waits (a moving
-      average, so that big and small batches in turn do not make every
-      guess wrong) is at least `POLL_SHARE`, and there are at most
-      `POLL_MAX` of them; ``epoll`` otherwise.  At a share of one half the
-      two cost the same, by the figures above.  The epoll set stays
-      complete, so `fileno` still serves a host loop.
+      an ``epoll_wait``, so they cost the same when half are ready).  So
+      the waits follow the share of the registered fds found ready by
+      recent waits (a moving average, so that big and small batches in
+      turn do not make every guess wrong): above `POLL_SHARE` plus
+      `HYSTERESIS`, with at most `POLL_MAX` fds registered, they switch to
+      ``poll``; below `POLL_SHARE` minus `HYSTERESIS`, back to ``epoll``.
+      The ``select.poll`` set is built from the registrations when the
+      waits switch to it and kept up to date while they use it (no system
+      call: the set is passed at each wait); while epoll waits, it does
+      not exist, so registering costs what it always did.  The epoll set
+      is always complete, so `fileno` serves a host loop either way.
 
     The two report the same bits for the same socket state (both ask the
     socket's own poll), except for an fd closed while still registered,
     which is a caller's error either way: epoll forgets it silently, while
     ``poll`` reports ``POLLNVAL``, and the turn then drops it from the poll
-    set (`forget`), delivers nothing and logs a warning that names the fd;
+    set for good (`forget_invalid`), delivers nothing and logs a warning
+    that names the fd;
     if the number is reused by a socket this reactor does not watch before
     that, a poll wait reports the new socket's readiness to the old
     callbacks (which then fail on their closed socket and clean up).
     Remove an fd's reader and writer before closing it.
 
-    `ready` reads two attributes the standard library does not document (the
-    epoll object and the fd -> key dict, both unchanged since 3.4);
+    `ready` and `modify` use three names the standard library does not
+    document (the epoll object, the fd -> key dict and ``_fileobj_lookup``,
+    all unchanged since 3.4);
     `_default_selector` checks them, and falls back to the plain ``select()``
     turn if a future Python changes them.  A selector passed to `Reactor` is
     always used through ``select()``.
@@ -173,16 +177,21 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
 
     #: The most registered fds a wait may use ``poll`` for: bounds what one wrong guess costs.
     POLL_MAX = 2048
-    #: The share of the registered fds that recent waits must have found
-    #: ready for the next wait to use ``poll`` (0: always, when at most
-    #: `POLL_MAX` are registered; above 1: never).
+    #: The share of the registered fds ready per wait at which ``poll`` and
+    #: ``epoll`` cost the same (below 0: always ``poll``, when at most
+    #: `POLL_MAX` are registered; infinite: never).
     POLL_SHARE = 0.5
+    #: How far the moving share must pass `POLL_SHARE` to switch the waits.
+    HYSTERESIS = 0.1
     #: The weight of the newest wait in the moving average of the ready share.
     SHARE_WEIGHT = 0.25
 
     def __init__(self) -> None:
         super().__init__()
-        self._poll = select.poll()
+        self._poll: Any = None  # the select.poll set while the waits use it
+        # fd -> the key poll reported closed while registered: skipped when
+        # the poll set is built, for as long as that key is registered.
+        self._invalid: dict[int, selectors.SelectorKey] = {}
         self._share = 0.0  # the moving average of (ready fds / registered fds) per wait
         #: Waits done with ``poll`` and with ``epoll`` (for tests and tuning).
         self.poll_waits = 0
@@ -192,41 +201,73 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
     def _poll_mask(events: int) -> int:
         return (select.POLLIN if events & _READ else 0) | (select.POLLOUT if events & _WRITE else 0)
 
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        """As `selectors.EpollSelector.register`; the fd joins the poll set too."""
+    # While the waits use poll, these three shadow the standard library's
+    # methods on the instance (`_start_polling`), so that while epoll waits,
+    # registering costs exactly what it always did.
+
+    def _register_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key: selectors.SelectorKey = super().register(fileobj, events, data)
         self._poll.register(key.fd, self._poll_mask(events))
         return key
 
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        """As `selectors.EpollSelector.unregister`; the fd leaves the poll set too."""
+    def _unregister_polling(self, fileobj: Any) -> selectors.SelectorKey:
         key: selectors.SelectorKey = super().unregister(fileobj)
-        self.forget(key.fd)
+        self._forget(key.fd)
         return key
 
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        """As `selectors.EpollSelector.modify` (which unregisters an fd it fails to modify)."""
-        old: selectors.SelectorKey = self.get_key(fileobj)
+    def _modify_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        # The standard library unregisters an fd it fails to modify: so does the poll set.
+        fd = self._fileobj_lookup(fileobj)
         try:
             key: selectors.SelectorKey = super().modify(fileobj, events, data)
         except BaseException:
-            if old.fd not in self._fd_to_key:
-                self.forget(old.fd)
+            if fd not in self._fd_to_key:
+                self._forget(fd)
             raise
-        if events != old.events:
-            self._poll.modify(key.fd, self._poll_mask(events))
+        if fd not in self._invalid:
+            self._poll.modify(fd, self._poll_mask(events))
         return key
 
-    def forget(self, fd: int) -> None:
-        """Take ``fd`` out of the poll set (it was unregistered, or closed while registered)."""
+    def _forget(self, fd: int) -> None:
         try:
             self._poll.unregister(fd)
         except KeyError:
             pass
 
+    def _start_polling(self) -> Any:
+        poll = select.poll()
+        invalid = self._invalid
+        for fd, key in self._fd_to_key.items():
+            if invalid and invalid.get(fd) is key:
+                continue
+            poll.register(fd, self._poll_mask(key.events))
+        if invalid:  # keep only the closed fds that are still registered
+            self._invalid = {fd: key for fd, key in invalid.items() if self._fd_to_key.get(fd) is key}
+        self._poll = poll
+        self.register = self._register_polling
+        self.unregister = self._unregister_polling
+        self.modify = self._modify_polling
+        return poll
+
+    def _stop_polling(self) -> None:
+        self._poll = None
+        del self.register, self.unregister, self.modify
+
+    def forget_invalid(self, fd: int) -> None:
+        """Stop polling ``fd``: it was closed while registered (epoll forgot it already)."""
+        key = self._fd_to_key.get(fd)
+        if key is not None:
+            self._invalid[fd] = key
+        if self._poll is not None:
+            self._forget(fd)
+
     def usable(self) -> bool:
-        """Whether the standard library's internals are what `ready` reads."""
-        return isinstance(getattr(self, "_fd_to_key", None), dict) and hasattr(getattr(self, "_selector", None), "poll")
+        """Whether the standard library's internals are what `ready` and `modify` use."""
+        return (
+            isinstance(getattr(self, "_fd_to_key", None), dict)
+            and hasattr(getattr(self, "_selector", None), "poll")
+            and callable(getattr(self, "_fileobj_lookup", None))
+        )
 
     def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait as ``select()`` does; the ``(fd, event bits)`` pairs that are ready (``poll``'s bits are epoll's)."""
@@ -239,14 +280,22 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
             # turn waiting for a timer due in 0.4 ms would spin.
             ms = math.ceil(timeout * 1e3)
         registered = len(self._fd_to_key)
-        if self._share >= self.POLL_SHARE and registered <= self.POLL_MAX:
+        poll = self._poll
+        share = self._share
+        if poll is None:
+            if share >= self.POLL_SHARE + self.HYSTERESIS and registered <= self.POLL_MAX:
+                poll = self._start_polling()
+        elif share < self.POLL_SHARE - self.HYSTERESIS or registered > self.POLL_MAX:
+            self._stop_polling()
+            poll = None
+        if poll is not None:
             self.poll_waits += 1
-            events: list[tuple[int, int]] = self._poll.poll(ms)
+            events: list[tuple[int, int]] = poll.poll(ms)
         else:
             self.epoll_waits += 1
-            events = self._selector.poll(ms * 1e-3 if ms > 0 else ms, max(registered, 1))
+            events = self._selector.poll(ms * 1e-3 if ms > 0 else ms, registered or 1)
         if registered:
-            self._share += (len(events) / registered - self._share) * self.SHARE_WEIGHT
+            self._share = share + (len(events) / registered - share) * self.SHARE_WEIGHT
         return events
 
 
@@ -914,7 +963,7 @@ class Reactor:
     def _closed_while_registered(self, fd: int) -> None:
         # poll(2) says fd is not open: it was closed while registered, which
         # epoll forgets silently.  Stop watching it and say so once.
-        self._selector.forget(fd)  # type: ignore[attr-defined]
+        self._selector.forget_invalid(fd)  # type: ignore[attr-defined]
         names = [_callback_name(h._callback) for h in self._io.get(fd, _NO_HANDLES) if h is not None]
         logger.warning(
             "fd %d was closed while still registered with the reactor (callbacks: %s); it is no longer "

@@ -27,7 +27,7 @@ def _forbid_threads(no_threads: None) -> None:
 
 
 #: The default selector's waits: as it chooses, always poll(2), always epoll.
-RAW_TURNS = {"raw-turn": None, "poll-turn": 0.0, "epoll-turn": float("inf")}
+RAW_TURNS = {"raw-turn": None, "poll-turn": -1.0, "epoll-turn": float("inf")}
 
 
 @pytest.fixture(params=[*RAW_TURNS, "select-turn"])
@@ -277,6 +277,17 @@ def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(react
         sock.close()
 
 
+def through_an_epoll_wait(reactor: Reactor) -> None:
+    """One turn that waits with epoll, so the next poll wait builds its set again from the registrations."""
+    selector = reactor._selector
+    assert isinstance(selector, _EpollSelector)
+    share = selector.POLL_SHARE
+    selector.POLL_SHARE = float("inf")
+    reactor.run_once(0)
+    assert selector._poll is None
+    selector.POLL_SHARE = share
+
+
 def test_an_fd_closed_while_registered_is_dropped_and_named(
     reactor: Reactor, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -295,10 +306,27 @@ def test_an_fd_closed_while_registered_is_dropped_and_named(
     assert got == []
     selector = reactor._selector
     if isinstance(selector, _EpollSelector) and selector.poll_waits:
+        through_an_epoll_wait(reactor)  # the poll set is built again: the fd is still not watched
+        for _ in range(3):
+            assert reactor.run_once(0) == 0
         warned = [r for r in caplog.records if r.name == "reactor" and f"fd {fd} was closed" in r.getMessage()]
         assert len(warned) == 1 and "remove its reader and writer" in warned[0].getMessage()
     assert reactor.remove_reader(fd) is True  # the registration is the caller's to remove, as with epoll
-    b.close()
+    # A new socket on the same number, registered properly, is watched again.
+    reused, d = socket.socketpair()
+    if reused.fileno() != fd:
+        os.dup2(reused.fileno(), fd)
+        reused.close()
+        reused = socket.socket(fileno=fd)
+    reactor.add_reader(reused, got.append, "reused")
+    if isinstance(selector, _EpollSelector) and selector.poll_waits:
+        through_an_epoll_wait(reactor)  # the number is no longer skipped when the set is built again
+    d.send(b"x")
+    reactor.run_once(0)
+    assert got == ["reused"]
+    reactor.remove_reader(reused)
+    for sock in (b, d, reused):
+        sock.close()
 
 
 def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
@@ -325,15 +353,17 @@ def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
         for i, (a, _) in enumerate(pairs):
             r.add_reader(a, lambda a=a, i=i: got.append(i) or a.recv(10))
         # 8 of the 9 registered (with the wakeup socket) ready at every wait:
-        # the moving share passes one half after three waits.
-        assert [busy_wait() for _ in range(5)] == ["epoll", "epoll", "epoll", "poll", "poll"]
-        assert len(got) == 40
-        # Nothing ready: back to epoll after two quiet waits.
-        assert [one_wait() for _ in range(4)] == ["poll", "poll", "epoll", "epoll"]
+        # the moving share (weight 1/4) passes 0.6 after four waits.
+        assert selector._poll is None  # no poll set while epoll waits
+        assert [busy_wait() for _ in range(6)] == ["epoll"] * 4 + ["poll"] * 2
+        assert len(got) == 48  # the poll set was built with every registration
+        # Nothing ready: the share falls below 0.4 after three quiet waits.
+        assert [one_wait() for _ in range(5)] == ["poll"] * 3 + ["epoll"] * 2
+        assert selector._poll is None
         # Busy again, but more fds registered than POLL_MAX allows: epoll whatever the share.
         selector.POLL_MAX = 4
-        assert {busy_wait() for _ in range(6)} == {"epoll"}
-        assert len(got) == 88
+        assert {busy_wait() for _ in range(8)} == {"epoll"}
+        assert len(got) == 112
     finally:
         for a, b in pairs:
             r.remove_reader(a)
