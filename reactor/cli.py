@@ -48,8 +48,7 @@ from .addresses import Address, parse_address
 from .client import RequestError, do_request
 from .core import Reactor
 from .framing import MessageTooLarge
-from .futures import Future
-from .reqrep import RequestServer
+from .reqrep import RequestServer, stop_when_drained
 
 __all__ = ["main", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -217,17 +216,7 @@ def serve(
                     return
                 stopping = True
                 logger.info("shutting down: no new connections; finishing requests in flight")
-                drains = [server.drain(grace) for server in servers]
-                remaining = len(drains)
-
-                def one_done(_: Future[None]) -> None:
-                    nonlocal remaining
-                    remaining -= 1
-                    if remaining == 0:
-                        reactor.stop()
-
-                for fut in drains:
-                    fut.add_done_callback(one_done)
+                stop_when_drained(reactor, servers, grace)
 
             def on_signal(signum: int, frame: object) -> None:
                 reactor.call_soon_threadsafe(begin_shutdown)

@@ -53,8 +53,8 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .addresses import parse_address
 from .core import Reactor, get_default_reactor
@@ -546,6 +546,39 @@ class RequestServer:
 
 
 _verbose_handler: logging.Handler | None = None
+
+
+class Drainable(Protocol):
+    """A server that shuts down gracefully: `RequestServer`, or a worker's server."""
+
+    def drain(self, grace: float) -> Future[None]:
+        """A future that completes when the server has finished its connections (within ``grace`` s)."""
+        ...
+
+
+def stop_when_drained(reactor: Reactor, servers: Sequence[Drainable], grace: float) -> None:
+    """Drain every server within ``grace`` seconds, then stop ``reactor``.
+
+    The reactor stops when the last drain completes, at once when there is
+    no server, and a second after ``grace`` at the latest (a drain that
+    overruns it).  Call it from the reactor's thread.  The command line's
+    ``serve`` and each worker process shut down through it.
+    """
+    drains = [server.drain(grace) for server in servers]
+    if not drains:
+        reactor.stop()
+        return
+    reactor.call_later(grace + 1.0, reactor.stop)
+    remaining = len(drains)
+
+    def one_done(_: Future[None]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            reactor.stop()
+
+    for fut in drains:
+        fut.add_done_callback(one_done)
 
 
 def _make_verbose_visible() -> None:

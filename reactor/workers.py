@@ -68,6 +68,7 @@ from typing import Any, Protocol
 from .addresses import Address, parse_address
 from .core import Reactor
 from .futures import Future
+from .reqrep import stop_when_drained
 from .transport.listener import bind_listening_socket, listening_socket_source
 
 __all__ = ["run_workers", "worker_count", "WorkerServer", "MIN_UPTIME", "MAX_BACKOFF"]
@@ -234,21 +235,7 @@ def _worker_main(build: Build, grace: float, shared: Sequence[_Shared], control_
             check()
 
         def finish(deadline: float) -> None:
-            grace_left = max(0.0, deadline - reactor.time())
-            drains = [server.drain(grace_left) for server in servers]
-            remaining = len(drains)
-            reactor.call_later(grace_left + 1.0, reactor.stop)  # a drain that overruns its grace
-
-            def one_done(_: Future[None]) -> None:
-                nonlocal remaining
-                remaining -= 1
-                if remaining == 0:
-                    reactor.stop()
-
-            for fut in drains:
-                fut.add_done_callback(one_done)
-            if not drains:
-                reactor.stop()
+            stop_when_drained(reactor, servers, max(0.0, deadline - reactor.time()))
 
         def on_control() -> None:
             try:

@@ -766,3 +766,53 @@ def test_trickling_reader_is_cut_by_the_whole_exchange_deadline(reactor: Reactor
     assert not s.connections()
     c.close()
     s.close()
+
+
+class _Draining:
+    """A server whose drain() is a future the test completes."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.future: Future[None] = Future(reactor)
+        self.grace: float | None = None
+
+    def drain(self, grace: float) -> Future[None]:
+        self.grace = grace
+        return self.future
+
+
+def tick(r: Reactor, clock: ManualClock) -> None:
+    """Move the manual clock 0.25 s every turn, from the next turn on."""
+
+    def again() -> None:
+        clock.advance(0.25)
+        r.call_soon(again)
+
+    r.call_soon(again)
+
+
+def test_stop_when_drained_waits_for_every_drain_and_no_longer_than_grace_plus_a_second(clock: ManualClock) -> None:
+    """The reactor stops after the last drain; at once with no server; at grace + 1 s if a drain overruns."""
+    from reactor.reqrep import stop_when_drained
+
+    with Reactor(clock=clock) as r:
+        r.call_soon(stop_when_drained, r, [], 5.0)
+        r.run()  # returns: nothing to drain
+
+        servers = [_Draining(r), _Draining(r)]
+        r.call_soon(stop_when_drained, r, servers, 5.0)
+        r.call_soon(servers[0].future.set_result, None)
+        r.call_later(1.0, servers[1].future.set_result, None)
+        tick(r, clock)
+        start = r.time()
+        r.run()
+        assert [s.grace for s in servers] == [5.0, 5.0]
+        assert 1.0 <= r.time() - start <= 1.5  # stopped when the second drain completed
+
+    with Reactor(clock=clock) as r:
+        stuck = _Draining(r)
+        r.call_soon(stop_when_drained, r, [stuck], 2.0)
+        tick(r, clock)
+        start = r.time()
+        r.run()
+        assert not stuck.future.done()
+        assert 3.0 <= r.time() - start <= 3.5  # grace + 1 s
