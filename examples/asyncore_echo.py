@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from reactor import Reactor, RequestServer
@@ -49,18 +50,19 @@ class EchoHandler(asyncore.dispatcher_with_send):
             self.send(data)
 
 
-class EchoServer(asyncore.dispatcher):
-    """Listens, and makes an `EchoHandler` per accepted connection."""
+class Listener(asyncore.dispatcher):
+    """Listens, and makes a ``channel(sock)`` per accepted connection."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, channel: Callable[[socket.socket], object]) -> None:
         asyncore.dispatcher.__init__(self)
+        self.channel = channel
         self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
         self.set_reuse_addr()
         self.bind((host, port))
         self.listen(16)
 
     def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
-        EchoHandler(sock)
+        self.channel(sock)
 
 
 class LineChannel(asynchat.async_chat):
@@ -82,24 +84,10 @@ class LineChannel(asynchat.async_chat):
             self.push(b"you said: " + line + b"\r\n")
 
 
-class LineServer(asyncore.dispatcher):
-    """Listens, and makes a `LineChannel` per accepted connection."""
-
-    def __init__(self, host: str, port: int) -> None:
-        asyncore.dispatcher.__init__(self)
-        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.set_reuse_addr()
-        self.bind((host, port))
-        self.listen(16)
-
-    def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
-        LineChannel(sock)
-
-
 def start(reactor: Reactor, echo_port: int, line_port: int, request_port: int) -> tuple[Any, Any, RequestServer]:
     """The three servers, on ``reactor`` (the asyncore ones through ``socket_map``)."""
-    echo = EchoServer(HOST, echo_port)
-    lines = LineServer(HOST, line_port)
+    echo = Listener(HOST, echo_port, EchoHandler)
+    lines = Listener(HOST, line_port, LineChannel)
     requests = RequestServer(f"{HOST}:{request_port}", reactor=reactor)
     return echo, lines, requests
 
