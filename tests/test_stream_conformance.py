@@ -13,6 +13,7 @@ clock; loopback sockets are driven with bounded turns, never sleeps.
 
 from __future__ import annotations
 
+import array
 import functools
 import random
 import socket
@@ -210,6 +211,19 @@ def test_many_writes_arrive_in_order(reactor: Reactor, pairs: Pairs) -> None:
     expected += b"x" * 1000 + b"end"
     run_until(reactor, lambda: len(p.pb.data) >= len(expected))
     assert p.pb.data == expected
+
+
+def test_write_takes_any_buffer_of_bytes_and_refuses_the_rest(reactor: Reactor, pairs: Pairs) -> None:
+    """A memoryview of wider items is sent as its bytes; a str or an int is a TypeError, and nothing is sent."""
+    p = pairs.make()
+    wide = array.array("i", [1, 2, 3])
+    for bad in ("text", 42):
+        with pytest.raises(TypeError, match="data must be bytes, bytearray or memoryview"):
+            p.a.write(bad)  # type: ignore[arg-type]
+    p.a.write(memoryview(wide))
+    p.a.write(b"!")
+    run_until(reactor, lambda: len(p.pb.data) >= len(wide.tobytes()) + 1)
+    assert p.pb.data == wide.tobytes() + b"!"
 
 
 def test_multi_mib_write_to_slow_reader_arrives_whole(reactor: Reactor, pairs: Pairs) -> None:

@@ -35,6 +35,17 @@ __all__ = [
 
 logger = logging.getLogger("reactor.transport")
 
+
+def _writable_bytes(data: Any) -> bytearray | memoryview:
+    """What a transport's ``write()`` takes that is not ``bytes``: a bytearray, or a memoryview cast to bytes.
+
+    TypeError for anything else (a ``str`` included).  The callers check
+    ``type(data) is not bytes`` first, so the common case costs no call.
+    """
+    if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+    return data.cast("B") if type(data) is memoryview else data
+
 #: Seconds a peer may take to complete a TLS handshake (default).  Here, not in
 #: `reactor.transport.tls`, so that surfaces name the default without importing `ssl`.
 HANDSHAKE_TIMEOUT = 10.0

@@ -44,7 +44,7 @@ import logging
 from typing import Any
 
 from ..core import Reactor
-from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, TransportBase, TransportLimits
+from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, TransportBase, TransportLimits, _writable_bytes
 from .table import TRANSITIONS, State
 
 __all__ = ["MemoryTransport", "memory_pair", "DEFAULT_WINDOW"]
@@ -225,9 +225,7 @@ class MemoryTransport(TransportBase):
             self._write_refused()
             return
         if type(data) is not bytes:
-            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
-                raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
-            data = bytes(data)
+            data = bytes(_writable_bytes(data))
         if not data:
             return
         buffer = self._buffer

@@ -59,7 +59,15 @@ import socket
 from typing import Any
 
 from ..core import Reactor
-from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, MAX_READ, TransportBase, TransportLimits
+from .base import (
+    _ALIVE,
+    _DELIVERED,
+    DEFAULT_LIMITS,
+    MAX_READ,
+    TransportBase,
+    TransportLimits,
+    _writable_bytes,
+)
 from .table import Connection, State
 
 __all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
@@ -246,10 +254,7 @@ class StreamTransport(Connection, TransportBase):
             self._write_refused()
             return
         if type(data) is not bytes:
-            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
-                raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
-            if type(data) is memoryview:
-                data = data.cast("B")
+            data = _writable_bytes(data)
         if not data:
             return
         buffer = self._buffer

@@ -61,7 +61,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..futures import Future
-from .base import HANDSHAKE_TIMEOUT, MAX_READ
+from .base import HANDSHAKE_TIMEOUT, MAX_READ, _writable_bytes
 from .errors import report_user_error
 from .table import State
 
@@ -576,10 +576,7 @@ class TLSTransport:
             self._write_refused()
             return
         if type(data) is not bytes:
-            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
-                raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
-            if type(data) is memoryview:
-                data = data.cast("B")
+            data = _writable_bytes(data)
         if not data:
             return
         tls.bytes_out += len(data)
