@@ -67,6 +67,16 @@ def ask(port: int, payload: bytes) -> bytes:
 # ------------------------------------------------------------ result lines
 
 
+
+def report_of(summary: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A report as `run` makes it, around ``summary``, on a made-up machine; ``options`` override the run's."""
+    opts = {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
+            "repeat": 1, "duration": 3.0, "idle_connections": 10}
+    return {"summary": summary, "targets": targets(summary), "notes": [],
+            "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
+            "options": {**opts, **options}}
+
+
 def test_parse_line_reads_the_c_generator_line() -> None:
     """The C generator's result line parses into numbers by key."""
     fields = loadgen.parse_line("some stderr noise\n" + C_LINE + "\n")
@@ -125,10 +135,7 @@ def test_markdown_and_targets_from_runs() -> None:
     # the reactor's generator was saturated: judged by CPU per request, 45 / 20
     assert versus_asyncio["value"] == 2.25 and "capacity" in versus_asyncio["detail"]
     assert judged["one-shot c=16 ≥ 1.0× uvloop"]["met"] is None
-    report = {"summary": summary, "targets": targets(summary), "notes": [],
-              "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
-              "options": {"loadgen": "builtin", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
-                          "repeat": 3, "duration": 5.0, "idle_connections": 10000}}
+    report = report_of(summary, loadgen="builtin", repeat=3, duration=5.0, idle_connections=10000)
     table = format_markdown(report)
     assert "| one-shot c=16 | reactor | 31,000 | 3.10× |" in table
     assert "3 (reset 3)" in table and "0.99 ⚠" in table
@@ -169,12 +176,7 @@ def test_persistent_table_and_idle_target() -> None:
     runs.append({"workload": "idle", "server": "reactor-lines", "rep": 0, "rss_per_conn": 800.0, "errors": 0,
                  "other_load": 0.0, "rps_base": 1.0, "rps": 1.0, "rps_ratio": 1.0, "accepted": 10})
     summary = summarize(runs)
-    report: dict[str, Any] = {
-        "summary": summary, "targets": targets(summary), "notes": [],
-        "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
-        "options": {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
-                    "repeat": 1, "duration": 3.0, "idle_connections": 10},
-    }
+    report = report_of(summary)
     table = format_markdown(report)
     assert "| persistent c=64 | reactor-lines | 150,000 | 1.50× | 400 | 600 | 6.0 | 100 % | 0.60 |" in table
     assert "| persistent c=64 | uvloop-lines | 160,000 | 1.60× |" in table
@@ -522,12 +524,7 @@ def test_asynchat_table_and_targets() -> None:
     assert judged["asynchat c=64 ≥ 1× the backport (server CPU per request)"]["met"] is True
     assert judged["asynchat c=1000 ≥ 2× the backport (server CPU per request)"]["value"] == 1.5
     assert judged["asynchat c=1000 ≥ 2× the backport (server CPU per request)"]["met"] is False
-    report: dict[str, Any] = {
-        "summary": summary, "targets": targets(summary), "notes": [],
-        "machine": {"nproc": 2, "cpu_model": "x", "python": "CPython", "kernel": "Linux"},
-        "options": {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
-                    "repeat": 1, "duration": 3.0, "idle_connections": 10},
-    }
+    report = report_of(summary)
     table = format_markdown(report)
     assert "| asynchat c=64 | asynchat | 50,000 | 400 | 900 | 10.0 | 1.20× | 100 % | 0.50 | 0.00 | 0 |" in table
     assert "| asynchat c=1000 | asynchat-backport | 30,000 | 400 | 900 | 15.0 | 1.00× |" in table
