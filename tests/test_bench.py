@@ -67,7 +67,6 @@ def ask(port: int, payload: bytes) -> bytes:
 # ------------------------------------------------------------ result lines
 
 
-
 def report_of(summary: dict[str, Any], **options: Any) -> dict[str, Any]:
     """A report as `run` makes it, around ``summary``, on a made-up machine; ``options`` override the run's."""
     opts = {"loadgen": "./reqrep-load", "processes": 1, "server_cpus": [0], "generator_cpus": [1],
