@@ -10,7 +10,7 @@ a numbered spec, as libuv does for ``uv_run``:
    this turn, so a callback that reschedules itself cannot starve I/O.
 2. Work out how long we may wait: 0 if anything is ready, else until the
    earliest timer, capped by the caller's ``timeout``.
-3. Wait for I/O once (``selector.select``, or its raw form; see `_EpollSelector`).
+3. Wait for I/O once (`reactor._wait`: ``epoll``/``poll``, or a selector's ``select()``).
 4. Run the callbacks of ready file descriptors (reader, then writer).
 5. Run every timer whose due time has come, in order of due time, ties in
    scheduling order.
@@ -94,8 +94,6 @@ import functools
 import heapq
 import itertools
 import logging
-import math
-import select
 import selectors
 import socket
 import threading
@@ -106,6 +104,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
 from .futures import Future
 
 __all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
@@ -114,8 +113,8 @@ logger = logging.getLogger("reactor")
 
 T = TypeVar("T")
 
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
+_READ = READ
+_WRITE = WRITE
 
 #: The watchdog's clock: `time.perf_counter`, never the injected clock (see
 #: the module docstring).  A module global so that tests can patch it.
@@ -125,199 +124,7 @@ _perf_counter: Callable[[], float] = _time.perf_counter
 _MIN_CANCELLED_FOR_COMPACTION = 100
 
 
-#: The standard library's epoll selector, where there is one (Linux).
-_EpollBase: Any = getattr(selectors, "EpollSelector", selectors.DefaultSelector)
-
-
-class _EpollSelector(_EpollBase):  # type: ignore[misc]
-    """The default selector where there is epoll: `selectors.EpollSelector`, plus `ready`.
-
-    Everything else is the standard library's selector (``select()`` too);
-    `ready` adds the raw ``(fd, event bits)`` pairs of one wait.  Two
-    things make it faster than ``select()`` for the reactor's turn:
-
-    - The turn looks each fd's callbacks up itself: ``select()`` looks up
-      and builds a ``(key, mask)`` tuple per event in Python, about 150 ns
-      an event, half of what dispatching one costs.
-    - *Busy turns wait with poll(2).*  epoll's bookkeeping costs the kernel
-      more per ready descriptor than a ``poll()`` scan costs per registered
-      one (``python -m reactor bench wait``, Linux 6.18, 64 sockets all
-      ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
-      ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to
-      an ``epoll_wait``, so they cost the same when half are ready).  So
-      the waits follow the share of the registered fds found ready by
-      recent waits (a moving average, so that big and small batches in
-      turn do not make every guess wrong): above `POLL_SHARE` plus
-      `HYSTERESIS`, with at most `POLL_MAX` fds registered, they switch to
-      ``poll``; below `POLL_SHARE` minus `HYSTERESIS`, back to ``epoll``.
-      The ``select.poll`` set is built from the registrations when the
-      waits switch to it and kept up to date while they use it (no system
-      call: the set is passed at each wait); while epoll waits, it does
-      not exist, so registering costs what it always did.  The epoll set
-      is always complete, so `fileno` serves a host loop either way.
-
-    The two report the same bits for the same socket state (both ask the
-    socket's own poll), except for an fd closed while still registered,
-    which is a caller's error either way: epoll forgets it silently, while
-    ``poll`` reports ``POLLNVAL``, and the turn then drops it from the poll
-    set for good (`forget_invalid`), delivers nothing and logs a warning
-    that names the fd;
-    if the number is reused by a socket this reactor does not watch before
-    that, a poll wait reports the new socket's readiness to the old
-    callbacks (which then fail on their closed socket and clean up).
-    Remove an fd's reader and writer before closing it.
-
-    `ready` and `modify` use three names the standard library does not
-    document (the epoll object, the fd -> key dict and ``_fileobj_lookup``,
-    all unchanged since 3.4);
-    `_default_selector` checks them, and falls back to the plain ``select()``
-    turn if a future Python changes them.  A selector passed to `Reactor` is
-    always used through ``select()``.
-    """
-
-    #: The most registered fds a wait may use ``poll`` for: bounds what one wrong guess costs.
-    POLL_MAX = 2048
-    #: The share of the registered fds ready per wait at which ``poll`` and
-    #: ``epoll`` cost the same (below 0: always ``poll``, when at most
-    #: `POLL_MAX` are registered; infinite: never).
-    POLL_SHARE = 0.5
-    #: How far the moving share must pass `POLL_SHARE` to switch the waits.
-    HYSTERESIS = 0.1
-    #: The weight of the newest wait in the moving average of the ready share.
-    SHARE_WEIGHT = 0.25
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._poll: Any = None  # the select.poll set while the waits use it
-        # fd -> the key poll reported closed while registered: skipped when
-        # the poll set is built, for as long as that key is registered.
-        self._invalid: dict[int, selectors.SelectorKey] = {}
-        self._share = 0.0  # the moving average of (ready fds / registered fds) per wait
-        #: Waits done with ``poll`` and with ``epoll`` (for tests and tuning).
-        self.poll_waits = 0
-        self.epoll_waits = 0
-
-    @staticmethod
-    def _poll_mask(events: int) -> int:
-        return (select.POLLIN if events & _READ else 0) | (select.POLLOUT if events & _WRITE else 0)
-
-    # While the waits use poll, these three shadow the standard library's
-    # methods on the instance (`_start_polling`), so that while epoll waits,
-    # registering costs exactly what it always did.
-
-    def _register_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        key: selectors.SelectorKey = super().register(fileobj, events, data)
-        self._poll.register(key.fd, self._poll_mask(events))
-        return key
-
-    def _unregister_polling(self, fileobj: Any) -> selectors.SelectorKey:
-        key: selectors.SelectorKey = super().unregister(fileobj)
-        self._forget(key.fd)
-        return key
-
-    def _modify_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        # The standard library unregisters an fd it fails to modify: so does the poll set.
-        fd = self._fileobj_lookup(fileobj)
-        try:
-            key: selectors.SelectorKey = super().modify(fileobj, events, data)
-        except BaseException:
-            if fd not in self._fd_to_key:
-                self._forget(fd)
-            raise
-        if fd not in self._invalid:
-            self._poll.modify(fd, self._poll_mask(events))
-        return key
-
-    def _forget(self, fd: int) -> None:
-        try:
-            self._poll.unregister(fd)
-        except KeyError:
-            pass
-
-    def _start_polling(self) -> Any:
-        poll = select.poll()
-        invalid = self._invalid
-        for fd, key in self._fd_to_key.items():
-            if invalid and invalid.get(fd) is key:
-                continue
-            poll.register(fd, self._poll_mask(key.events))
-        if invalid:  # keep only the closed fds that are still registered
-            self._invalid = {fd: key for fd, key in invalid.items() if self._fd_to_key.get(fd) is key}
-        self._poll = poll
-        self.register = self._register_polling
-        self.unregister = self._unregister_polling
-        self.modify = self._modify_polling
-        return poll
-
-    def _stop_polling(self) -> None:
-        self._poll = None
-        del self.register, self.unregister, self.modify
-
-    def forget_invalid(self, fd: int) -> None:
-        """Stop polling ``fd``: it was closed while registered (epoll forgot it already)."""
-        key = self._fd_to_key.get(fd)
-        if key is not None:
-            self._invalid[fd] = key
-        if self._poll is not None:
-            self._forget(fd)
-
-    def usable(self) -> bool:
-        """Whether the standard library's internals are what `ready` and `modify` use."""
-        return (
-            isinstance(getattr(self, "_fd_to_key", None), dict)
-            and hasattr(getattr(self, "_selector", None), "poll")
-            and callable(getattr(self, "_fileobj_lookup", None))
-        )
-
-    def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
-        """Wait as ``select()`` does; the ``(fd, event bits)`` pairs that are ready (``poll``'s bits are epoll's)."""
-        if timeout is None:
-            ms = -1
-        elif timeout <= 0:
-            ms = 0
-        else:
-            # Up to the next millisecond, as selectors does: rounded down, a
-            # turn waiting for a timer due in 0.4 ms would spin.
-            ms = math.ceil(timeout * 1e3)
-        registered = len(self._fd_to_key)
-        poll = self._poll
-        share = self._share
-        if poll is None:
-            if share >= self.POLL_SHARE + self.HYSTERESIS and registered <= self.POLL_MAX:
-                poll = self._start_polling()
-        elif share < self.POLL_SHARE - self.HYSTERESIS or registered > self.POLL_MAX:
-            self._stop_polling()
-            poll = None
-        if poll is not None:
-            self.poll_waits += 1
-            events: list[tuple[int, int]] = poll.poll(ms)
-        else:
-            self.epoll_waits += 1
-            events = self._selector.poll(ms * 1e-3 if ms > 0 else ms, registered or 1)
-        if registered:
-            self._share = share + (len(events) / registered - share) * self.SHARE_WEIGHT
-        return events
-
-
 _NO_HANDLES: tuple[None, None] = (None, None)
-
-#: poll(2)'s "not an open fd"; no epoll or `selectors` mask has this bit.
-_POLLNVAL: int = getattr(select, "POLLNVAL", 32)
-
-#: epoll's bits that mean "readable" and "writable" to a reader and a writer:
-#: anything but OUT wakes the reader, anything but IN the writer (an error or
-#: a hang-up wakes both), as `selectors.EpollSelector` maps them.
-_NOT_OUT = ~getattr(select, "EPOLLOUT", 4)
-_NOT_IN = ~getattr(select, "EPOLLIN", 1)
-
-
-def _default_selector() -> selectors.BaseSelector:
-    if hasattr(selectors, "EpollSelector"):
-        selector = _EpollSelector()
-        if selector.usable():
-            return selector
-        selector.close()
-    return selectors.DefaultSelector()
 
 
 class FileLike(Protocol):
@@ -434,18 +241,33 @@ class TimerHandle(Handle):
                 self._reactor._timer_cancelled()
 
 
+class _IoHandle(Handle):
+    """A reader's or writer's callback; ``_turn`` is the turn in which it was added.
+
+    A turn hands the events of its wait only to the handles that were in
+    place when the wait ended: a handle added during the turn, perhaps for
+    a new socket that took the number of one closed a moment ago, has
+    ``_turn`` equal to the turn's and is skipped; a removed or replaced one
+    is cancelled.
+    """
+
+    __slots__ = ("_turn",)
+    _turn: int
+
+
 ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
 
 
 class Reactor:
-    """A single-threaded event reactor driven by a `selectors` selector.
+    """A single-threaded event reactor: file descriptor callbacks, timers and a ready queue.
 
     ``Reactor(clock=None, selector=None, slow_callback_duration=0.1)``:
     ``clock`` is a zero-argument callable returning monotonic seconds (default
-    `time.monotonic`; inject a `ManualClock` in tests); ``selector`` defaults
-    to an epoll selector where there is epoll (Linux; it is the standard
-    library's `selectors.EpollSelector` with a faster turn), else to
-    `selectors.DefaultSelector`;
+    `time.monotonic`; inject a `ManualClock` in tests); without a
+    ``selector`` the reactor waits with ``epoll`` and ``poll`` of its own
+    where there are both (Linux), else with `selectors.DefaultSelector`; a
+    `selectors.BaseSelector` passed as ``selector`` is used through its
+    ``select()`` (and closed with the reactor);
     ``slow_callback_duration`` is the watchdog's threshold in seconds (None:
     off), also a settable attribute.
 
@@ -464,18 +286,12 @@ class Reactor:
         self._slow_threshold = float("inf")  # what the turn compares; inf when off
         self.slow_callback_duration = slow_callback_duration  # validates: first, before any resource
         self._clock: Callable[[], float] = clock if clock is not None else _time.monotonic
-        self._selector = selector if selector is not None else _default_selector()
-        # The fast turn: our own epoll selector's raw events (see `_EpollSelector`).
-        self._raw_ready: Callable[[float | None], list[tuple[int, int]]] | None = None
-        if isinstance(self._selector, _EpollSelector):
-            self._raw_ready = self._selector.ready
-        # fd -> (reader handle, writer handle) of every registration but the
-        # wakeup socket's.  The selector holds the events only; the turn reads
-        # the handles here (a `SelectorKey`'s fields are slow to read).
-        self._io: dict[int, tuple[Handle | None, Handle | None]] = {}
-        # fd -> its handles when this turn's wait ended, for each fd whose
-        # registration changed during the turn (see `_add_io`).
-        self._touched: dict[int, tuple[Handle | None, Handle | None]] = {}
+        # The kernel's side (see `reactor._wait`): which events of which fds are watched.
+        self._wait: Wait = default_wait() if selector is None else SelectorWait(selector)
+        # The one table of fds: fd -> (reader handle, writer handle), for
+        # every registration but the wakeup socket's.  The events the wait
+        # watches are those with a handle.
+        self._io: dict[int, tuple[_IoHandle | None, _IoHandle | None]] = {}
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_cancelled_count = 0
@@ -550,7 +366,7 @@ class Reactor:
     def _registered_fds(self) -> int:
         if self._closed:
             return 0
-        return len(self._selector.get_map()) - (self._wake_fd >= 0)
+        return len(self._io)
 
     # ------------------------------------------------------------------ time
 
@@ -633,12 +449,12 @@ class Reactor:
     def add_reader(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _READ, Handle(callback, args))
+        self._add_io(_fileno(fd), _READ, _IoHandle(callback, args))
 
     def add_writer(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _WRITE, Handle(callback, args))
+        self._add_io(_fileno(fd), _WRITE, _IoHandle(callback, args))
 
     def remove_reader(self, fd: int | FileLike) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
@@ -652,44 +468,35 @@ class Reactor:
             return False
         return self._remove_io(_fileno(fd), _WRITE)
 
-    def _add_io(self, fd: int, event: int, handle: Handle) -> None:
-        # `_io` holds each fd's (reader handle, writer handle); the selector
-        # is told only which events to watch.  A handle that is replaced or
-        # removed is cancelled, so an event already collected in this turn for the old
-        # registration (the fd closed, or even reused by a new socket) is
-        # skipped, not delivered to a stale callback: the turn looks the
-        # handles up when it reaches the event, so the first change of an fd
-        # in a turn keeps the handles it had when the wait ended (`_touched`).
+    def _add_io(self, fd: int, event: int, handle: _IoHandle) -> None:
+        # A handle that is replaced or removed is cancelled, and one added
+        # during a turn carries that turn's number (`_IoHandle`): either way
+        # an event that the turn's wait collected before the change is not
+        # delivered to it (the fd may have been closed, or even reused by a
+        # new socket, in between).
         if fd == self._wake_fd:
             raise ValueError("that file descriptor is the reactor's own wakeup socket")
+        handle._turn = self._turns
         old = self._io.get(fd)
-        if self._in_turn and fd not in self._touched:
-            self._touched[fd] = _NO_HANDLES if old is None else old
-        data: tuple[Handle | None, Handle | None]
         if old is None:
-            data = (handle, None) if event == _READ else (None, handle)
-            self._selector.register(fd, event)
+            self._wait.register(fd, event)
+            self._io[fd] = (handle, None) if event == _READ else (None, handle)
         else:
             reader, writer = old
             if event == _READ:
-                if reader is not None:
-                    reader._cancelled = True
-                reader = handle
+                replaced, reader = reader, handle
             else:
-                if writer is not None:
-                    writer._cancelled = True
-                writer = handle
-            data = (reader, writer)
-            if old[event == _WRITE] is None:  # a new event to watch, not a replaced callback
-                self._modify(fd, data)
-        self._io[fd] = data
+                replaced, writer = writer, handle
+            if replaced is None:  # a new event to watch
+                self._watch(fd, reader, writer)
+            else:  # a replaced callback: the wait is not told
+                replaced._cancelled = True
+                self._io[fd] = (reader, writer)
         if not self._in_turn:
             self._wake_host()
 
     def _remove_io(self, fd: int, event: int) -> bool:
-        if fd == self._wake_fd:
-            return False
-        old = self._io.get(fd)
+        old = self._io.get(fd)  # never the wakeup socket's
         if old is None:
             return False
         reader, writer = old
@@ -699,28 +506,24 @@ class Reactor:
             removed, writer = writer, None
         if removed is None:
             return False
-        if self._in_turn and fd not in self._touched:
-            self._touched[fd] = old
         removed._cancelled = True
         if reader is None and writer is None:
             del self._io[fd]
-            self._selector.unregister(fd)
+            self._wait.unregister(fd)
         else:
-            data = (reader, writer)
-            self._modify(fd, data)
-            self._io[fd] = data
+            self._watch(fd, reader, writer)
         return True
 
-    def _modify(self, fd: int, data: tuple[Handle | None, Handle | None]) -> None:
-        # Watch the events that ``data`` has callbacks for.
+    def _watch(self, fd: int, reader: _IoHandle | None, writer: _IoHandle | None) -> None:
+        # A registered fd's new handles, and the events they need watched.
         try:
-            self._selector.modify(fd, (_READ if data[0] else 0) | (_WRITE if data[1] else 0))
+            self._wait.modify(fd, (_READ if reader else 0) | (_WRITE if writer else 0))
         except BaseException:
-            # The standard library's selectors drop a registration whose
-            # modify failed (the fd was closed behind our back): so do we.
-            if fd not in self._selector.get_map():
+            # The wait drops an fd whose modify failed (closed behind our back): so does the table.
+            if fd not in self._wait.registrations():
                 self._io.pop(fd, None)
             raise
+        self._io[fd] = (reader, writer)
 
     # ------------------------------------------------------------- wakeups
 
@@ -729,7 +532,7 @@ class Reactor:
         try:
             r.setblocking(False)
             w.setblocking(False)
-            self._selector.register(r.fileno(), _READ)
+            self._wait.register(r.fileno(), _READ)
         except BaseException:
             r.close()
             w.close()
@@ -784,7 +587,7 @@ class Reactor:
         reason = self._wake_error
         if self._wake_fd >= 0:
             try:
-                self._selector.unregister(self._wake_fd)
+                self._wait.unregister(self._wake_fd)
             except (KeyError, ValueError, OSError):
                 pass
             self._wake_fd = -1
@@ -837,17 +640,12 @@ class Reactor:
         """A file descriptor that is readable whenever the reactor has I/O to process.
 
         It is also made readable when callbacks are scheduled from another
-        thread or by host code outside a turn.  Requires a selector with a
-        pollable fd (epoll, kqueue, devpoll) — the default on Linux, macOS, BSD.
+        thread or by host code outside a turn.  A selector passed to the
+        reactor must have a pollable fd (epoll, kqueue, devpoll), as the
+        defaults on Linux, macOS and BSD do; otherwise this raises `RuntimeError`.
         """
         self._check_closed()
-        try:
-            return self._selector.fileno()  # type: ignore[attr-defined,no-any-return]
-        except AttributeError:
-            raise RuntimeError(
-                f"{type(self._selector).__name__} has no pollable fd; embed with an "
-                "EpollSelector/KqueueSelector (the default on Linux/macOS)"
-            ) from None
+        return self._wait.fileno()
 
     def run_once(self, timeout: float | None = None) -> int:
         """Do exactly one turn; return how many callbacks ran.
@@ -871,13 +669,7 @@ class Reactor:
                 wait = max(0.0, timeout)
         # Not yet "in a turn" while waiting: a signal handler that runs during
         # select() and schedules work or calls stop() must write the wakeup.
-        raw_ready = self._raw_ready
-        if raw_ready is not None:
-            events = raw_ready(wait)
-            read_bits, write_bits = _NOT_OUT, _NOT_IN
-        else:
-            events = [(key.fd, mask) for key, mask in self._selector.select(wait)]
-            read_bits, write_bits = _READ, _WRITE
+        events = self._wait.wait(wait)
         self._in_turn = True
         self._turns += 1
         ran = 0
@@ -888,18 +680,18 @@ class Reactor:
         start = perf()
         try:
             wake_fd = self._wake_fd
-            touched = self._touched
+            read_bits, write_bits, invalid = self._wait.READABLE, self._wait.WRITABLE, self._wait.INVALID
+            turn = self._turns
             get_io = self._io.get
             for fd, mask in events:
                 if fd == wake_fd:
                     self._drain_wakeup()
                     continue
-                if mask & _POLLNVAL:
+                if mask & invalid:
                     self._closed_while_registered(fd)
                     continue
-                handles = touched[fd] if touched and fd in touched else get_io(fd, _NO_HANDLES)
-                reader, writer = handles
-                if mask & read_bits and reader is not None and not reader._cancelled:
+                reader, writer = get_io(fd, _NO_HANDLES)
+                if mask & read_bits and reader is not None and not reader._cancelled and reader._turn != turn:
                     ran += 1
                     try:
                         reader._callback(*reader._args)
@@ -910,7 +702,7 @@ class Reactor:
                         end = self._slow_callback(reader._callback, end - start)
                     start = end
                 # The reader may have removed or replaced the writer: then it is cancelled.
-                if mask & write_bits and writer is not None and not writer._cancelled:
+                if mask & write_bits and writer is not None and not writer._cancelled and writer._turn != turn:
                     ran += 1
                     try:
                         writer._callback(*writer._args)
@@ -955,15 +747,13 @@ class Reactor:
                 start = end
         finally:
             self._in_turn = False
-            if self._touched:
-                self._touched.clear()
             self._callbacks_run += ran
         return ran
 
     def _closed_while_registered(self, fd: int) -> None:
         # poll(2) says fd is not open: it was closed while registered, which
         # epoll forgets silently.  Stop watching it and say so once.
-        self._selector.forget_invalid(fd)  # type: ignore[attr-defined]
+        self._wait.forget_closed(fd)
         names = [_callback_name(h._callback) for h in self._io.get(fd, _NO_HANDLES) if h is not None]
         logger.warning(
             "fd %d was closed while still registered with the reactor (callbacks: %s); it is no longer "
@@ -1153,9 +943,8 @@ class Reactor:
             timer._in_heap = False
         self._timers.clear()
         self._timer_cancelled_count = 0
-        self._selector.close()
+        self._wait.close()
         self._io.clear()  # lets go of the callbacks (and what they refer to)
-        self._touched.clear()
         self._wake_r.close()
         self._wake_w.close()
 
