@@ -215,20 +215,19 @@ class PollSwitch:
     def closed_while_registered(self, fd: int) -> None:
         """Leave ``fd`` out of the poll set from now on, until it is unregistered (`forget`)."""
         self.closed.add(fd)
-        if self.poll is not None:
-            try:
-                self.poll.unregister(fd)
-            except KeyError:
-                pass  # already left out
+        self._leave_out(fd)
 
     def forget(self, fd: int) -> None:
         """``fd`` is no longer registered."""
         self.closed.discard(fd)
+        self._leave_out(fd)
+
+    def _leave_out(self, fd: int) -> None:
         if self.poll is not None:
             try:
                 self.poll.unregister(fd)
             except KeyError:
-                pass  # it was left out as closed
+                pass  # left out already, as closed
 
     def reset(self) -> None:
         """Back to epoll waits with nothing known (when the wait closes)."""

@@ -436,12 +436,13 @@ class Reactor:
         self._timer_cancelled_count += 1
         n = self._timer_cancelled_count
         if n > _MIN_CANCELLED_FOR_COMPACTION and n * 2 > len(self._timers):
-            live = [entry for entry in self._timers if not entry[2]._cancelled]
-            for entry in self._timers:
+            # In place: a turn running the due timers holds this list.
+            timers = self._timers
+            for entry in timers:
                 if entry[2]._cancelled:
                     entry[2]._in_heap = False
-            heapq.heapify(live)
-            self._timers = live
+            timers[:] = [entry for entry in timers if not entry[2]._cancelled]
+            heapq.heapify(timers)
             self._timer_cancelled_count = 0
 
     # ------------------------------------------------------------------ I/O
@@ -668,87 +669,82 @@ class Reactor:
             if timeout is not None and (wait is None or timeout < wait):
                 wait = max(0.0, timeout)
         # Not yet "in a turn" while waiting: a signal handler that runs during
-        # select() and schedules work or calls stop() must write the wakeup.
+        # the wait and schedules work or calls stop() must write the wakeup.
         events = self._wait.wait(wait)
         self._in_turn = True
         self._turns += 1
-        ran = 0
-        # The watchdog: one clock read after each callback; the end of one is
-        # the start of the next (see the module docstring).
-        perf = _perf_counter
-        slow = self._slow_threshold
-        start = perf()
+        before = self._callbacks_run
+        start = _perf_counter()  # the watchdog's: see `_run`
         try:
-            wake_fd = self._wake_fd
-            read_bits, write_bits, invalid = self._wait.READABLE, self._wait.WRITABLE, self._wait.INVALID
-            turn = self._turns
-            get_io = self._io.get
-            for fd, mask in events:
-                if fd == wake_fd:
-                    self._drain_wakeup()
-                    continue
-                if mask & invalid:
-                    self._closed_while_registered(fd)
-                    continue
-                reader, writer = get_io(fd, _NO_HANDLES)
-                if mask & read_bits and reader is not None and not reader._cancelled and reader._turn != turn:
-                    ran += 1
-                    try:
-                        reader._callback(*reader._args)
-                    except Exception as exc:
-                        self._report(exc, reader._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(reader._callback, end - start)
-                    start = end
-                # The reader may have removed or replaced the writer: then it is cancelled.
-                if mask & write_bits and writer is not None and not writer._cancelled and writer._turn != turn:
-                    ran += 1
-                    try:
-                        writer._callback(*writer._args)
-                    except Exception as exc:
-                        self._report(exc, writer._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(writer._callback, end - start)
-                    start = end
-            timers = self._timers
-            if timers:
-                now = self._clock()
-                while timers and timers[0][0] <= now:
-                    timer = heapq.heappop(timers)[2]
-                    timer._in_heap = False
-                    if timer._cancelled:
-                        self._timer_cancelled_count -= 1
-                        continue
-                    if timer.interval is not None:
-                        self._reschedule(timer, now)
-                    ran += 1
-                    try:
-                        timer._callback(*timer._args)
-                    except Exception as exc:
-                        self._report(exc, timer._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(timer._callback, end - start)
-                    start = end
+            if events:
+                start = self._run_io(events, start)
+            if self._timers:
+                start = self._run_timers(start)
+            run = self._run
             for _ in range(ntodo):
                 handle = ready.popleft()
-                if handle._cancelled:
-                    continue
-                ran += 1
-                try:
-                    handle._callback(*handle._args)
-                except Exception as exc:
-                    self._report(exc, handle._callback)
-                end = perf()
-                if end - start > slow:
-                    end = self._slow_callback(handle._callback, end - start)
-                start = end
+                if not handle._cancelled:
+                    start = run(handle, start)
         finally:
             self._in_turn = False
-            self._callbacks_run += ran
-        return ran
+        return self._callbacks_run - before
+
+    def _run(self, handle: Handle, start: float) -> float:
+        # The one place where the turn calls user code, as asyncio's
+        # ``Handle._run``: count, call, report an Exception (KeyboardInterrupt
+        # and SystemExit escape), time.  ``start`` is when the previous
+        # callback ended; the return value is when this one did: one clock
+        # read per callback (see the module docstring).
+        self._callbacks_run += 1
+        callback = handle._callback
+        try:
+            callback(*handle._args)
+        except Exception as exc:
+            self._report(exc, callback)
+        end = _perf_counter()
+        if end - start > self._slow_threshold:
+            end = self._slow_callback(callback, end - start)
+        return end
+
+    def _run_io(self, events: list[tuple[int, int]], start: float) -> float:
+        # Step 4: the callbacks of the ready fds, reader then writer.  Each
+        # fd's handles are looked up when the turn reaches its event: one
+        # removed or replaced since the wait is cancelled, one added since
+        # carries this turn's number (`_IoHandle`); neither runs.
+        wait = self._wait
+        readable, writable, invalid = wait.READABLE, wait.WRITABLE, wait.INVALID
+        wake_fd = self._wake_fd
+        turn = self._turns
+        get_io = self._io.get
+        run = self._run
+        for fd, bits in events:
+            if fd == wake_fd:
+                self._drain_wakeup()
+            elif bits & invalid:
+                self._closed_while_registered(fd)
+            else:
+                reader, writer = get_io(fd, _NO_HANDLES)
+                if bits & readable and reader is not None and not reader._cancelled and reader._turn != turn:
+                    start = run(reader, start)
+                # The reader may have removed or replaced the writer: then it is cancelled.
+                if bits & writable and writer is not None and not writer._cancelled and writer._turn != turn:
+                    start = run(writer, start)
+        return start
+
+    def _run_timers(self, start: float) -> float:
+        # Step 5: every timer due by now, in order of due time, ties in scheduling order.
+        now = self._clock()
+        timers = self._timers  # compacted in place (`_timer_cancelled`), so this stays the heap
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)[2]
+            timer._in_heap = False
+            if timer._cancelled:
+                self._timer_cancelled_count -= 1
+            else:
+                if timer.interval is not None:
+                    self._reschedule(timer, now)
+                start = self._run(timer, start)
+        return start
 
     def _closed_while_registered(self, fd: int) -> None:
         # poll(2) says fd is not open: it was closed while registered, which

@@ -635,6 +635,28 @@ def test_cancelled_timers_are_compacted(reactor: Reactor) -> None:
     keep.cancel()
 
 
+def test_a_timer_that_compacts_the_heap_runs_every_due_timer_once(reactor: Reactor, clock: ManualClock) -> None:
+    """A due timer cancels enough others to compact the heap mid-turn: the rest of the due timers run once each."""
+    got: list[object] = []
+    later = [reactor.call_later(100, got.append, "cancelled") for _ in range(300)]
+
+    def cancel_most() -> None:
+        got.append("first")
+        for timer in later[:250]:
+            timer.cancel()
+
+    reactor.call_later(1, cancel_most)
+    for i in range(5):
+        reactor.call_later(1, got.append, i)
+    clock.advance(1)
+    assert reactor.run_once(0) == 6
+    assert reactor.run_once(0) == 0
+    assert got == ["first", 0, 1, 2, 3, 4]
+    assert len(reactor._timers) - reactor._timer_cancelled_count == 50
+    for timer in later:
+        timer.cancel()
+
+
 def test_cancel_is_lazy_and_counted(reactor: Reactor, clock: ManualClock) -> None:
     """A cancelled timer stays in the heap until popped or compacted, and is then skipped."""
     got: list[int] = []
