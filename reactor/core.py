@@ -1,91 +1,10 @@
-"""The reactor: one selector, timers, a ready queue, and one turn at a time.
+"""The reactor: file descriptor callbacks, timers, a ready queue, and one turn at a time.
 
-What can go wrong in an event loop, and what we chose
------------------------------------------------------
-*Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
-for I/O, then dispatches.  Here a turn (`Reactor.run_once`) is written down as
-a numbered spec, as libuv does for ``uv_run``:
-
-1. Count the callbacks that are ready now (``call_soon``); only those run in
-   this turn, so a callback that reschedules itself cannot starve I/O.
-2. Work out how long we may wait: 0 if anything is ready, else until the
-   earliest timer, capped by the caller's ``timeout``.
-3. Wait for I/O once (`reactor._wait`: ``epoll``/``poll``, or a selector's ``select()``).
-4. Run the callbacks of ready file descriptors (reader, then writer).
-5. Run every timer whose due time has come, in order of due time, ties in
-   scheduling order.
-6. Run the callbacks counted in step 1.
-
-Waiting (steps 2-3) is separate from dispatching (4-6), which is what makes
-embedding possible: a host loop waits on `Reactor.fileno()` for at most `timeout()`
-seconds and calls ``run_once(0)``, and nothing is lost.
-
-*Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks ties
-in scheduling order.  Cancelling only marks the handle (O(1)); the heap is
-rebuilt without the dead entries when they are more than half of it, so
-scheduling and cancelling a million timers keeps a heap of a few hundred, not
-a million.  ``call_every`` keeps its cadence from the first due time (no
-drift) and, when the loop falls behind, skips missed beats instead of firing a
-burst.
-
-*Threads.*  Only `call_soon_threadsafe` and `stop` may be called from another
-thread.  They append to a deque (atomic in CPython) and write one byte to a
-socketpair the selector watches, so a reactor blocked in ``select`` wakes.  The
-same wakeup keeps the embedding contract honest: when host code (outside a
-turn) schedules a callback or a timer, the reactor's fd is made readable once,
-so a host that sleeps on `Reactor.fileno()` learns that `timeout()` changed.  Inside a
-turn this costs nothing.
-
-*A broken wakeup socketpair* (someone closed or shut down one end: a
-library closing "all other fds", a stray ``os.close``) used to be fatal in
-two ways: the read end at EOF is readable forever, so the loop spun at 100 %
-CPU, and every ``send`` raised into `call_soon_threadsafe`.  Now only the
-reactor's thread repairs the pair, inside `run_once`: it unregisters the old
-read end, closes both ends, registers a new pair, writes one byte to it (so a
-wakeup lost while the pair was broken is not lost), and logs one WARNING.  A
-thread whose ``send`` fails must not touch the selector, which is not
-thread-safe; it records which pair broke, shuts down that pair's write end and
-returns (the callback is already queued: the wakeup is best effort).  The
-shutdown is what makes this safe for a loop blocked in ``select`` with no
-timeout: EOF makes the read end readable, the loop wakes, finds EOF and
-repairs.  The one case that cannot wake it is a read end closed behind our
-back, which epoll silently forgets; then the repair happens at the start of
-the next turn, whatever starts it (I/O, a timer, a host's ``run_once``).  If
-the new pair cannot be created (out of fds), the old one is still taken out
-of the selector, so nothing spins, and the repair is retried every turn.
-
-*The watchdog* (``slow_callback_duration``).  A callback that blocks the loop
-for longer than the threshold is logged, once, with its name and duration, and
-counted in `Reactor.statistics`.  Naming the culprit is the hard part: timing
-each turn costs two clock reads per turn, but a slow turn that ran many
-callbacks cannot say which one blocked, and no later work can recover that,
-because the durations were never observed (asyncio times each handle, but
-only in debug mode; trio leaves it to an optional instrument).  "Time each
-callback only after a slow turn" names the second offence, never a one-off in
-a busy turn, which is exactly the case a server under load produces.  So we
-time every callback, but with one clock read per callback, not two: the end
-of one callback is the start of the next, and the gap between them (a heap
-pop, a cancelled check) is charged to the next.  Measured (old and new core
-alternating in one process): dispatching an empty callback went from 80 to
-133 ns, so ``python -m reactor bench core`` loses about 8 % of its call_soon
-rate and 4 % of its timer rate, the worst case, callbacks that do nothing.
-A server turn spends tens of microseconds per request on a few callbacks,
-where 50 ns each is below the noise.  The reads use `time.perf_counter`
-(the module-level ``_perf_counter``, which tests patch), never the injected
-clock: a `ManualClock` does not move while a callback runs, so it would see
-nothing, and a user's clock may be coarse or slow; blocking is a fact about
-the host's wall time, not the reactor's timeline.  None turns the report off;
-the clock is still read, since a second copy of the turn to save 50 ns would
-cost more in review than it saves.
-
-*Errors.*  A callback that raises ``Exception`` is reported to the exception
-handler (by default: logged with its traceback on the ``reactor`` logger) and
-the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always escape.
-
-The core never starts a thread and imports nothing from the rest of the package.
-It is longer than our usual module (about 900 lines) because it holds the
-whole public surface of the loop with its docstrings, and the repair of its
-own wakeup; the turn itself, `Reactor.run_once`, is about ninety lines.
+`Reactor` is the loop, and `get_default_reactor` the process-wide one;
+`Handle` and `TimerHandle` are what scheduling a callback returns, and
+`ManualClock` is the clock tests inject so that they never sleep.  The
+user's guide is ``docs/core.md``; why the loop is built as it is, with
+its measurements, is in ``docs/design.md`` ("The core").
 """
 
 from __future__ import annotations
@@ -108,6 +27,90 @@ from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
 from .futures import Future
 
 __all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
+
+# What can go wrong in an event loop, and what we chose
+# -----------------------------------------------------
+# *Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
+# for I/O, then dispatches, and the turn is written down as a numbered spec
+# (`Reactor.run_once`), as libuv does for ``uv_run``.  Waiting is the wait's
+# (``reactor._wait``); dispatching is ours, and one method, `Reactor._run`,
+# calls user code: it counts, calls, reports and times, for readers,
+# writers, timers and ready callbacks alike.  Waiting is separate from
+# dispatching, which is what makes embedding possible: a host loop waits on
+# `Reactor.fileno()` for at most `Reactor.timeout()` seconds and calls
+# ``run_once(0)``, and nothing is lost.
+#
+# *One table of fds.*  ``Reactor._io`` maps each fd to its reader and writer
+# handles; the events the wait watches are those with a handle, and the wait
+# is told only when that changes (a replaced callback costs no system call).
+# An event collected by a wait goes to the handles in place when the turn
+# reaches it, never to a stale one: a removed or replaced handle is
+# cancelled, and one added during the turn (perhaps for a new socket that
+# took the number of one a callback just closed) carries the turn's number.
+#
+# *Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks
+# ties in scheduling order.  Cancelling only marks the handle (O(1)); the heap
+# is rebuilt in place without the dead entries when they are more than half
+# of it, so scheduling and cancelling a million timers keeps a heap of a few
+# hundred, not a million.  ``call_every`` keeps its cadence from the first due
+# time (no drift) and, when the loop falls behind, skips missed beats instead
+# of firing a burst.
+#
+# *Threads.*  Only `Reactor.call_soon_threadsafe` and `Reactor.stop` may be
+# called from another thread.  They append to a deque (atomic in CPython) and
+# write one byte to a socketpair the wait watches, so a reactor blocked in its
+# wait wakes.  The same wakeup keeps the embedding contract honest: when host
+# code (outside a turn) schedules a callback or a timer, the reactor's fd is
+# made readable once, so a host that sleeps on `Reactor.fileno()` learns that
+# `Reactor.timeout()` changed.  Inside a turn this costs nothing.
+#
+# *A broken wakeup socketpair* (someone closed or shut down one end: a library
+# closing "all other fds", a stray ``os.close``) used to be fatal in two ways:
+# the read end at EOF is readable forever, so the loop spun at 100 % CPU, and
+# every ``send`` raised into ``call_soon_threadsafe``.  Now only the reactor's
+# thread repairs the pair, inside a turn: it unregisters the old read end,
+# closes both ends, registers a new pair, writes one byte to it (so a wakeup
+# lost while the pair was broken is not lost), and logs one WARNING.  A thread
+# whose ``send`` fails must not touch the wait, which is not thread-safe; it
+# records which pair broke, shuts down that pair's write end and returns (the
+# callback is already queued: the wakeup is best effort).  The shutdown is
+# what makes this safe for a loop blocked in its wait with no timeout: EOF
+# makes the read end readable, the loop wakes, finds EOF and repairs.  The one
+# case that cannot wake it is a read end closed behind our back, which epoll
+# silently forgets; then the repair happens at the start of the next turn,
+# whatever starts it (I/O, a timer, a host's ``run_once``).  If the new pair
+# cannot be created (out of fds), the old one is still taken out of the wait,
+# so nothing spins, and the repair is retried every turn.
+#
+# *The watchdog* (``slow_callback_duration``).  A callback that blocks the
+# loop for longer than the threshold is logged, once, with its name and
+# duration, and counted in `Reactor.statistics`.  Naming the culprit is the
+# hard part: timing each turn cannot say which of a slow turn's callbacks
+# blocked, and no later work can recover that, because the durations were
+# never observed (asyncio times each handle, but only in debug mode; trio
+# leaves it to an optional instrument); "time each callback only after a slow
+# turn" names the second offence, never a one-off in a busy turn, which is
+# exactly what a server under load produces.  So `Reactor._run` times every
+# callback, with one clock read per callback, not two: the end of one callback
+# is the start of the next, and the gap between them (a heap pop, a cancelled
+# check) is charged to the next (the cost is measured in docs/design.md).  The
+# reads use `time.perf_counter` (the module-level ``_perf_counter``, which
+# tests patch), never the injected clock: a `ManualClock` does not move while
+# a callback runs, and a user's clock may be coarse or slow; blocking is a
+# fact about the host's wall time, not the reactor's timeline.  None turns
+# the report off; the clock is still read, since a second dispatch path to
+# save one read would cost more in review than it saves.
+#
+# *Errors.*  A callback that raises ``Exception`` is reported to the exception
+# handler (by default: logged with its traceback on the ``reactor`` logger)
+# and the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always
+# escape.
+#
+# *Imports.*  At module level the core imports only ``futures`` and its wait;
+# `Reactor.create_server`, `Reactor.create_connection` and `Reactor.request`
+# import their surface when called.  The core never starts a thread.  It is
+# longer than our other modules because it holds the whole public surface of
+# the loop with its docstrings, and the repair of its own wakeup.
 
 logger = logging.getLogger("reactor")
 
@@ -553,8 +556,8 @@ class Reactor:
                 return  # closing, or the reactor's thread already replaced the pair
             if self._wake_error is None:
                 self._wake_error = f"send failed: {exc}"
-            # Not ours to repair from here (the selector is not thread-safe);
-            # EOF on the read end wakes a loop blocked in select to repair it.
+            # Not ours to repair from here (the wait is not thread-safe);
+            # EOF on the read end wakes a loop blocked in its wait to repair it.
             try:
                 w.shutdown(socket.SHUT_WR)
             except OSError:
@@ -653,7 +656,25 @@ class Reactor:
 
         Waits at most ``timeout`` seconds for I/O (None: until something
         happens or a timer is due; 0: not at all), then runs ready I/O
-        callbacks, due timers, and the callbacks queued before the turn began.
+        callbacks, due timers, and the callbacks queued before the turn
+        began.  In order:
+
+        1. Count the callbacks that are ready now (`call_soon`); only those
+           run in this turn, so a callback that reschedules itself cannot
+           starve I/O.
+        2. Work out how long to wait: 0 if anything is ready, else until
+           the earliest timer, capped by ``timeout``.
+        3. Wait for I/O once.
+        4. Run the callbacks of the ready file descriptors, reader then
+           writer.  A reader or writer removed or replaced since the wait
+           is not called for its event.
+        5. Run every timer whose due time has come, in order of due time,
+           ties in scheduling order.
+        6. Run the callbacks counted in step 1.
+
+        A callback that raises ``Exception`` is reported (see
+        `set_exception_handler`) and the turn goes on; ``KeyboardInterrupt``
+        and ``SystemExit`` escape.
         """
         self._check_closed()
         if self._in_turn:
@@ -805,7 +826,7 @@ class Reactor:
         self._stopping = True
         running = self._running_thread
         if running is not None and (running != threading.get_ident() or not self._in_turn):
-            # Another thread, or a signal handler interrupting select(): wake it.
+            # Another thread, or a signal handler interrupting the wait: wake it.
             self._write_wakeup()
 
     @property
