@@ -98,15 +98,6 @@ def _kernel_bits(events: int) -> int:
     return bits
 
 
-def _milliseconds(timeout: float | None) -> int:
-    # -1: no limit; rounded up, as `selectors` does (see the module docstring).
-    if timeout is None:
-        return -1
-    if timeout <= 0:
-        return 0
-    return math.ceil(timeout * 1e3)
-
-
 class Wait(abc.ABC):
     """What a reactor needs from the kernel: registrations, one wait, one pollable fd.
 
@@ -295,7 +286,13 @@ class EpollWait(Wait):
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         """Wait with ``poll`` or ``epoll_wait``, as the switch chooses; the ready ``(fd, bits)`` pairs."""
-        ms = _milliseconds(timeout)
+        # In milliseconds, -1 for no limit; rounded up (see the module docstring).
+        if timeout is None:
+            ms = -1
+        elif timeout <= 0:
+            ms = 0
+        else:
+            ms = math.ceil(timeout * 1e3)
         registered = len(self._events)
         switch = self.switch
         poll = switch.choose(self._events)

@@ -756,6 +756,7 @@ class Reactor:
         # Step 5: every timer due by now, in order of due time, ties in scheduling order.
         now = self._clock()
         timers = self._timers  # compacted in place (`_timer_cancelled`), so this stays the heap
+        run = self._run
         while timers and timers[0][0] <= now:
             timer = heapq.heappop(timers)[2]
             timer._in_heap = False
@@ -764,7 +765,7 @@ class Reactor:
             else:
                 if timer.interval is not None:
                     self._reschedule(timer, now)
-                start = self._run(timer, start)
+                start = run(timer, start)
         return start
 
     def _closed_while_registered(self, fd: int) -> None:
