@@ -176,6 +176,28 @@ def test_writer_removed_by_reader_in_same_turn_does_not_run(
     reactor.remove_reader(a)
 
 
+def test_a_writer_added_during_a_turn_does_not_get_an_event_collected_before(reactor: Reactor) -> None:
+    """A hang-up wakes reader and writer; a writer that another callback adds in the same turn is not called for it."""
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    a2.close()  # both peers gone: each event carries the hang-up, which wakes a writer too
+    b2.close()
+    got: list[str] = []
+
+    def on_read(name: str, other: socket.socket, other_name: str) -> None:
+        got.append(f"read {name}")
+        reactor.add_writer(other, got.append, f"write {other_name}")
+
+    reactor.add_reader(a1, on_read, "a", b1, "b")
+    reactor.add_reader(b1, on_read, "b", a1, "a")
+    assert reactor.run_once(0) == 2
+    assert sorted(got) == ["read a", "read b"]  # the writer added first was not called for its fd's hang-up
+    for s in (a1, b1):
+        reactor.remove_reader(s)
+        reactor.remove_writer(s)
+        s.close()
+
+
 def test_event_for_removed_reader_is_not_delivered(reactor: Reactor) -> None:
     """A reader removed by another callback in the same turn is not called with the stale event."""
     a1, a2 = socket.socketpair()
