@@ -103,10 +103,12 @@ def pairs() -> Iterator[Pairs]:
 def events_of(wait: Wait, timeout: float | None = 0) -> dict[int, int]:
     """One wait, as fd -> `READ`/`WRITE` events, mapped as the reactor's turn maps the bits."""
     found = {}
-    for fd, bits in wait.wait(timeout):
+    ready = wait.wait(timeout)
+    registrations = wait.registrations()
+    for fd, bits in ready:
         assert not bits & wait.INVALID, f"fd {fd} reported closed"
         events = (READ if bits & wait.READABLE else 0) | (WRITE if bits & wait.WRITABLE else 0)
-        found[fd] = events & wait.registrations()[fd]
+        found[fd] = events & registrations[fd]
     return found
 
 
