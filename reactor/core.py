@@ -1,91 +1,10 @@
-"""The reactor: one selector, timers, a ready queue, and one turn at a time.
+"""The reactor: file descriptor callbacks, timers, a ready queue, and one turn at a time.
 
-What can go wrong in an event loop, and what we chose
------------------------------------------------------
-*Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
-for I/O, then dispatches.  Here a turn (`Reactor.run_once`) is written down as
-a numbered spec, as libuv does for ``uv_run``:
-
-1. Count the callbacks that are ready now (``call_soon``); only those run in
-   this turn, so a callback that reschedules itself cannot starve I/O.
-2. Work out how long we may wait: 0 if anything is ready, else until the
-   earliest timer, capped by the caller's ``timeout``.
-3. Wait for I/O once (``selector.select``, or its raw form; see `_EpollSelector`).
-4. Run the callbacks of ready file descriptors (reader, then writer).
-5. Run every timer whose due time has come, in order of due time, ties in
-   scheduling order.
-6. Run the callbacks counted in step 1.
-
-Waiting (steps 2-3) is separate from dispatching (4-6), which is what makes
-embedding possible: a host loop waits on `Reactor.fileno()` for at most `timeout()`
-seconds and calls ``run_once(0)``, and nothing is lost.
-
-*Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks ties
-in scheduling order.  Cancelling only marks the handle (O(1)); the heap is
-rebuilt without the dead entries when they are more than half of it, so
-scheduling and cancelling a million timers keeps a heap of a few hundred, not
-a million.  ``call_every`` keeps its cadence from the first due time (no
-drift) and, when the loop falls behind, skips missed beats instead of firing a
-burst.
-
-*Threads.*  Only `call_soon_threadsafe` and `stop` may be called from another
-thread.  They append to a deque (atomic in CPython) and write one byte to a
-socketpair the selector watches, so a reactor blocked in ``select`` wakes.  The
-same wakeup keeps the embedding contract honest: when host code (outside a
-turn) schedules a callback or a timer, the reactor's fd is made readable once,
-so a host that sleeps on `Reactor.fileno()` learns that `timeout()` changed.  Inside a
-turn this costs nothing.
-
-*A broken wakeup socketpair* (someone closed or shut down one end: a
-library closing "all other fds", a stray ``os.close``) used to be fatal in
-two ways: the read end at EOF is readable forever, so the loop spun at 100 %
-CPU, and every ``send`` raised into `call_soon_threadsafe`.  Now only the
-reactor's thread repairs the pair, inside `run_once`: it unregisters the old
-read end, closes both ends, registers a new pair, writes one byte to it (so a
-wakeup lost while the pair was broken is not lost), and logs one WARNING.  A
-thread whose ``send`` fails must not touch the selector, which is not
-thread-safe; it records which pair broke, shuts down that pair's write end and
-returns (the callback is already queued: the wakeup is best effort).  The
-shutdown is what makes this safe for a loop blocked in ``select`` with no
-timeout: EOF makes the read end readable, the loop wakes, finds EOF and
-repairs.  The one case that cannot wake it is a read end closed behind our
-back, which epoll silently forgets; then the repair happens at the start of
-the next turn, whatever starts it (I/O, a timer, a host's ``run_once``).  If
-the new pair cannot be created (out of fds), the old one is still taken out
-of the selector, so nothing spins, and the repair is retried every turn.
-
-*The watchdog* (``slow_callback_duration``).  A callback that blocks the loop
-for longer than the threshold is logged, once, with its name and duration, and
-counted in `Reactor.statistics`.  Naming the culprit is the hard part: timing
-each turn costs two clock reads per turn, but a slow turn that ran many
-callbacks cannot say which one blocked, and no later work can recover that,
-because the durations were never observed (asyncio times each handle, but
-only in debug mode; trio leaves it to an optional instrument).  "Time each
-callback only after a slow turn" names the second offence, never a one-off in
-a busy turn, which is exactly the case a server under load produces.  So we
-time every callback, but with one clock read per callback, not two: the end
-of one callback is the start of the next, and the gap between them (a heap
-pop, a cancelled check) is charged to the next.  Measured (old and new core
-alternating in one process): dispatching an empty callback went from 80 to
-133 ns, so ``python -m reactor bench core`` loses about 8 % of its call_soon
-rate and 4 % of its timer rate, the worst case, callbacks that do nothing.
-A server turn spends tens of microseconds per request on a few callbacks,
-where 50 ns each is below the noise.  The reads use `time.perf_counter`
-(the module-level ``_perf_counter``, which tests patch), never the injected
-clock: a `ManualClock` does not move while a callback runs, so it would see
-nothing, and a user's clock may be coarse or slow; blocking is a fact about
-the host's wall time, not the reactor's timeline.  None turns the report off;
-the clock is still read, since a second copy of the turn to save 50 ns would
-cost more in review than it saves.
-
-*Errors.*  A callback that raises ``Exception`` is reported to the exception
-handler (by default: logged with its traceback on the ``reactor`` logger) and
-the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always escape.
-
-The core never starts a thread and imports nothing from the rest of the package.
-It is longer than our usual module (about 900 lines) because it holds the
-whole public surface of the loop with its docstrings, and the repair of its
-own wakeup; the turn itself, `Reactor.run_once`, is about ninety lines.
+`Reactor` is the loop, and `get_default_reactor` the process-wide one;
+`Handle` and `TimerHandle` are what scheduling a callback returns, and
+`ManualClock` is the clock tests inject so that they never sleep.  The
+user's guide is ``docs/core.md``; why the loop is built as it is, with
+its measurements, is in ``docs/design.md`` ("The core").
 """
 
 from __future__ import annotations
@@ -94,8 +13,6 @@ import functools
 import heapq
 import itertools
 import logging
-import math
-import select
 import selectors
 import socket
 import threading
@@ -106,16 +23,101 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
 from .futures import Future
 
 __all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
+
+# What can go wrong in an event loop, and what we chose
+# -----------------------------------------------------
+# *Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
+# for I/O, then dispatches, and the turn is written down as a numbered spec
+# (`Reactor.run_once`), as libuv does for ``uv_run``.  Waiting is the wait's
+# (``reactor._wait``); dispatching is ours, and one method, `Reactor._run`,
+# calls user code: it counts, calls, reports and times, for readers,
+# writers, timers and ready callbacks alike.  Waiting is separate from
+# dispatching, which is what makes embedding possible: a host loop waits on
+# `Reactor.fileno()` for at most `Reactor.timeout()` seconds and calls
+# ``run_once(0)``, and nothing is lost.
+#
+# *One table of fds.*  ``Reactor._io`` maps each fd to its reader and writer
+# handles; the events the wait watches are those with a handle, and the wait
+# is told only when that changes (a replaced callback costs no system call).
+# An event collected by a wait goes to the handles in place when the turn
+# reaches it, never to a stale one: a removed or replaced handle is
+# cancelled, and one added during the turn (perhaps for a new socket that
+# took the number of one a callback just closed) carries the turn's number.
+#
+# *Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks
+# ties in scheduling order.  Cancelling only marks the handle (O(1)); the heap
+# is rebuilt in place without the dead entries when they are more than half
+# of it, so scheduling and cancelling a million timers keeps a heap of a few
+# hundred, not a million.  ``call_every`` keeps its cadence from the first due
+# time (no drift) and, when the loop falls behind, skips missed beats instead
+# of firing a burst.
+#
+# *Threads.*  Only `Reactor.call_soon_threadsafe` and `Reactor.stop` may be
+# called from another thread.  They append to a deque (atomic in CPython) and
+# write one byte to a socketpair the wait watches, so a reactor blocked in its
+# wait wakes.  The same wakeup keeps the embedding contract honest: when host
+# code (outside a turn) schedules a callback or a timer, the reactor's fd is
+# made readable once, so a host that sleeps on `Reactor.fileno()` learns that
+# `Reactor.timeout()` changed.  Inside a turn this costs nothing.
+#
+# *A broken wakeup socketpair* (someone closed or shut down one end: a library
+# closing "all other fds", a stray ``os.close``) used to be fatal in two ways:
+# the read end at EOF is readable forever, so the loop spun at 100 % CPU, and
+# every ``send`` raised into ``call_soon_threadsafe``.  Now only the reactor's
+# thread repairs the pair, inside a turn: it unregisters the old read end,
+# closes both ends, registers a new pair, writes one byte to it (so a wakeup
+# lost while the pair was broken is not lost), and logs one WARNING.  A thread
+# whose ``send`` fails must not touch the wait, which is not thread-safe; it
+# records which pair broke, shuts down that pair's write end and returns (the
+# callback is already queued: the wakeup is best effort).  The shutdown is
+# what makes this safe for a loop blocked in its wait with no timeout: EOF
+# makes the read end readable, the loop wakes, finds EOF and repairs.  The one
+# case that cannot wake it is a read end closed behind our back, which epoll
+# silently forgets; then the repair happens at the start of the next turn,
+# whatever starts it (I/O, a timer, a host's ``run_once``).  If the new pair
+# cannot be created (out of fds), the old one is still taken out of the wait,
+# so nothing spins, and the repair is retried every turn.
+#
+# *The watchdog* (``slow_callback_duration``).  A callback that blocks the
+# loop for longer than the threshold is logged, once, with its name and
+# duration, and counted in `Reactor.statistics`.  Naming the culprit is the
+# hard part: timing each turn cannot say which of a slow turn's callbacks
+# blocked, and no later work can recover that, because the durations were
+# never observed (asyncio times each handle, but only in debug mode; trio
+# leaves it to an optional instrument); "time each callback only after a slow
+# turn" names the second offence, never a one-off in a busy turn, which is
+# exactly what a server under load produces.  So `Reactor._run` times every
+# callback, with one clock read per callback, not two: the end of one callback
+# is the start of the next, and the gap between them (a heap pop, a cancelled
+# check) is charged to the next (the cost is measured in docs/design.md).  The
+# reads use `time.perf_counter` (the module-level ``_perf_counter``, which
+# tests patch), never the injected clock: a `ManualClock` does not move while
+# a callback runs, and a user's clock may be coarse or slow; blocking is a
+# fact about the host's wall time, not the reactor's timeline.  None turns
+# the report off; the clock is still read, since a second dispatch path to
+# save one read would cost more in review than it saves.
+#
+# *Errors.*  A callback that raises ``Exception`` is reported to the exception
+# handler (by default: logged with its traceback on the ``reactor`` logger)
+# and the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always
+# escape.
+#
+# *Imports.*  At module level the core imports only ``futures`` and its wait;
+# `Reactor.create_server`, `Reactor.create_connection` and `Reactor.request`
+# import their surface when called.  The core never starts a thread.  It is
+# longer than our other modules because it holds the whole public surface of
+# the loop with its docstrings, and the repair of its own wakeup.
 
 logger = logging.getLogger("reactor")
 
 T = TypeVar("T")
 
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
+_READ = READ
+_WRITE = WRITE
 
 #: The watchdog's clock: `time.perf_counter`, never the injected clock (see
 #: the module docstring).  A module global so that tests can patch it.
@@ -125,199 +127,7 @@ _perf_counter: Callable[[], float] = _time.perf_counter
 _MIN_CANCELLED_FOR_COMPACTION = 100
 
 
-#: The standard library's epoll selector, where there is one (Linux).
-_EpollBase: Any = getattr(selectors, "EpollSelector", selectors.DefaultSelector)
-
-
-class _EpollSelector(_EpollBase):  # type: ignore[misc]
-    """The default selector where there is epoll: `selectors.EpollSelector`, plus `ready`.
-
-    Everything else is the standard library's selector (``select()`` too);
-    `ready` adds the raw ``(fd, event bits)`` pairs of one wait.  Two
-    things make it faster than ``select()`` for the reactor's turn:
-
-    - The turn looks each fd's callbacks up itself: ``select()`` looks up
-      and builds a ``(key, mask)`` tuple per event in Python, about 150 ns
-      an event, half of what dispatching one costs.
-    - *Busy turns wait with poll(2).*  epoll's bookkeeping costs the kernel
-      more per ready descriptor than a ``poll()`` scan costs per registered
-      one (``python -m reactor bench wait``, Linux 6.18, 64 sockets all
-      ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
-      ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to
-      an ``epoll_wait``, so they cost the same when half are ready).  So
-      the waits follow the share of the registered fds found ready by
-      recent waits (a moving average, so that big and small batches in
-      turn do not make every guess wrong): above `POLL_SHARE` plus
-      `HYSTERESIS`, with at most `POLL_MAX` fds registered, they switch to
-      ``poll``; below `POLL_SHARE` minus `HYSTERESIS`, back to ``epoll``.
-      The ``select.poll`` set is built from the registrations when the
-      waits switch to it and kept up to date while they use it (no system
-      call: the set is passed at each wait); while epoll waits, it does
-      not exist, so registering costs what it always did.  The epoll set
-      is always complete, so `fileno` serves a host loop either way.
-
-    The two report the same bits for the same socket state (both ask the
-    socket's own poll), except for an fd closed while still registered,
-    which is a caller's error either way: epoll forgets it silently, while
-    ``poll`` reports ``POLLNVAL``, and the turn then drops it from the poll
-    set for good (`forget_invalid`), delivers nothing and logs a warning
-    that names the fd;
-    if the number is reused by a socket this reactor does not watch before
-    that, a poll wait reports the new socket's readiness to the old
-    callbacks (which then fail on their closed socket and clean up).
-    Remove an fd's reader and writer before closing it.
-
-    `ready` and `modify` use three names the standard library does not
-    document (the epoll object, the fd -> key dict and ``_fileobj_lookup``,
-    all unchanged since 3.4);
-    `_default_selector` checks them, and falls back to the plain ``select()``
-    turn if a future Python changes them.  A selector passed to `Reactor` is
-    always used through ``select()``.
-    """
-
-    #: The most registered fds a wait may use ``poll`` for: bounds what one wrong guess costs.
-    POLL_MAX = 2048
-    #: The share of the registered fds ready per wait at which ``poll`` and
-    #: ``epoll`` cost the same (below 0: always ``poll``, when at most
-    #: `POLL_MAX` are registered; infinite: never).
-    POLL_SHARE = 0.5
-    #: How far the moving share must pass `POLL_SHARE` to switch the waits.
-    HYSTERESIS = 0.1
-    #: The weight of the newest wait in the moving average of the ready share.
-    SHARE_WEIGHT = 0.25
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._poll: Any = None  # the select.poll set while the waits use it
-        # fd -> the key poll reported closed while registered: skipped when
-        # the poll set is built, for as long as that key is registered.
-        self._invalid: dict[int, selectors.SelectorKey] = {}
-        self._share = 0.0  # the moving average of (ready fds / registered fds) per wait
-        #: Waits done with ``poll`` and with ``epoll`` (for tests and tuning).
-        self.poll_waits = 0
-        self.epoll_waits = 0
-
-    @staticmethod
-    def _poll_mask(events: int) -> int:
-        return (select.POLLIN if events & _READ else 0) | (select.POLLOUT if events & _WRITE else 0)
-
-    # While the waits use poll, these three shadow the standard library's
-    # methods on the instance (`_start_polling`), so that while epoll waits,
-    # registering costs exactly what it always did.
-
-    def _register_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        key: selectors.SelectorKey = super().register(fileobj, events, data)
-        self._poll.register(key.fd, self._poll_mask(events))
-        return key
-
-    def _unregister_polling(self, fileobj: Any) -> selectors.SelectorKey:
-        key: selectors.SelectorKey = super().unregister(fileobj)
-        self._forget(key.fd)
-        return key
-
-    def _modify_polling(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        # The standard library unregisters an fd it fails to modify: so does the poll set.
-        fd = self._fileobj_lookup(fileobj)
-        try:
-            key: selectors.SelectorKey = super().modify(fileobj, events, data)
-        except BaseException:
-            if fd not in self._fd_to_key:
-                self._forget(fd)
-            raise
-        if fd not in self._invalid:
-            self._poll.modify(fd, self._poll_mask(events))
-        return key
-
-    def _forget(self, fd: int) -> None:
-        try:
-            self._poll.unregister(fd)
-        except KeyError:
-            pass
-
-    def _start_polling(self) -> Any:
-        poll = select.poll()
-        invalid = self._invalid
-        for fd, key in self._fd_to_key.items():
-            if invalid and invalid.get(fd) is key:
-                continue
-            poll.register(fd, self._poll_mask(key.events))
-        if invalid:  # keep only the closed fds that are still registered
-            self._invalid = {fd: key for fd, key in invalid.items() if self._fd_to_key.get(fd) is key}
-        self._poll = poll
-        self.register = self._register_polling
-        self.unregister = self._unregister_polling
-        self.modify = self._modify_polling
-        return poll
-
-    def _stop_polling(self) -> None:
-        self._poll = None
-        del self.register, self.unregister, self.modify
-
-    def forget_invalid(self, fd: int) -> None:
-        """Stop polling ``fd``: it was closed while registered (epoll forgot it already)."""
-        key = self._fd_to_key.get(fd)
-        if key is not None:
-            self._invalid[fd] = key
-        if self._poll is not None:
-            self._forget(fd)
-
-    def usable(self) -> bool:
-        """Whether the standard library's internals are what `ready` and `modify` use."""
-        return (
-            isinstance(getattr(self, "_fd_to_key", None), dict)
-            and hasattr(getattr(self, "_selector", None), "poll")
-            and callable(getattr(self, "_fileobj_lookup", None))
-        )
-
-    def ready(self, timeout: float | None = None) -> list[tuple[int, int]]:
-        """Wait as ``select()`` does; the ``(fd, event bits)`` pairs that are ready (``poll``'s bits are epoll's)."""
-        if timeout is None:
-            ms = -1
-        elif timeout <= 0:
-            ms = 0
-        else:
-            # Up to the next millisecond, as selectors does: rounded down, a
-            # turn waiting for a timer due in 0.4 ms would spin.
-            ms = math.ceil(timeout * 1e3)
-        registered = len(self._fd_to_key)
-        poll = self._poll
-        share = self._share
-        if poll is None:
-            if share >= self.POLL_SHARE + self.HYSTERESIS and registered <= self.POLL_MAX:
-                poll = self._start_polling()
-        elif share < self.POLL_SHARE - self.HYSTERESIS or registered > self.POLL_MAX:
-            self._stop_polling()
-            poll = None
-        if poll is not None:
-            self.poll_waits += 1
-            events: list[tuple[int, int]] = poll.poll(ms)
-        else:
-            self.epoll_waits += 1
-            events = self._selector.poll(ms * 1e-3 if ms > 0 else ms, registered or 1)
-        if registered:
-            self._share = share + (len(events) / registered - share) * self.SHARE_WEIGHT
-        return events
-
-
 _NO_HANDLES: tuple[None, None] = (None, None)
-
-#: poll(2)'s "not an open fd"; no epoll or `selectors` mask has this bit.
-_POLLNVAL: int = getattr(select, "POLLNVAL", 32)
-
-#: epoll's bits that mean "readable" and "writable" to a reader and a writer:
-#: anything but OUT wakes the reader, anything but IN the writer (an error or
-#: a hang-up wakes both), as `selectors.EpollSelector` maps them.
-_NOT_OUT = ~getattr(select, "EPOLLOUT", 4)
-_NOT_IN = ~getattr(select, "EPOLLIN", 1)
-
-
-def _default_selector() -> selectors.BaseSelector:
-    if hasattr(selectors, "EpollSelector"):
-        selector = _EpollSelector()
-        if selector.usable():
-            return selector
-        selector.close()
-    return selectors.DefaultSelector()
 
 
 class FileLike(Protocol):
@@ -434,18 +244,33 @@ class TimerHandle(Handle):
                 self._reactor._timer_cancelled()
 
 
+class _IoHandle(Handle):
+    """A reader's or writer's callback; ``_turn`` is the turn in which it was added.
+
+    A turn hands the events of its wait only to the handles that were in
+    place when the wait ended: a handle added during the turn, perhaps for
+    a new socket that took the number of one closed a moment ago, has
+    ``_turn`` equal to the turn's and is skipped; a removed or replaced one
+    is cancelled.
+    """
+
+    __slots__ = ("_turn",)
+    _turn: int
+
+
 ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
 
 
 class Reactor:
-    """A single-threaded event reactor driven by a `selectors` selector.
+    """A single-threaded event reactor: file descriptor callbacks, timers and a ready queue.
 
     ``Reactor(clock=None, selector=None, slow_callback_duration=0.1)``:
     ``clock`` is a zero-argument callable returning monotonic seconds (default
-    `time.monotonic`; inject a `ManualClock` in tests); ``selector`` defaults
-    to an epoll selector where there is epoll (Linux; it is the standard
-    library's `selectors.EpollSelector` with a faster turn), else to
-    `selectors.DefaultSelector`;
+    `time.monotonic`; inject a `ManualClock` in tests); without a
+    ``selector`` the reactor waits with ``epoll`` and ``poll`` of its own
+    where there are both (Linux), else with `selectors.DefaultSelector`; a
+    `selectors.BaseSelector` passed as ``selector`` is used through its
+    ``select()`` (and closed with the reactor);
     ``slow_callback_duration`` is the watchdog's threshold in seconds (None:
     off), also a settable attribute.
 
@@ -464,18 +289,12 @@ class Reactor:
         self._slow_threshold = float("inf")  # what the turn compares; inf when off
         self.slow_callback_duration = slow_callback_duration  # validates: first, before any resource
         self._clock: Callable[[], float] = clock if clock is not None else _time.monotonic
-        self._selector = selector if selector is not None else _default_selector()
-        # The fast turn: our own epoll selector's raw events (see `_EpollSelector`).
-        self._raw_ready: Callable[[float | None], list[tuple[int, int]]] | None = None
-        if isinstance(self._selector, _EpollSelector):
-            self._raw_ready = self._selector.ready
-        # fd -> (reader handle, writer handle) of every registration but the
-        # wakeup socket's.  The selector holds the events only; the turn reads
-        # the handles here (a `SelectorKey`'s fields are slow to read).
-        self._io: dict[int, tuple[Handle | None, Handle | None]] = {}
-        # fd -> its handles when this turn's wait ended, for each fd whose
-        # registration changed during the turn (see `_add_io`).
-        self._touched: dict[int, tuple[Handle | None, Handle | None]] = {}
+        # The kernel's side (see `reactor._wait`): which events of which fds are watched.
+        self._wait: Wait = default_wait() if selector is None else SelectorWait(selector)
+        # The one table of fds: fd -> (reader handle, writer handle), for
+        # every registration but the wakeup socket's.  The events the wait
+        # watches are those with a handle.
+        self._io: dict[int, tuple[_IoHandle | None, _IoHandle | None]] = {}
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_cancelled_count = 0
@@ -550,7 +369,7 @@ class Reactor:
     def _registered_fds(self) -> int:
         if self._closed:
             return 0
-        return len(self._selector.get_map()) - (self._wake_fd >= 0)
+        return len(self._io)
 
     # ------------------------------------------------------------------ time
 
@@ -620,12 +439,13 @@ class Reactor:
         self._timer_cancelled_count += 1
         n = self._timer_cancelled_count
         if n > _MIN_CANCELLED_FOR_COMPACTION and n * 2 > len(self._timers):
-            live = [entry for entry in self._timers if not entry[2]._cancelled]
-            for entry in self._timers:
+            # In place: a turn running the due timers holds this list.
+            timers = self._timers
+            for entry in timers:
                 if entry[2]._cancelled:
                     entry[2]._in_heap = False
-            heapq.heapify(live)
-            self._timers = live
+            timers[:] = [entry for entry in timers if not entry[2]._cancelled]
+            heapq.heapify(timers)
             self._timer_cancelled_count = 0
 
     # ------------------------------------------------------------------ I/O
@@ -633,12 +453,12 @@ class Reactor:
     def add_reader(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _READ, Handle(callback, args))
+        self._add_io(_fileno(fd), _READ, _IoHandle(callback, args))
 
     def add_writer(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _WRITE, Handle(callback, args))
+        self._add_io(_fileno(fd), _WRITE, _IoHandle(callback, args))
 
     def remove_reader(self, fd: int | FileLike) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
@@ -652,44 +472,35 @@ class Reactor:
             return False
         return self._remove_io(_fileno(fd), _WRITE)
 
-    def _add_io(self, fd: int, event: int, handle: Handle) -> None:
-        # `_io` holds each fd's (reader handle, writer handle); the selector
-        # is told only which events to watch.  A handle that is replaced or
-        # removed is cancelled, so an event already collected in this turn for the old
-        # registration (the fd closed, or even reused by a new socket) is
-        # skipped, not delivered to a stale callback: the turn looks the
-        # handles up when it reaches the event, so the first change of an fd
-        # in a turn keeps the handles it had when the wait ended (`_touched`).
+    def _add_io(self, fd: int, event: int, handle: _IoHandle) -> None:
+        # A handle that is replaced or removed is cancelled, and one added
+        # during a turn carries that turn's number (`_IoHandle`): either way
+        # an event that the turn's wait collected before the change is not
+        # delivered to it (the fd may have been closed, or even reused by a
+        # new socket, in between).
         if fd == self._wake_fd:
             raise ValueError("that file descriptor is the reactor's own wakeup socket")
+        handle._turn = self._turns
         old = self._io.get(fd)
-        if self._in_turn and fd not in self._touched:
-            self._touched[fd] = _NO_HANDLES if old is None else old
-        data: tuple[Handle | None, Handle | None]
         if old is None:
-            data = (handle, None) if event == _READ else (None, handle)
-            self._selector.register(fd, event)
+            self._wait.register(fd, event)
+            self._io[fd] = (handle, None) if event == _READ else (None, handle)
         else:
             reader, writer = old
             if event == _READ:
-                if reader is not None:
-                    reader._cancelled = True
-                reader = handle
+                replaced, reader = reader, handle
             else:
-                if writer is not None:
-                    writer._cancelled = True
-                writer = handle
-            data = (reader, writer)
-            if old[event == _WRITE] is None:  # a new event to watch, not a replaced callback
-                self._modify(fd, data)
-        self._io[fd] = data
+                replaced, writer = writer, handle
+            if replaced is None:  # a new event to watch
+                self._watch(fd, reader, writer)
+            else:  # a replaced callback: the wait is not told
+                replaced._cancelled = True
+                self._io[fd] = (reader, writer)
         if not self._in_turn:
             self._wake_host()
 
     def _remove_io(self, fd: int, event: int) -> bool:
-        if fd == self._wake_fd:
-            return False
-        old = self._io.get(fd)
+        old = self._io.get(fd)  # never the wakeup socket's
         if old is None:
             return False
         reader, writer = old
@@ -699,28 +510,24 @@ class Reactor:
             removed, writer = writer, None
         if removed is None:
             return False
-        if self._in_turn and fd not in self._touched:
-            self._touched[fd] = old
         removed._cancelled = True
         if reader is None and writer is None:
             del self._io[fd]
-            self._selector.unregister(fd)
+            self._wait.unregister(fd)
         else:
-            data = (reader, writer)
-            self._modify(fd, data)
-            self._io[fd] = data
+            self._watch(fd, reader, writer)
         return True
 
-    def _modify(self, fd: int, data: tuple[Handle | None, Handle | None]) -> None:
-        # Watch the events that ``data`` has callbacks for.
+    def _watch(self, fd: int, reader: _IoHandle | None, writer: _IoHandle | None) -> None:
+        # A registered fd's new handles, and the events they need watched.
         try:
-            self._selector.modify(fd, (_READ if data[0] else 0) | (_WRITE if data[1] else 0))
+            self._wait.modify(fd, (_READ if reader else 0) | (_WRITE if writer else 0))
         except BaseException:
-            # The standard library's selectors drop a registration whose
-            # modify failed (the fd was closed behind our back): so do we.
-            if fd not in self._selector.get_map():
+            # The wait drops an fd whose modify failed (closed behind our back): so does the table.
+            if fd not in self._wait.registrations():
                 self._io.pop(fd, None)
             raise
+        self._io[fd] = (reader, writer)
 
     # ------------------------------------------------------------- wakeups
 
@@ -729,7 +536,7 @@ class Reactor:
         try:
             r.setblocking(False)
             w.setblocking(False)
-            self._selector.register(r.fileno(), _READ)
+            self._wait.register(r.fileno(), _READ)
         except BaseException:
             r.close()
             w.close()
@@ -749,8 +556,8 @@ class Reactor:
                 return  # closing, or the reactor's thread already replaced the pair
             if self._wake_error is None:
                 self._wake_error = f"send failed: {exc}"
-            # Not ours to repair from here (the selector is not thread-safe);
-            # EOF on the read end wakes a loop blocked in select to repair it.
+            # Not ours to repair from here (the wait is not thread-safe);
+            # EOF on the read end wakes a loop blocked in its wait to repair it.
             try:
                 w.shutdown(socket.SHUT_WR)
             except OSError:
@@ -784,7 +591,7 @@ class Reactor:
         reason = self._wake_error
         if self._wake_fd >= 0:
             try:
-                self._selector.unregister(self._wake_fd)
+                self._wait.unregister(self._wake_fd)
             except (KeyError, ValueError, OSError):
                 pass
             self._wake_fd = -1
@@ -837,24 +644,37 @@ class Reactor:
         """A file descriptor that is readable whenever the reactor has I/O to process.
 
         It is also made readable when callbacks are scheduled from another
-        thread or by host code outside a turn.  Requires a selector with a
-        pollable fd (epoll, kqueue, devpoll) — the default on Linux, macOS, BSD.
+        thread or by host code outside a turn.  A selector passed to the
+        reactor must have a pollable fd (epoll, kqueue, devpoll), as the
+        defaults on Linux, macOS and BSD do; otherwise this raises `RuntimeError`.
         """
         self._check_closed()
-        try:
-            return self._selector.fileno()  # type: ignore[attr-defined,no-any-return]
-        except AttributeError:
-            raise RuntimeError(
-                f"{type(self._selector).__name__} has no pollable fd; embed with an "
-                "EpollSelector/KqueueSelector (the default on Linux/macOS)"
-            ) from None
+        return self._wait.fileno()
 
     def run_once(self, timeout: float | None = None) -> int:
         """Do exactly one turn; return how many callbacks ran.
 
         Waits at most ``timeout`` seconds for I/O (None: until something
         happens or a timer is due; 0: not at all), then runs ready I/O
-        callbacks, due timers, and the callbacks queued before the turn began.
+        callbacks, due timers, and the callbacks queued before the turn
+        began.  In order:
+
+        1. Count the callbacks that are ready now (`call_soon`); only those
+           run in this turn, so a callback that reschedules itself cannot
+           starve I/O.
+        2. Work out how long to wait: 0 if anything is ready, else until
+           the earliest timer, capped by ``timeout``.
+        3. Wait for I/O once.
+        4. Run the callbacks of the ready file descriptors, reader then
+           writer.  A reader or writer removed or replaced since the wait
+           is not called for its event.
+        5. Run every timer whose due time has come, in order of due time,
+           ties in scheduling order.
+        6. Run the callbacks counted in step 1.
+
+        A callback that raises ``Exception`` is reported (see
+        `set_exception_handler`) and the turn goes on; ``KeyboardInterrupt``
+        and ``SystemExit`` escape.
         """
         self._check_closed()
         if self._in_turn:
@@ -870,100 +690,88 @@ class Reactor:
             if timeout is not None and (wait is None or timeout < wait):
                 wait = max(0.0, timeout)
         # Not yet "in a turn" while waiting: a signal handler that runs during
-        # select() and schedules work or calls stop() must write the wakeup.
-        raw_ready = self._raw_ready
-        if raw_ready is not None:
-            events = raw_ready(wait)
-            read_bits, write_bits = _NOT_OUT, _NOT_IN
-        else:
-            events = [(key.fd, mask) for key, mask in self._selector.select(wait)]
-            read_bits, write_bits = _READ, _WRITE
+        # the wait and schedules work or calls stop() must write the wakeup.
+        events = self._wait.wait(wait)
         self._in_turn = True
         self._turns += 1
-        ran = 0
-        # The watchdog: one clock read after each callback; the end of one is
-        # the start of the next (see the module docstring).
-        perf = _perf_counter
-        slow = self._slow_threshold
-        start = perf()
+        before = self._callbacks_run
+        start = _perf_counter()  # the watchdog's: see `_run`
         try:
-            wake_fd = self._wake_fd
-            touched = self._touched
-            get_io = self._io.get
-            for fd, mask in events:
-                if fd == wake_fd:
-                    self._drain_wakeup()
-                    continue
-                if mask & _POLLNVAL:
-                    self._closed_while_registered(fd)
-                    continue
-                handles = touched[fd] if touched and fd in touched else get_io(fd, _NO_HANDLES)
-                reader, writer = handles
-                if mask & read_bits and reader is not None and not reader._cancelled:
-                    ran += 1
-                    try:
-                        reader._callback(*reader._args)
-                    except Exception as exc:
-                        self._report(exc, reader._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(reader._callback, end - start)
-                    start = end
-                # The reader may have removed or replaced the writer: then it is cancelled.
-                if mask & write_bits and writer is not None and not writer._cancelled:
-                    ran += 1
-                    try:
-                        writer._callback(*writer._args)
-                    except Exception as exc:
-                        self._report(exc, writer._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(writer._callback, end - start)
-                    start = end
-            timers = self._timers
-            if timers:
-                now = self._clock()
-                while timers and timers[0][0] <= now:
-                    timer = heapq.heappop(timers)[2]
-                    timer._in_heap = False
-                    if timer._cancelled:
-                        self._timer_cancelled_count -= 1
-                        continue
-                    if timer.interval is not None:
-                        self._reschedule(timer, now)
-                    ran += 1
-                    try:
-                        timer._callback(*timer._args)
-                    except Exception as exc:
-                        self._report(exc, timer._callback)
-                    end = perf()
-                    if end - start > slow:
-                        end = self._slow_callback(timer._callback, end - start)
-                    start = end
+            if events:
+                start = self._run_io(events, start)
+            if self._timers:
+                start = self._run_timers(start)
+            run = self._run
             for _ in range(ntodo):
                 handle = ready.popleft()
-                if handle._cancelled:
-                    continue
-                ran += 1
-                try:
-                    handle._callback(*handle._args)
-                except Exception as exc:
-                    self._report(exc, handle._callback)
-                end = perf()
-                if end - start > slow:
-                    end = self._slow_callback(handle._callback, end - start)
-                start = end
+                if not handle._cancelled:
+                    start = run(handle, start)
         finally:
             self._in_turn = False
-            if self._touched:
-                self._touched.clear()
-            self._callbacks_run += ran
-        return ran
+        return self._callbacks_run - before
+
+    def _run(self, handle: Handle, start: float) -> float:
+        # The one place where the turn calls user code, as asyncio's
+        # ``Handle._run``: count, call, report an Exception (KeyboardInterrupt
+        # and SystemExit escape), time.  ``start`` is when the previous
+        # callback ended; the return value is when this one did: one clock
+        # read per callback (see the module docstring).
+        self._callbacks_run += 1
+        callback = handle._callback
+        try:
+            callback(*handle._args)
+        except Exception as exc:
+            self._report(exc, callback)
+        end = _perf_counter()
+        if end - start > self._slow_threshold:
+            end = self._slow_callback(callback, end - start)
+        return end
+
+    def _run_io(self, events: list[tuple[int, int]], start: float) -> float:
+        # Step 4: the callbacks of the ready fds, reader then writer.  Each
+        # fd's handles are looked up when the turn reaches its event: one
+        # removed or replaced since the wait is cancelled, one added since
+        # carries this turn's number (`_IoHandle`); neither runs.
+        wait = self._wait
+        readable, writable, invalid = wait.READABLE, wait.WRITABLE, wait.INVALID
+        wake_fd = self._wake_fd
+        turn = self._turns
+        get_io = self._io.get
+        run = self._run
+        for fd, bits in events:
+            if fd == wake_fd:
+                self._drain_wakeup()
+            elif bits & invalid:
+                self._closed_while_registered(fd)
+            else:
+                reader, writer = get_io(fd, _NO_HANDLES)
+                if bits & readable and reader is not None and not reader._cancelled and reader._turn != turn:
+                    start = run(reader, start)
+                # The reader may have removed or replaced the writer: then it is cancelled.
+                if bits & writable and writer is not None and not writer._cancelled and writer._turn != turn:
+                    start = run(writer, start)
+        return start
+
+    def _run_timers(self, start: float) -> float:
+        # Step 5: every timer due by now, in order of due time, ties in scheduling order.
+        now = self._clock()
+        timers = self._timers  # compacted in place (`_timer_cancelled`), so this stays the heap
+        run = self._run
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)[2]
+            timer._in_heap = False
+            if timer._cancelled:
+                self._timer_cancelled_count -= 1
+            else:
+                if timer.interval is not None:
+                    self._reschedule(timer, now)
+                start = run(timer, start)
+        return start
 
     def _closed_while_registered(self, fd: int) -> None:
         # poll(2) says fd is not open: it was closed while registered, which
         # epoll forgets silently.  Stop watching it and say so once.
-        self._selector.forget_invalid(fd)  # type: ignore[attr-defined]
+        self._wait.forget_closed(fd)
         names = [_callback_name(h._callback) for h in self._io.get(fd, _NO_HANDLES) if h is not None]
         logger.warning(
             "fd %d was closed while still registered with the reactor (callbacks: %s); it is no longer "
@@ -1019,7 +827,7 @@ class Reactor:
         self._stopping = True
         running = self._running_thread
         if running is not None and (running != threading.get_ident() or not self._in_turn):
-            # Another thread, or a signal handler interrupting select(): wake it.
+            # Another thread, or a signal handler interrupting the wait: wake it.
             self._write_wakeup()
 
     @property
@@ -1153,9 +961,8 @@ class Reactor:
             timer._in_heap = False
         self._timers.clear()
         self._timer_cancelled_count = 0
-        self._selector.close()
+        self._wait.close()
         self._io.clear()  # lets go of the callbacks (and what they refer to)
-        self._touched.clear()
         self._wake_r.close()
         self._wake_w.close()
 

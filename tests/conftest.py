@@ -87,13 +87,15 @@ def open_fds() -> dict[int, str]:
 
 
 def check_and_close(r: Reactor, fds_before: int | None, fd_map_before: dict[int, str] | None) -> None:
-    """Teardown leak checks: no connection rows, no selector registration but the wakeup, no new open fds."""
+    """Teardown leak checks: no connection rows, no registered fd but the wakeup, no new open fds."""
     if not r.is_closed():
         rows = dict(r.connections)
-        registered = {key.fd: key.fileobj for key in r._selector.get_map().values() if key.fd != r._wake_fd}
+        # fd -> its reader and writer, for every fd the wait watches or the table holds.
+        watched = (set(r._wait.registrations()) - {r._wake_fd}) | set(r._io)
+        registered = {fd: r._io.get(fd) for fd in watched}
         r.close()  # first, so that a failed check does not leak the reactor too
         assert rows == {}, f"connection rows left behind: {rows}"
-        assert not registered, f"fds still registered with the selector: {registered}"
+        assert not registered, f"fds still registered with the reactor: {registered}"
     if fds_before is None:
         return
     if open_fd_count() != fds_before:

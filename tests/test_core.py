@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import select
 import selectors
 import socket
 import threading
@@ -18,7 +19,7 @@ import pytest
 from conftest import check_and_close, open_fd_count, open_fds
 
 from reactor import Handle, ManualClock, Reactor, TimerHandle
-from reactor.core import _EpollSelector
+from reactor._wait import EpollWait, SelectorWait
 
 
 @pytest.fixture(autouse=True)
@@ -26,32 +27,32 @@ def _forbid_threads(no_threads: None) -> None:
     """The core must work where no thread may be started."""
 
 
-#: The default selector's waits: as it chooses, always poll(2), always epoll.
-RAW_TURNS = {"raw-turn": None, "poll-turn": -1.0, "epoll-turn": float("inf")}
+#: The default wait's system calls: as its switch chooses, always poll(2), always epoll.
+DEFAULT_WAITS = {"default-wait": None, "poll-wait": -1.0, "epoll-wait": float("inf")}
 
 
-@pytest.fixture(params=[*RAW_TURNS, "select-turn"])
+@pytest.fixture(params=[*DEFAULT_WAITS, "select-wait"])
 def reactor(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Reactor]:
-    """Each test runs on every turn: the default selector's raw events (adaptive, poll, epoll), and ``select()``.
+    """Each test runs on every wait: the default one (adaptive, poll, epoll), and a selector's ``select()``.
 
-    The default selector hands the turn raw ``(fd, events)`` pairs from
-    poll(2) or epoll as it judges (``POLL_SHARE`` forces one); a selector
+    The default wait hands the turn raw ``(fd, bits)`` pairs from poll(2)
+    or epoll as its switch judges (``POLL_SHARE`` forces one); a selector
     passed to `Reactor` is used through ``select()``.  Checked for leaks
     like conftest's `reactor`.
     """
     fds_before = open_fd_count()
     fd_map_before = open_fds() if fds_before is not None else None
-    if request.param in RAW_TURNS:
+    if request.param in DEFAULT_WAITS:
         r = Reactor(clock=clock)
-        share = RAW_TURNS[request.param]
+        share = DEFAULT_WAITS[request.param]
         if share is not None:
-            if not isinstance(r._selector, _EpollSelector):
+            if not isinstance(r._wait, EpollWait):
                 r.close()
-                pytest.skip("no epoll here: the default selector is used through select()")
-            r._selector.POLL_SHARE = share
+                pytest.skip("no epoll here: the default wait is a selector's select()")
+            r._wait.switch.POLL_SHARE = share
     else:
         r = Reactor(clock=clock, selector=selectors.DefaultSelector())
-        assert r._raw_ready is None
+        assert isinstance(r._wait, SelectorWait)
     yield r
     check_and_close(r, fds_before, fd_map_before)
 
@@ -175,6 +176,28 @@ def test_writer_removed_by_reader_in_same_turn_does_not_run(
     reactor.remove_reader(a)
 
 
+def test_a_writer_added_during_a_turn_does_not_get_an_event_collected_before(reactor: Reactor) -> None:
+    """A hang-up wakes reader and writer; a writer that another callback adds in the same turn is not called for it."""
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    a2.close()  # both peers gone: each event carries the hang-up, which wakes a writer too
+    b2.close()
+    got: list[str] = []
+
+    def on_read(name: str, other: socket.socket, other_name: str) -> None:
+        got.append(f"read {name}")
+        reactor.add_writer(other, got.append, f"write {other_name}")
+
+    reactor.add_reader(a1, on_read, "a", b1, "b")
+    reactor.add_reader(b1, on_read, "b", a1, "a")
+    assert reactor.run_once(0) == 2
+    assert sorted(got) == ["read a", "read b"]  # the writer added first was not called for its fd's hang-up
+    for s in (a1, b1):
+        reactor.remove_reader(s)
+        reactor.remove_writer(s)
+        s.close()
+
+
 def test_event_for_removed_reader_is_not_delivered(reactor: Reactor) -> None:
     """A reader removed by another callback in the same turn is not called with the stale event."""
     a1, a2 = socket.socketpair()
@@ -251,7 +274,7 @@ def test_event_for_a_closed_fd_is_not_delivered_to_its_reuser(reactor: Reactor) 
     assert got[1:] == ["new"]  # the new registration works
 
 
-def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(reactor: Reactor) -> None:
+def test_a_registration_the_wait_drops_on_a_failed_modify_is_forgotten(reactor: Reactor) -> None:
     """An fd closed behind the reactor's back: adding a writer fails, and the reader's registration is gone too.
 
     The standard library's selectors unregister an fd whose modify failed;
@@ -265,7 +288,7 @@ def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(react
     a.close()  # behind the reactor's back
     with pytest.raises(OSError):
         reactor.add_writer(fd, got.append, "w")
-    assert fd not in reactor._io and fd not in reactor._selector.get_map()
+    assert fd not in reactor._io and fd not in reactor._wait.registrations()
     assert reactor.remove_reader(fd) is False
     c, d = socket.socketpair()
     reactor.add_reader(c, got.append, "c")
@@ -279,13 +302,13 @@ def test_a_registration_the_selector_drops_on_a_failed_modify_is_forgotten(react
 
 def through_an_epoll_wait(reactor: Reactor) -> None:
     """One turn that waits with epoll, so the next poll wait builds its set again from the registrations."""
-    selector = reactor._selector
-    assert isinstance(selector, _EpollSelector)
-    share = selector.POLL_SHARE
-    selector.POLL_SHARE = float("inf")
+    wait = reactor._wait
+    assert isinstance(wait, EpollWait)
+    share = wait.switch.POLL_SHARE
+    wait.switch.POLL_SHARE = float("inf")
     reactor.run_once(0)
-    assert selector._poll is None
-    selector.POLL_SHARE = share
+    assert wait.switch.poll is None
+    wait.switch.POLL_SHARE = share
 
 
 def test_an_fd_closed_while_registered_is_dropped_and_named(
@@ -304,8 +327,8 @@ def test_an_fd_closed_while_registered_is_dropped_and_named(
     for _ in range(3):
         assert reactor.run_once(0) == 0
     assert got == []
-    selector = reactor._selector
-    if isinstance(selector, _EpollSelector) and selector.poll_waits:
+    wait = reactor._wait
+    if isinstance(wait, EpollWait) and wait.poll_waits:
         through_an_epoll_wait(reactor)  # the poll set is built again: the fd is still not watched
         for _ in range(3):
             assert reactor.run_once(0) == 0
@@ -319,7 +342,7 @@ def test_an_fd_closed_while_registered_is_dropped_and_named(
         reused.close()
         reused = socket.socket(fileno=fd)
     reactor.add_reader(reused, got.append, "reused")
-    if isinstance(selector, _EpollSelector) and selector.poll_waits:
+    if isinstance(wait, EpollWait) and wait.poll_waits:
         through_an_epoll_wait(reactor)  # the number is no longer skipped when the set is built again
     d.send(b"x")
     reactor.run_once(0)
@@ -330,10 +353,10 @@ def test_an_fd_closed_while_registered_is_dropped_and_named(
 
 
 def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
-    """The default selector waits with poll(2) once recent waits found most fds ready, with epoll otherwise."""
+    """The default wait uses poll(2) once recent waits found most fds ready, epoll otherwise."""
     r = Reactor(clock=ManualClock())
-    selector = r._selector
-    if not isinstance(selector, _EpollSelector):
+    selector = r._wait
+    if not isinstance(selector, EpollWait):
         r.close()
         pytest.skip("no epoll here")
     pairs = [socket.socketpair() for _ in range(8)]
@@ -354,14 +377,14 @@ def test_busy_waits_use_poll_and_quiet_ones_epoll() -> None:
             r.add_reader(a, lambda a=a, i=i: got.append(i) or a.recv(10))
         # 8 of the 9 registered (with the wakeup socket) ready at every wait:
         # the moving share (weight 1/4) passes 0.6 after four waits.
-        assert selector._poll is None  # no poll set while epoll waits
+        assert selector.switch.poll is None  # no poll set while epoll waits
         assert [busy_wait() for _ in range(6)] == ["epoll"] * 4 + ["poll"] * 2
         assert len(got) == 48  # the poll set was built with every registration
         # Nothing ready: the share falls below 0.4 after three quiet waits.
         assert [one_wait() for _ in range(5)] == ["poll"] * 3 + ["epoll"] * 2
-        assert selector._poll is None
+        assert selector.switch.poll is None
         # Busy again, but more fds registered than POLL_MAX allows: epoll whatever the share.
-        selector.POLL_MAX = 4
+        selector.switch.POLL_MAX = 4
         assert {busy_wait() for _ in range(8)} == {"epoll"}
         assert len(got) == 112
     finally:
@@ -389,27 +412,36 @@ def test_hang_up_alone_wakes_the_reader() -> None:
         r.close()
 
 
-@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="needs epoll")
-def test_default_selector_takes_the_raw_turn() -> None:
-    """On epoll the turn reads the selector's raw events and never calls ``select()``."""
-    r = Reactor(clock=ManualClock())
-    try:
-        assert isinstance(r._selector, selectors.EpollSelector) and r._raw_ready is not None
+class SelectSpy(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """A selector that records the timeout of each ``select()``."""
 
-        def no_select(timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-            raise AssertionError("select() called")
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
 
-        r._selector.select = no_select  # type: ignore[method-assign]
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.timeouts.append(timeout)
+        return super().select(timeout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="needs epoll")
+def test_the_default_wait_is_epoll_and_a_given_selector_is_used_through_select() -> None:
+    """On Linux the reactor waits on an epoll of its own; a selector passed to it is used through ``select()``."""
+    with Reactor(clock=ManualClock()) as r:
+        assert isinstance(r._wait, EpollWait) and r.fileno() == r._wait.fileno()
+    spy = SelectSpy()
+    with Reactor(clock=ManualClock(), selector=spy) as r:
+        assert r.fileno() == spy.fileno()
         a, b = socket.socketpair()
         got: list[bytes] = []
         r.add_reader(a, lambda: got.append(a.recv(10)))
         b.send(b"hi")
         assert r.run_once(0) == 1 and got == [b"hi"]
+        assert spy.timeouts == [0.0]
         r.remove_reader(a)
         a.close()
         b.close()
-    finally:
-        r.close()
+    assert spy.get_map() is None  # closed with the reactor
 
 
 def test_replaced_reader_is_not_called_for_an_event_collected_before(reactor: Reactor) -> None:
@@ -623,6 +655,28 @@ def test_cancelled_timers_are_compacted(reactor: Reactor) -> None:
     assert not keep.cancelled()
     assert any(entry[2] is keep for entry in reactor._timers)
     keep.cancel()
+
+
+def test_a_timer_that_compacts_the_heap_runs_every_due_timer_once(reactor: Reactor, clock: ManualClock) -> None:
+    """A due timer cancels enough others to compact the heap mid-turn: the rest of the due timers run once each."""
+    got: list[object] = []
+    later = [reactor.call_later(100, got.append, "cancelled") for _ in range(300)]
+
+    def cancel_most() -> None:
+        got.append("first")
+        for timer in later[:250]:
+            timer.cancel()
+
+    reactor.call_later(1, cancel_most)
+    for i in range(5):
+        reactor.call_later(1, got.append, i)
+    clock.advance(1)
+    assert reactor.run_once(0) == 6
+    assert reactor.run_once(0) == 0
+    assert got == ["first", 0, 1, 2, 3, 4]
+    assert len(reactor._timers) - reactor._timer_cancelled_count == 50
+    for timer in later:
+        timer.cancel()
 
 
 def test_cancel_is_lazy_and_counted(reactor: Reactor, clock: ManualClock) -> None:

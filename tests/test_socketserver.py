@@ -64,8 +64,8 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 def registered_fds(reactor: Reactor) -> int:
-    """How many descriptors the reactor's selector watches, besides its wakeup socket."""
-    return len(reactor._selector.get_map()) - 1
+    """How many descriptors the reactor watches, besides its wakeup socket."""
+    return int(reactor.statistics()["fds"])
 
 
 def serve_in_thread(server: ss.BaseServer) -> threading.Thread:
@@ -662,7 +662,7 @@ class _ChildReport(ss.StreamRequestHandler):
         server = self.server
         epfd_state = "open"
         try:
-            os.fstat(server.reactor._selector.fileno())  # type: ignore[attr-defined]
+            os.fstat(server.reactor.fileno())
         except OSError:
             epfd_state = "closed"
         # What a careless child could do: unregister everything it can see.

@@ -154,11 +154,11 @@ def test_a_subclass_overrides_datagram_received(reactor: Reactor, raw: socket.so
 
 def test_bind_failure_names_the_address(reactor: Reactor, raw: socket.socket) -> None:
     """Binding a port in use raises OSError quoting host:port, and leaves nothing registered."""
-    before = set(reactor._selector.get_map())
+    before = set(reactor._wait.registrations())
     port = raw.getsockname()[1]
     with pytest.raises(OSError, match=f"cannot bind UDP 127.0.0.1:{port}"):
         DatagramEndpoint(reactor, LOOPBACK, port, lambda b, n, a: None)
-    assert set(reactor._selector.get_map()) == before
+    assert set(reactor._wait.registrations()) == before
 
 
 # -------------------------------------------------------------------- sending
@@ -233,17 +233,17 @@ def test_send_checks_its_argument_and_the_state(reactor: Reactor) -> None:
 
 def test_close_is_idempotent_and_unregisters(reactor: Reactor) -> None:
     """close() twice is fine; reader and writer are gone and the selector map is as before."""
-    before = set(reactor._selector.get_map())
+    before = set(reactor._wait.registrations())
     endpoint = DatagramEndpoint(reactor, LOOPBACK, 0, lambda b, n, a: None)
     real = endpoint.socket
     endpoint.socket = FakeSocket(real)  # type: ignore[assignment]
     endpoint.send(b"x", (LOOPBACK, 9))  # queued: a writer is registered too
     endpoint.socket = real
-    assert set(reactor._selector.get_map()) == before | {real.fileno()}
+    assert set(reactor._wait.registrations()) == before | {real.fileno()}
     endpoint.close()
     endpoint.close()
     assert endpoint.closed and real.fileno() == -1
-    assert set(reactor._selector.get_map()) == before
+    assert set(reactor._wait.registrations()) == before
     assert repr(endpoint) == "<DatagramEndpoint closed>"
 
 

@@ -1,8 +1,8 @@
 """Micro-benchmark of one wait: ``epoll_wait`` against ``poll``, per ready descriptor.
 
-The reactor's default selector on Linux waits with ``poll(2)`` when most of
-its registered descriptors were ready in recent waits, and with
-``epoll_wait(2)`` otherwise (`reactor.core`, ``_EpollSelector``).  This
+The reactor's default wait on Linux uses ``poll(2)`` when most of its
+registered descriptors were ready in recent waits, and ``epoll_wait(2)``
+otherwise (``reactor._wait``, ``PollSwitch``).  This
 measures why: for a few shapes (ready descriptors, idle descriptors beside
 them), the time of one wait that returns every ready one, divided by the
 number of ready ones, through each system call, with persistent
