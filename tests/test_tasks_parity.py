@@ -135,7 +135,9 @@ def outcome_under(lib: Any, case: Case) -> tuple[Any, list[Any]]:
             with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(clock)) as runner:
                 value = runner.run(case(lib, log))
         else:
-            value = reactor.run(case(lib, log), reactor_factory=lambda: Reactor(clock=clock, selector=JumpingSelector(clock)))
+            value = reactor.run(
+                case(lib, log), reactor_factory=lambda: Reactor(clock=clock, selector=JumpingSelector(clock))
+            )
     except BaseException as exc:  # noqa: BLE001 - the outcome is what is compared
         return ("raised", describe(exc)), log
     return ("returned", value), log
@@ -210,7 +212,7 @@ def test_taskgroup_failing_child_cancels_siblings_and_body() -> None:
     async def case(lib: Any, log: list[Any]) -> Any:
         async def fail_after(delay: float) -> None:
             await lib.sleep(delay)
-            1 / 0
+            raise ZeroDivisionError
 
         async def wait_long(name: str) -> None:
             try:
@@ -281,7 +283,7 @@ def test_taskgroup_child_failing_in_finally_while_cancelled() -> None:
             try:
                 await lib.sleep(10)
             finally:
-                1 / 0
+                raise ZeroDivisionError
 
         async def runner() -> None:
             async with lib.TaskGroup() as group:
@@ -309,7 +311,7 @@ def test_taskgroup_body_raises(sleep_first: bool) -> None:
                 tasks.append(group.create_task(lib.sleep(2, 11)))
                 if sleep_first:
                     await lib.sleep(0.1)
-                1 / 0
+                raise ZeroDivisionError
         except ExceptionGroup as group_error:
             return describe(group_error), [t.cancelled() for t in tasks]
         return "no group"
@@ -326,7 +328,7 @@ def test_nested_groups_cancelled_from_outside(with_outer_child: bool) -> None:
             try:
                 await lib.sleep(10)
             finally:
-                1 / 0
+                raise ZeroDivisionError
 
         async def runner() -> None:
             async with lib.TaskGroup() as outer:
@@ -392,7 +394,7 @@ def test_taskgroup_misuse() -> None:
         coro.close()
 
         async def fail() -> None:
-            1 / 0
+            raise ZeroDivisionError
 
         async def cancelled_sibling(group: Any) -> None:
             try:
