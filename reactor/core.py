@@ -98,15 +98,19 @@ import math
 import select
 import selectors
 import socket
+import sys
 import threading
 import time as _time
 import types
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .futures import Future
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
 
@@ -436,6 +440,17 @@ class TimerHandle(Handle):
 
 ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
 
+#: One entry of `socket.getaddrinfo`'s list: ``(family, type, proto, canonname, sockaddr)``.
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+#: Platforms whose Python cannot start threads at all.
+_NO_THREAD_PLATFORMS = frozenset({"emscripten", "wasi"})
+
+
+def _threads_default() -> bool:
+    """Threads are allowed unless the platform has none."""
+    return sys.platform not in _NO_THREAD_PLATFORMS
+
 
 class Reactor:
     """A single-threaded event reactor driven by a `selectors` selector.
@@ -447,7 +462,9 @@ class Reactor:
     library's `selectors.EpollSelector` with a faster turn), else to
     `selectors.DefaultSelector`;
     ``slow_callback_duration`` is the watchdog's threshold in seconds (None:
-    off), also a settable attribute.
+    off), also a settable attribute.  ``threads=False`` forbids the reactor
+    to start threads (see `threads`); the default allows them except where
+    the platform has none (Emscripten, WASI).
 
     Methods for the owner thread: everything.  Methods safe from any thread:
     `call_soon_threadsafe` and `stop`.  The reactor is a context manager that
@@ -460,6 +477,7 @@ class Reactor:
         clock: Callable[[], float] | None = None,
         selector: selectors.BaseSelector | None = None,
         slow_callback_duration: float | None = 0.1,
+        threads: bool | None = None,
     ) -> None:
         self._slow_threshold = float("inf")  # what the turn compares; inf when off
         self.slow_callback_duration = slow_callback_duration  # validates: first, before any resource
@@ -499,6 +517,10 @@ class Reactor:
         #: remove it when the connection closes; timeouts, limits, graceful
         #: shutdown and introspection all read it.  The core only holds it.
         self.connections: dict[int, Any] = {}
+        # May this reactor start threads (its worker pool)?  See `threads`.
+        self._threads = _threads_default() if threads is None else bool(threads)
+        self._worker_pool: Any = None  # created by the first job that needs it
+        self._blocking_lookup_warned = False
         self._wake_r, self._wake_w = self._new_wakeup_pair()
 
     def __repr__(self) -> str:
@@ -1091,6 +1113,48 @@ class Reactor:
 
         return _request(self, address, request, timeout, **kwargs)
 
+    # ------------------------------------------- threads: executor, name lookups
+    # The core starts no thread itself: these methods load the transport
+    # layer's executor module when called (it owns the one worker pool).
+
+    @property
+    def threads(self) -> bool:
+        """True when this reactor may start threads (``Reactor(threads=...)``).
+
+        Without threads, `run_in_executor` with ``None`` raises `RuntimeError`
+        and `getaddrinfo` resolves on the reactor's thread (see docs/core.md,
+        "Without threads").
+        """
+        return self._threads
+
+    def run_in_executor(
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
+    ) -> Future[T]:
+        """Run ``func(*args)`` in ``executor`` (None: the reactor's worker pool); a `Future` of its result.
+
+        See `reactor.transport.executor.run_in_executor`.
+        """
+        from .transport.executor import run_in_executor
+
+        return run_in_executor(self, executor, func, *args)
+
+    def getaddrinfo(
+        self,
+        host: str | bytes | None,
+        port: str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Future[list[AddrInfo]]:
+        """`socket.getaddrinfo` off the reactor's thread; a `Future` of its list.
+
+        See `reactor.transport.executor.getaddrinfo`.
+        """
+        from .transport.executor import getaddrinfo
+
+        return getaddrinfo(self, host, port, family, type, proto, flags)
+
     # --------------------------------------------------------------- errors
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
@@ -1148,6 +1212,10 @@ class Reactor:
         if self._running_thread is not None:
             raise RuntimeError("cannot close a running Reactor; call stop() first")
         self._closed = True
+        pool, self._worker_pool = self._worker_pool, None
+        if pool is not None:
+            # Not waiting: a worker may be stuck in a lookup nobody answers.
+            pool.shutdown(wait=False, cancel_futures=True)
         self._ready.clear()
         for _, _, timer in self._timers:
             timer._in_heap = False
