@@ -112,7 +112,7 @@ class Connector:
         if not answers:
             self._fail(socket.gaierror(socket.EAI_NONAME, f"no address for {self.address.text}"))
             return
-        self.target = answers[0][4]
+        self.target = self.transport.peer = answers[0][4]
         self._connect()
 
     def _connect(self) -> None:
