@@ -112,7 +112,7 @@ from .futures import Future
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
+__all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor", "AddrInfo"]
 
 logger = logging.getLogger("reactor")
 
