@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
 from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
-from .futures import Future, InvalidStateError
-from .futures import to_asyncio, to_concurrent
+from .futures import Future, InvalidStateError, to_asyncio, to_concurrent
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 from conftest import addr, run_until
 
-import reactor.futures
 from reactor import CancelledError, Future, Reactor
 from reactor.embed import attach_asyncio
 from reactor.futures import to_asyncio, to_concurrent
@@ -233,6 +232,7 @@ def test_cancelling_the_concurrent_future_from_a_thread_cancels_the_reactor_futu
 def test_bridges_are_the_same_functions_in_embed() -> None:
     """reactor.futures' names load the bridges of reactor.embed; no import cycle."""
     import reactor.embed
+    import reactor.futures
 
     assert reactor.futures.to_asyncio.__module__ == "reactor.futures"
     assert callable(reactor.embed.to_asyncio) and callable(reactor.embed.to_concurrent)
