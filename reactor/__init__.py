@@ -16,10 +16,21 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
-from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
+from .core import Handle, ManualClock, Reactor, ReactorClosedError, TimerHandle, get_default_reactor
 from .futures import Future, InvalidStateError, to_asyncio, to_concurrent
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
+from .tasks import (
+    Task,
+    TaskGroup,
+    create_task,
+    current_task,
+    gather,
+    get_running_reactor,
+    run,
+    sleep,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from asyncio import CancelledError as CancelledError
@@ -51,6 +62,17 @@ __all__ = [
     "Server",
     "create_server",
     "create_connection",
+    "ReactorClosedError",
+    # coroutines on the reactor (reactor.tasks)
+    "Task",
+    "TaskGroup",
+    "create_task",
+    "current_task",
+    "get_running_reactor",
+    "sleep",
+    "wait_for",
+    "gather",
+    "run",
 ]
 
 # The bridges from reactor futures to asyncio and concurrent.futures.

@@ -90,6 +90,7 @@ own wakeup; the turn itself, `Reactor.run_once`, is about ninety lines.
 
 from __future__ import annotations
 
+import errno
 import functools
 import heapq
 import itertools
@@ -104,7 +105,7 @@ import time as _time
 import types
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .futures import Future
@@ -112,7 +113,18 @@ from .futures import Future
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor", "AddrInfo"]
+    from .tasks import Task
+
+__all__ = [
+    "Reactor",
+    "Handle",
+    "TimerHandle",
+    "ManualClock",
+    "FileLike",
+    "get_default_reactor",
+    "ReactorClosedError",
+    "AddrInfo",
+]
 
 logger = logging.getLogger("reactor")
 
@@ -124,6 +136,14 @@ _WRITE = selectors.EVENT_WRITE
 #: The watchdog's clock: `time.perf_counter`, never the injected clock (see
 #: the module docstring).  A module global so that tests can patch it.
 _perf_counter: Callable[[], float] = _time.perf_counter
+
+#: How many rounds of ready callbacks `Reactor.close` runs at most to let cancelled work unwind.
+_CLOSE_ROUNDS = 100
+
+
+class ReactorClosedError(ConnectionAbortedError):
+    """The reactor was closed while the connection was open (given to ``connection_lost``)."""
+
 
 #: Rebuild the timer heap when cancelled entries exceed this many *and* half of it.
 _MIN_CANCELLED_FOR_COMPACTION = 100
@@ -521,6 +541,8 @@ class Reactor:
         self._threads = _threads_default() if threads is None else bool(threads)
         self._worker_pool: Any = None  # created by the first job that needs it
         self._blocking_lookup_warned = False
+        # The pending tasks (reactor.tasks.Task), strongly held: `close` cancels them.
+        self._tasks: set[Any] = set()
         self._wake_r, self._wake_w = self._new_wakeup_pair()
 
     def __repr__(self) -> str:
@@ -1057,15 +1079,19 @@ class Reactor:
         """True once `close()` was called."""
         return self._closed
 
-    def run_until_complete(self, future: Future[T], timeout: float | None = None) -> T:
+    def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run turns until ``future`` is done; return its result (or raise its exception).
 
         Raises `TimeoutError` if ``timeout`` seconds of reactor time pass first
-        (the future itself is left untouched).
+        (the future itself is left untouched).  A coroutine is run as a task
+        (`create_task`); on `TimeoutError` that task is cancelled and run
+        until it has finished cancelling, then the error is raised.
         """
         self._check_closed()
         if not isinstance(future, Future):
-            raise TypeError(f"run_until_complete() needs a reactor Future, got {type(future).__name__}")
+            from .tasks import _run_coroutine
+
+            return _run_coroutine(self, future, timeout)
         if future.reactor is not self:
             raise ValueError("that future belongs to another reactor")
         deadline = None if timeout is None else self._clock() + timeout
@@ -1083,6 +1109,12 @@ class Reactor:
         """A new pending `Future` bound to this reactor."""
         self._check_closed()
         return Future(self)
+
+    def create_task(self, coro: Coroutine[Any, Any, T], *, name: object = None) -> Task[T]:
+        """Run the coroutine ``coro`` as a `reactor.tasks.Task` on this reactor; see `reactor.tasks`."""
+        from .tasks import Task
+
+        return Task(coro, self, name=name)
 
     # ------------------------------------------------------ surfaces (late-bound)
     # The core never imports a protocol at module level; these methods import
@@ -1202,15 +1234,21 @@ class Reactor:
     # -------------------------------------------------------------- closing
 
     def close(self) -> None:
-        """Release the selector and the wakeup sockets; idempotent.
+        """Abort the connections, cancel the tasks, release the selector and the wakeup sockets; idempotent.
 
-        Callbacks and timers still scheduled are dropped.  Closing a running
-        reactor is an error: `stop()` it first.
+        Every transport in the connection table is closed at once; its
+        protocol gets `ReactorClosedError` in ``connection_lost`` and a
+        pending `request` future fails.  Every pending task is cancelled, and
+        the callbacks this makes ready are run (no timer, no I/O) so that the
+        tasks' ``finally`` blocks run; a task whose cleanup awaits time or
+        I/O stays pending.  Then callbacks and timers still scheduled are
+        dropped.  Closing a running reactor is an error: `stop()` it first.
         """
         if self._closed:
             return
         if self._running_thread is not None:
             raise RuntimeError("cannot close a running Reactor; call stop() first")
+        self._close_work_in_flight()
         self._closed = True
         pool, self._worker_pool = self._worker_pool, None
         if pool is not None:
@@ -1226,6 +1264,58 @@ class Reactor:
         self._touched.clear()
         self._wake_r.close()
         self._wake_w.close()
+
+    # Closing with work in flight.  Twisted disconnects every connection when
+    # its reactor shuts down; asyncio's loop.close() leaves transports and
+    # tasks dangling, and asyncio.run() cancels the tasks and runs the loop
+    # until they finish.  close() does what can be done without letting time
+    # pass or doing I/O: every row of the connection table that can abort
+    # (a transport: `_reactor_closed`) is closed at once with a
+    # `ReactorClosedError`, which its protocol gets in connection_lost and a
+    # pending request future fails with; every pending task is cancelled; and
+    # the callbacks this makes ready are run, round after round (bounded), so
+    # that futures complete and tasks unwind their `finally` blocks.  No
+    # timer fires and no I/O is polled meanwhile, so a cleanup that awaits
+    # time or the network does not finish: such a task stays pending (logged).
+    # Rows that are not transports (a socketserver request in its handler, an
+    # asyncore dispatcher) belong to code that closes them itself.
+
+    def _close_work_in_flight(self) -> None:
+        tasks = self._tasks
+        if not self.connections and not tasks:
+            return
+        cancelled: set[Any] = set()
+        was_in_turn = self._in_turn
+        self._in_turn = True  # what runs here schedules without waking anyone
+        try:
+            for _ in range(_CLOSE_ROUNDS):
+                for row in list(self.connections.values()):
+                    abort = getattr(row, "_reactor_closed", None)
+                    if abort is not None:
+                        abort(ReactorClosedError(errno.ECONNABORTED, "the reactor was closed with the connection open"))
+                for task in list(tasks):
+                    if task not in cancelled:
+                        cancelled.add(task)
+                        task.cancel()
+                ready = self._ready
+                if not ready:
+                    break
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if handle._cancelled:
+                        continue
+                    try:
+                        handle._callback(*handle._args)
+                    except Exception as exc:
+                        self._report(exc, handle._callback)
+        finally:
+            self._in_turn = was_in_turn
+        if tasks:
+            logger.warning(
+                "%d task(s) still pending when the reactor closed (their cleanup awaits time or I/O): %s",
+                len(tasks),
+                ", ".join(repr(task) for task in list(tasks)[:5]),
+            )
 
     def __enter__(self) -> Reactor:
         return self

@@ -23,6 +23,7 @@ is the same bridge to a `concurrent.futures.Future`, for other threads.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -57,6 +58,21 @@ def _cancelled_error() -> type[CancelledError]:
     from asyncio import CancelledError
 
     return CancelledError
+
+
+class _Stepping(threading.local):
+    """Which reactor task this thread is stepping right now (None between steps).
+
+    Set and restored by `reactor.tasks.Task` around each step; read by
+    `Future.__await__` (park on the future, or bridge to asyncio) and by
+    `reactor.tasks.current_task`.  It lives here, below the tasks layer,
+    because the future must know who awaits it.
+    """
+
+    task: Any = None
+
+
+_stepping = _Stepping()
 
 
 class InvalidStateError(RuntimeError):
@@ -192,13 +208,18 @@ class Future(Generic[T]):
             call_soon(fn, self)
 
     def __await__(self) -> Generator[Any, None, T]:
-        """Await from an asyncio coroutine whose loop drives this reactor.
+        """Await from a reactor task, or from an asyncio coroutine whose loop drives this reactor.
 
-        The coroutine waits on `to_asyncio`'s bridge, so cancelling it (a
-        `asyncio.wait_for` that times out, a cancelled task) cancels this
-        future too.
+        From asyncio, the coroutine waits on `to_asyncio`'s bridge, so
+        cancelling it (a `asyncio.wait_for` that times out, a cancelled task)
+        cancels this future too.
         """
         if self._state != _PENDING:
+            return self.result()
+        if _stepping.task is not None:
+            # A reactor task (reactor.tasks) is stepping the awaiting coroutine:
+            # hand it this future to park on; it steps again once we are done.
+            yield self
             return self.result()
         return (yield from to_asyncio(self).__await__())
 
