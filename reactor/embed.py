@@ -44,7 +44,9 @@ that fires meanwhile is ignored (the turn re-arms it when it ends).
 The bridges between futures are here too: `to_asyncio` (what ``await
 reactor_future`` uses in a coroutine) and `to_concurrent` carry a reactor
 future's outcome to an asyncio or a `concurrent.futures` future, and carry a
-cancellation back, so a coroutine that gives up on a request cancels it.
+cancellation back, so a coroutine that gives up on a request cancels it;
+`from_asyncio` is the other way, what a reactor task awaiting an asyncio
+future parks on.
 
 ``import reactor.embed`` imports no host: each driver imports its own
 toolkit when it is created.
@@ -83,6 +85,7 @@ __all__ = [
     "QT_BINDINGS",
     "to_asyncio",
     "to_concurrent",
+    "from_asyncio",
 ]
 
 #: The Qt bindings `QtDriver` supports, in the order it tries to import them.
@@ -625,3 +628,61 @@ def to_concurrent(future: Future[T]) -> concurrent.futures.Future[T]:
     target.add_done_callback(cancelled)
     _call_on_reactor(reactor, future.add_done_callback, transfer)
     return target
+
+
+def from_asyncio(future: asyncio.Future[T], reactor: Reactor) -> Future[T]:
+    """A reactor `Future` of ``reactor`` that follows the asyncio ``future``: the other way of `to_asyncio`.
+
+    It gets ``future``'s result, exception or cancellation; cancelling it
+    cancels ``future``.  This is what a reactor task (`reactor.tasks`) parks
+    on when its coroutine awaits an asyncio future (``await
+    asyncio.sleep(1)``, ``await loop.run_in_executor(...)``).
+
+    ``future``'s loop must be running: the loop the reactor is attached to
+    (`attach_asyncio`, one thread), or a loop in another thread while the
+    reactor runs in its own (`Reactor.run`); the outcome then crosses with
+    `Reactor.call_soon_threadsafe`, the cancellation with
+    ``loop.call_soon_threadsafe``.  A future of a loop that is not running
+    could never complete: that raises `RuntimeError` here.
+    """
+    loop = future.get_loop()
+    if not loop.is_running():
+        raise RuntimeError(
+            f"a reactor task cannot await an asyncio future of a loop that is not running ({future!r}): "
+            "drive the reactor from that loop (reactor.embed.attach_asyncio) while the task awaits it"
+        )
+    target: Future[T] = reactor.create_future()
+
+    def transfer(source: asyncio.Future[T]) -> None:  # on the loop's thread
+        _call_on_reactor(reactor, _copy_from_asyncio, source, target)
+
+    def cancelled(done: Future[T]) -> None:  # on the reactor's thread
+        if not done.cancelled() or future.done():
+            return
+        if _running_loop() is loop:
+            future.cancel()
+            return
+        try:
+            loop.call_soon_threadsafe(future.cancel)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    target.add_done_callback(cancelled)
+    if _running_loop() is loop:
+        future.add_done_callback(transfer)
+    else:
+        loop.call_soon_threadsafe(future.add_done_callback, transfer)
+    return target
+
+
+def _copy_from_asyncio(source: asyncio.Future[T], target: Future[T]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+        return
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import addr, run_until
@@ -82,6 +82,15 @@ def test_cancelling_the_awaiting_task_cancels_the_future(real_reactor: Reactor) 
 
 async def _await(future: Future[object]) -> object:
     return await future
+
+
+async def turns_until(predicate: Callable[[], object], turns: int = 1000) -> None:
+    """Let the asyncio loop (and the reactor it drives) turn until ``predicate()`` holds; never sleeps."""
+    for _ in range(turns):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"condition not reached within {turns} turns")
 
 
 def test_awaiting_gets_result_and_exception(real_reactor: Reactor) -> None:
@@ -247,3 +256,104 @@ def test_cancelled_error_is_asyncios(reactor: Reactor) -> None:
     with pytest.raises(asyncio.CancelledError):
         future.result()
     assert CancelledError is asyncio.CancelledError
+
+
+# ------------------------------------------------------------------ a reactor task awaiting asyncio
+
+
+def test_a_task_awaits_asyncio_futures_and_coroutines(real_reactor: Reactor) -> None:
+    """A reactor task, on a reactor attached to asyncio, awaits the loop's futures and coroutines."""
+
+    async def in_task(loop: asyncio.AbstractEventLoop) -> list[object]:
+        future = loop.create_future()
+        loop.call_soon(future.set_result, "from asyncio")
+        failing = loop.create_future()
+        loop.call_soon(failing.set_exception, LookupError("asyncio said no"))
+        got: list[object] = [await future, await asyncio.sleep(0.001, "slept")]
+        try:
+            await failing
+        except LookupError as exc:
+            got.append(str(exc))
+        return got
+
+    async def main() -> list[object]:
+        driver = attach_asyncio(real_reactor)
+        try:
+            task = real_reactor.create_task(in_task(asyncio.get_running_loop()))
+            return await task  # type: ignore[no-any-return]
+        finally:
+            driver.close()
+
+    assert asyncio.run(main()) == ["from asyncio", "slept", "asyncio said no"]
+
+
+def test_cancelling_the_task_cancels_the_asyncio_future(real_reactor: Reactor) -> None:
+    """Cancelling a reactor task parked on an asyncio future cancels that future; the task's finally runs."""
+    cleaned: list[str] = []
+
+    async def in_task(future: asyncio.Future[None]) -> None:
+        cleaned.append("parked")
+        try:
+            await future
+        finally:
+            cleaned.append("finally")
+
+    async def main() -> asyncio.Future[None]:
+        driver = attach_asyncio(real_reactor)
+        try:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            task = real_reactor.create_task(in_task(future))
+            await turns_until(lambda: cleaned)  # the task started and parked on the asyncio future
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return future
+        finally:
+            driver.close()
+
+    assert asyncio.run(main()).cancelled()
+    assert cleaned == ["parked", "finally"]
+
+
+def test_an_asyncio_cancel_reaches_the_task_as_cancelled_error(real_reactor: Reactor) -> None:
+    """An asyncio future cancelled on the asyncio side raises CancelledError at the task's await."""
+
+    parked: list[bool] = []
+
+    async def in_task(future: asyncio.Future[None]) -> str:
+        parked.append(True)
+        try:
+            await future
+        except asyncio.CancelledError:
+            return "caught"
+        return "not cancelled"
+
+    async def main() -> object:
+        driver = attach_asyncio(real_reactor)
+        try:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            task = real_reactor.create_task(in_task(future))
+            await turns_until(lambda: parked)
+            future.cancel()
+            return await task
+        finally:
+            driver.close()
+
+    assert asyncio.run(main()) == "caught"
+
+
+def test_a_task_in_the_reactors_thread_awaits_a_future_of_a_loop_in_another(threaded_reactor: Reactor) -> None:
+    """With the reactor run by its own thread, a task awaits an asyncio future of the loop in this thread."""
+    r = threaded_reactor
+
+    async def in_task(future: asyncio.Future[str]) -> str:
+        return (await future).upper()
+
+    async def main() -> object:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        task = on_reactor(r, lambda: to_concurrent(r.create_task(in_task(future)))).result(WAIT)
+        assert isinstance(task, concurrent.futures.Future)
+        future.set_result("across")
+        return await asyncio.wrap_future(task)
+
+    assert asyncio.run(main()) == "ACROSS"
