@@ -316,7 +316,7 @@ def _resolve_here(reactor: Reactor, args: tuple[Any, ...]) -> Future[list[AddrIn
     future: Future[list[AddrInfo]] = reactor.create_future()
     try:
         future.set_result(_lookup(*args))
-    except OSError as exc:
+    except Exception as exc:  # gaierror, or UnicodeError for a name IDNA cannot encode: as from a worker
         future.set_exception(exc)
     return future
 
