@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
 from .core import Handle, ManualClock, Reactor, ReactorClosedError, TimerHandle, get_default_reactor
-from .futures import Future, InvalidStateError
+from .futures import Future, InvalidStateError, to_asyncio, to_concurrent
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
 from .tasks import (
@@ -74,6 +74,9 @@ __all__ = [
     "gather",
     "run",
 ]
+
+# The bridges from reactor futures to asyncio and concurrent.futures.
+__all__ += ["to_asyncio", "to_concurrent"]
 
 # The name of the installed distribution (the import name is ``reactor``).
 _DISTRIBUTION = "selreactor"

@@ -13,8 +13,14 @@ closes the row and fails the future with `TimeoutError`.  It is also
 
 `do_request` is yoton's blocking call.  It runs the same exchange on a
 private reactor that lives for the call, so it works from any thread, with or
-without a reactor running elsewhere, and never starts a thread.  It returns
-None when the timeout passes, as yoton does.
+without a reactor running elsewhere.  It starts no thread, except a worker
+of that reactor's pool to look up a host name (an IP address, ``localhost``
+or a Unix path needs none), so that ``timeout`` covers the lookup too.  It
+returns None when the timeout passes, as yoton does.
+
+A host name is resolved off the reactor's thread (`Reactor.getaddrinfo`),
+and the timeout of `request` covers the lookup: a resolver that does not
+answer fails the request on time and stalls nothing else.
 
 A refused connection raises (or fails the future with) `RequestRefused`, which
 is both a `ConnectionRefusedError` and a `RuntimeError`: yoton raised
@@ -249,6 +255,8 @@ def request(
     `RequestFailed` when the server closes without replying (it refused the
     request or its handler failed), and with the `OSError` of any other
     network failure (a host that does not resolve: ``socket.gaierror``).
+    A host name is looked up off the reactor's thread (`Reactor.getaddrinfo`),
+    within ``timeout``; IP literals need no lookup.
     Cancelling the future closes the connection.  ``address`` is parsed at
     once: a bad one raises `ValueError` here.
 
@@ -381,7 +389,8 @@ def do_request(
     `RequestRefused` when nothing listens at the address, `RequestFailed`
     when the server closes without replying (never an empty reply), and the
     `OSError` of any other network failure.
-    Runs on a private reactor for the length of the call; starts no thread.
+    Runs on a private reactor for the length of the call; starts no thread
+    but a worker to look up a host name (the timeout covers the lookup).
     ``ssl``/``server_hostname``: over TLS, as for `request`.
     """
     parsed = parse_address(address)  # a bad address raises before anything is created

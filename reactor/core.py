@@ -16,6 +16,7 @@ import itertools
 import logging
 import selectors
 import socket
+import sys
 import threading
 import time as _time
 import types
@@ -28,6 +29,8 @@ from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
 from .futures import Future
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from .tasks import Task
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "FileLike",
     "get_default_reactor",
     "ReactorClosedError",
+    "AddrInfo",
 ]
 
 # What can go wrong in an event loop, and what we chose
@@ -280,6 +284,17 @@ class _IoHandle(Handle):
 
 ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
 
+#: One entry of `socket.getaddrinfo`'s list: ``(family, type, proto, canonname, sockaddr)``.
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+#: Platforms whose Python cannot start threads at all.
+_NO_THREAD_PLATFORMS = frozenset({"emscripten", "wasi"})
+
+
+def _threads_default() -> bool:
+    """Threads are allowed unless the platform has none."""
+    return sys.platform not in _NO_THREAD_PLATFORMS
+
 
 class Reactor:
     """A single-threaded event reactor: file descriptor callbacks, timers and a ready queue.
@@ -292,7 +307,9 @@ class Reactor:
     `selectors.BaseSelector` passed as ``selector`` is used through its
     ``select()`` (and closed with the reactor);
     ``slow_callback_duration`` is the watchdog's threshold in seconds (None:
-    off), also a settable attribute.
+    off), also a settable attribute.  ``threads=False`` forbids the reactor
+    to start threads (see `threads`); the default allows them except where
+    the platform has none (Emscripten, WASI).
 
     Methods for the owner thread: everything.  Methods safe from any thread:
     `call_soon_threadsafe` and `stop`.  The reactor is a context manager that
@@ -305,6 +322,7 @@ class Reactor:
         clock: Callable[[], float] | None = None,
         selector: selectors.BaseSelector | None = None,
         slow_callback_duration: float | None = 0.1,
+        threads: bool | None = None,
     ) -> None:
         self._slow_threshold = float("inf")  # what the turn compares; inf when off
         self.slow_callback_duration = slow_callback_duration  # validates: first, before any resource
@@ -338,6 +356,10 @@ class Reactor:
         #: remove it when the connection closes; timeouts, limits, graceful
         #: shutdown and introspection all read it.  The core only holds it.
         self.connections: dict[int, Any] = {}
+        # May this reactor start threads (its worker pool)?  See `threads`.
+        self._threads = _threads_default() if threads is None else bool(threads)
+        self._worker_pool: Any = None  # created by the first job that needs it
+        self._blocking_lookup_warned = False
         # The pending tasks (reactor.tasks.Task), strongly held: `close` cancels them.
         self._tasks: set[Any] = set()
         self._wake_r, self._wake_w = self._new_wakeup_pair()
@@ -931,6 +953,48 @@ class Reactor:
 
         return _request(self, address, request, timeout, **kwargs)
 
+    # ------------------------------------------- threads: executor, name lookups
+    # The core starts no thread itself: these methods load the transport
+    # layer's executor module when called (it owns the one worker pool).
+
+    @property
+    def threads(self) -> bool:
+        """True when this reactor may start threads (``Reactor(threads=...)``).
+
+        Without threads, `run_in_executor` with ``None`` raises `RuntimeError`
+        and `getaddrinfo` resolves on the reactor's thread (see docs/core.md,
+        "Without threads").
+        """
+        return self._threads
+
+    def run_in_executor(
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
+    ) -> Future[T]:
+        """Run ``func(*args)`` in ``executor`` (None: the reactor's worker pool); a `Future` of its result.
+
+        See `reactor.transport.executor.run_in_executor`.
+        """
+        from .transport.executor import run_in_executor
+
+        return run_in_executor(self, executor, func, *args)
+
+    def getaddrinfo(
+        self,
+        host: str | bytes | None,
+        port: str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Future[list[AddrInfo]]:
+        """`socket.getaddrinfo` off the reactor's thread; a `Future` of its list.
+
+        See `reactor.transport.executor.getaddrinfo`.
+        """
+        from .transport.executor import getaddrinfo
+
+        return getaddrinfo(self, host, port, family, type, proto, flags)
+
     # --------------------------------------------------------------- errors
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
@@ -994,6 +1058,10 @@ class Reactor:
             raise RuntimeError("cannot close a running Reactor; call stop() first")
         self._close_work_in_flight()
         self._closed = True
+        pool, self._worker_pool = self._worker_pool, None
+        if pool is not None:
+            # Not waiting: a worker may be stuck in a lookup nobody answers.
+            pool.shutdown(wait=False, cancel_futures=True)
         self._ready.clear()
         for _, _, timer in self._timers:
             timer._in_heap = False

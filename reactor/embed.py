@@ -41,6 +41,13 @@ turn, and a readable fd that nobody drains makes a level-triggered host spin
 ``pause_during_turn``: the fd is unwatched while a turn runs, and a timer
 that fires meanwhile is ignored (the turn re-arms it when it ends).
 
+The bridges between futures are here too: `to_asyncio` (what ``await
+reactor_future`` uses in a coroutine) and `to_concurrent` carry a reactor
+future's outcome to an asyncio or a `concurrent.futures` future, and carry a
+cancellation back, so a coroutine that gives up on a request cancels it;
+`from_asyncio` is the other way, what a reactor task awaiting an asyncio
+future parks on.
+
 ``import reactor.embed`` imports no host: each driver imports its own
 toolkit when it is created.
 """
@@ -51,16 +58,21 @@ import importlib
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import Reactor
+from .futures import Future
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
+
+T = TypeVar("T")
 
 __all__ = [
     "HostDriver",
@@ -71,6 +83,9 @@ __all__ = [
     "QtDriver",
     "attach_qt",
     "QT_BINDINGS",
+    "to_asyncio",
+    "to_concurrent",
+    "from_asyncio",
 ]
 
 #: The Qt bindings `QtDriver` supports, in the order it tries to import them.
@@ -475,3 +490,199 @@ def attach_qt(reactor: Reactor, app: Any = None, *, binding: str | None = None) 
     ``app``, else one already imported, else the first importable.
     """
     return QtDriver(reactor, app, binding=binding)
+
+
+# ------------------------------------------------------------------- bridges
+#
+# A reactor future and an asyncio (or concurrent.futures) future of the same
+# operation: each side completes or cancels its own future in its own thread,
+# and a callback carries the outcome across.  Which thread is which decides
+# how: the reactor may be driven by the asyncio loop itself (attach_asyncio:
+# one thread, so a plain call), or run in a thread of its own (then
+# call_soon_threadsafe on the other side).  Cancellation crosses too: without
+# that, an asyncio.wait_for() that times out leaves the reactor's operation,
+# and its connection, running for nobody.
+
+
+def _on_reactor_thread(reactor: Reactor) -> bool:
+    """True when this thread may touch ``reactor`` (it runs it, or nobody runs it in a thread of its own)."""
+    owner = reactor.thread_ident
+    return owner is None or owner == threading.get_ident()
+
+
+def _call_on_reactor(reactor: Reactor, function: Callable[..., object], *args: Any) -> None:
+    """``function(*args)`` now if this thread may touch ``reactor``, else from its thread (never raises if closed)."""
+    if _on_reactor_thread(reactor):
+        function(*args)
+        return
+    try:
+        reactor.call_soon_threadsafe(function, *args)
+    except RuntimeError:  # closed: nothing is left to cancel or wait for
+        pass
+
+
+def _cancel(future: Future[Any]) -> None:
+    future.cancel()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _copy_to_asyncio(source: Future[T], target: asyncio.Future[T]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+        return
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
+def to_asyncio(future: Future[T], *, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[T]:
+    """An `asyncio.Future` of ``loop`` (default: the running loop) that follows the reactor ``future``.
+
+    It gets ``future``'s result, exception or cancellation; cancelling it
+    (``task.cancel()``, an `asyncio.wait_for` that times out) cancels
+    ``future``, so a cancelled request closes its connection.  Awaiting a
+    reactor future from a coroutine (``await future``) uses this bridge.
+
+    The reactor and the loop may share a thread (`attach_asyncio`) or run in
+    two: the outcome is then handed over with ``loop.call_soon_threadsafe``,
+    the cancellation with `Reactor.call_soon_threadsafe`.  Also importable
+    as ``reactor.futures.to_asyncio``.  (``asyncio.wrap_future`` takes only
+    ``concurrent.futures`` futures: it fails with asyncio's own
+    ``AssertionError`` on a reactor future; use this, or `to_concurrent`.)
+    """
+    if not isinstance(future, Future):
+        raise TypeError(f"to_asyncio() needs a reactor Future, got {type(future).__name__}")
+    if loop is None:
+        loop = _running_loop()
+        if loop is None:
+            raise RuntimeError("to_asyncio() outside a coroutine needs the loop: to_asyncio(future, loop=loop)")
+    target: asyncio.Future[T] = loop.create_future()
+    reactor = future.reactor
+
+    def transfer(source: Future[T]) -> None:  # on the reactor's thread
+        if _running_loop() is loop:
+            _copy_to_asyncio(source, target)
+            return
+        try:
+            loop.call_soon_threadsafe(_copy_to_asyncio, source, target)
+        except RuntimeError:  # the loop is closed: nobody awaits the bridge any more
+            pass
+
+    def cancelled(done: asyncio.Future[T]) -> None:  # on the loop's thread
+        if done.cancelled():
+            _call_on_reactor(reactor, _cancel, future)
+
+    target.add_done_callback(cancelled)
+    _call_on_reactor(reactor, future.add_done_callback, transfer)
+    return target
+
+
+def to_concurrent(future: Future[T]) -> concurrent.futures.Future[T]:
+    """A `concurrent.futures.Future` that follows the reactor ``future``, for any thread.
+
+    Wait for it from another thread (``.result(timeout)``), or hand it to
+    ``asyncio.wrap_future`` for a loop in another thread.  It is completed
+    on the reactor's thread (its own done-callbacks run there, as
+    `concurrent.futures` does); cancelling it, from any thread, cancels
+    ``future`` through `Reactor.call_soon_threadsafe`.  Call this from the
+    reactor's thread (or before the reactor runs).  Also importable as
+    ``reactor.futures.to_concurrent``.
+    """
+    import concurrent.futures
+
+    if not isinstance(future, Future):
+        raise TypeError(f"to_concurrent() needs a reactor Future, got {type(future).__name__}")
+    target: concurrent.futures.Future[T] = concurrent.futures.Future()
+    reactor = future.reactor
+
+    def transfer(source: Future[T]) -> None:  # on the reactor's thread
+        try:
+            if source.cancelled():
+                target.cancel()
+            elif source.exception() is not None:
+                target.set_exception(source.exception())
+            else:
+                target.set_result(source.result())
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled from another thread a moment ago
+
+    def cancelled(done: concurrent.futures.Future[T]) -> None:  # in the thread that cancelled it
+        if done.cancelled():
+            try:
+                reactor.call_soon_threadsafe(_cancel, future)
+            except RuntimeError:  # the reactor is closed: nothing left to cancel
+                pass
+
+    target.add_done_callback(cancelled)
+    _call_on_reactor(reactor, future.add_done_callback, transfer)
+    return target
+
+
+def from_asyncio(future: asyncio.Future[T], reactor: Reactor) -> Future[T]:
+    """A reactor `Future` of ``reactor`` that follows the asyncio ``future``: the other way of `to_asyncio`.
+
+    It gets ``future``'s result, exception or cancellation; cancelling it
+    cancels ``future``.  This is what a reactor task (`reactor.tasks`) parks
+    on when its coroutine awaits an asyncio future (``await
+    asyncio.sleep(1)``, ``await loop.run_in_executor(...)``).
+
+    ``future``'s loop must be running: the loop the reactor is attached to
+    (`attach_asyncio`, one thread), or a loop in another thread while the
+    reactor runs in its own (`Reactor.run`); the outcome then crosses with
+    `Reactor.call_soon_threadsafe`, the cancellation with
+    ``loop.call_soon_threadsafe``.  A future of a loop that is not running
+    could never complete: that raises `RuntimeError` here.
+    """
+    loop = future.get_loop()
+    if not loop.is_running():
+        raise RuntimeError(
+            f"a reactor task cannot await an asyncio future of a loop that is not running ({future!r}): "
+            "drive the reactor from that loop (reactor.embed.attach_asyncio) while the task awaits it"
+        )
+    target: Future[T] = reactor.create_future()
+
+    def transfer(source: asyncio.Future[T]) -> None:  # on the loop's thread
+        _call_on_reactor(reactor, _copy_from_asyncio, source, target)
+
+    def cancelled(done: Future[T]) -> None:  # on the reactor's thread
+        if not done.cancelled() or future.done():
+            return
+        if _running_loop() is loop:
+            future.cancel()
+            return
+        try:
+            loop.call_soon_threadsafe(future.cancel)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    target.add_done_callback(cancelled)
+    if _running_loop() is loop:
+        future.add_done_callback(transfer)
+    else:
+        loop.call_soon_threadsafe(future.add_done_callback, transfer)
+    return target
+
+
+def _copy_from_asyncio(source: asyncio.Future[T], target: Future[T]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+        return
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())

@@ -15,8 +15,10 @@ waiting), so it raises `InvalidStateError` naming the two ways out:
 
 A reactor future is awaitable from an asyncio coroutine when the reactor is
 driven by that asyncio loop (see `reactor.embed.attach_asyncio`): `__await__`
-bridges to an `asyncio.Future` of the running loop, so asyncio's Task machinery
-sees one of its own futures and the two loops never share internals.
+bridges to an `asyncio.Future` of the running loop (`to_asyncio`), so
+asyncio's Task machinery sees one of its own futures and the two loops never
+share internals; cancellation crosses the bridge both ways.  `to_concurrent`
+is the same bridge to a `concurrent.futures.Future`, for other threads.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
     from asyncio import CancelledError as CancelledError
 
     from .core import Reactor
 
-__all__ = ["Future", "InvalidStateError", "CancelledError"]
+__all__ = ["Future", "InvalidStateError", "CancelledError", "to_asyncio", "to_concurrent"]
 
 T = TypeVar("T")
 
@@ -205,7 +208,12 @@ class Future(Generic[T]):
             call_soon(fn, self)
 
     def __await__(self) -> Generator[Any, None, T]:
-        """Await from a reactor task, or from an asyncio coroutine whose loop drives this reactor."""
+        """Await from a reactor task, or from an asyncio coroutine whose loop drives this reactor.
+
+        From asyncio, the coroutine waits on `to_asyncio`'s bridge, so
+        cancelling it (a `asyncio.wait_for` that times out, a cancelled task)
+        cancels this future too.
+        """
         if self._state != _PENDING:
             return self.result()
         if _stepping.task is not None:
@@ -213,30 +221,33 @@ class Future(Generic[T]):
             # hand it this future to park on; it steps again once we are done.
             yield self
             return self.result()
-        import asyncio  # already imported by whoever runs the awaiting loop
-
-        loop = asyncio.get_running_loop()
-        bridge: asyncio.Future[T] = loop.create_future()
-        owner = threading.get_ident()
-
-        def transfer(fut: Future[T]) -> None:
-            if threading.get_ident() == owner:
-                _copy_state(fut, bridge)
-            else:  # the reactor runs in another thread than the awaiting loop
-                loop.call_soon_threadsafe(_copy_state, fut, bridge)
-
-        self.add_done_callback(transfer)
-        return (yield from bridge.__await__())
+        return (yield from to_asyncio(self).__await__())
 
     __iter__ = __await__
 
 
-def _copy_state(source: Future[Any], target: asyncio.Future[Any]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source._exception is not None:
-        target.set_exception(source._exception)
-    else:
-        target.set_result(source._result)
+
+# The bridges to asyncio and concurrent.futures live in `reactor.embed` (the
+# layer that knows other loops); they are importable from here too, where
+# their names say what they convert, and loaded only when called.
+
+
+def to_asyncio(future: Future[T], *, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[T]:
+    """An `asyncio.Future` of ``loop`` (default: the running loop) that follows ``future``.
+
+    Its result, exception or cancellation is copied from ``future``;
+    cancelling it cancels ``future``.  See `reactor.embed.to_asyncio`.
+    """
+    from .embed import to_asyncio as bridge
+
+    return bridge(future, loop=loop)
+
+
+def to_concurrent(future: Future[T]) -> concurrent.futures.Future[T]:
+    """A `concurrent.futures.Future` that follows ``future``, usable from any thread.
+
+    Cancelling it cancels ``future``.  See `reactor.embed.to_concurrent`.
+    """
+    from .embed import to_concurrent as bridge
+
+    return bridge(future)

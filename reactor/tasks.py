@@ -19,8 +19,10 @@ wherever the reactor runs: its own `Reactor.run`, ``run_once(0)`` from a
 means "let the others run for a turn": the next step is queued with
 ``call_soon``.  A reactor `Future` of the same reactor parks the task on it.
 Anything else goes through `adapt_awaited`, the one place where a foreign
-future (an asyncio future, for instance) could be turned into a reactor
-future; today it refuses with a `TypeError` that says what to do.
+future is turned into a reactor future: an asyncio future of the loop the
+reactor is attached to (`reactor.embed.from_asyncio`), so a task may await
+asyncio's own futures and coroutines there; anything else is refused with
+an error that says what to do.
 
 *Cancellation* is asyncio's, since users will move code between the two:
 `Task.cancel` cancels the future the task is parked on (so a cancelled
@@ -105,15 +107,21 @@ def adapt_awaited(reactor: Reactor, awaited: object) -> Future[Any]:
 
     This is the single hook for foreign futures: a reactor future never gets
     here (the task parks on it directly), and ``None`` never does either
-    (it means "yield for a turn").  Anything else is refused with a
-    `TypeError` for now, which the task throws into its coroutine at the
+    (it means "yield for a turn").  An asyncio future, of the loop the
+    reactor is attached to, becomes a reactor future that follows it
+    (`reactor.embed.from_asyncio`; cancelling the task cancels it).  Anything
+    else, or an asyncio future of a loop that is not running, is refused
+    with an exception that the task throws into its coroutine at the
     ``await`` that yielded it.
     """
     if getattr(awaited, "_asyncio_future_blocking", None) is not None:
-        raise TypeError(
-            f"a reactor task cannot await an asyncio future ({awaited!r}): await reactor futures "
-            "(reactor.sleep, Reactor.request, ...) inside reactor tasks, or run the coroutine with asyncio"
-        )
+        # An asyncio future (asyncio.sleep, loop.run_in_executor, ... in a
+        # reactor attached to that loop): park on a reactor future that
+        # follows it.  Its __await__ checks that it is done when resumed.
+        from .embed import from_asyncio
+
+        awaited._asyncio_future_blocking = False  # type: ignore[attr-defined]  # as asyncio's Task does
+        return from_asyncio(awaited, reactor)  # type: ignore[arg-type]
     raise TypeError(
         f"a reactor task got a bad yield {awaited!r}: a coroutine run by the reactor may await reactor "
         "futures, tasks and coroutines, or yield None to let other tasks run for a turn"

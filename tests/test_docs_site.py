@@ -54,6 +54,7 @@ PUBLIC_MODULES = [
     "reactor.transport.datagram",
     "reactor.transport.memory",
     "reactor.transport.threads",
+    "reactor.transport.executor",
     "reactor.transport.errors",
     "reactor.compat.asyncore",
     "reactor.compat.asynchat",

@@ -238,7 +238,7 @@ def test_tasks_in_a_reactor_driven_by_asyncio() -> None:
 
 
 def test_awaiting_an_asyncio_future_is_refused_clearly(reactor: Reactor) -> None:
-    """A reactor task that awaits an asyncio future gets a TypeError at that await that says what to do."""
+    """A reactor task that awaits an asyncio future of a loop that is not running gets an error that says what to do."""
     loop = asyncio.new_event_loop()
     try:
         foreign = loop.create_future()
@@ -247,7 +247,7 @@ def test_awaiting_an_asyncio_future_is_refused_clearly(reactor: Reactor) -> None
             await foreign
 
         task = reactor.create_task(await_foreign())
-        with pytest.raises(TypeError, match="cannot await an asyncio future"):
+        with pytest.raises(RuntimeError, match="cannot await an asyncio future of a loop that is not running"):
             reactor.run_until_complete(task)
     finally:
         loop.close()

@@ -28,5 +28,7 @@ Modules:
 - `reactor.transport.memory`: an in-memory transport pair for tests.
 - `reactor.transport.threads`: the registry of reactor threads and the one
   bounded worker pool.
+- `reactor.transport.executor`: work off the reactor's thread in that pool:
+  `Reactor.run_in_executor` and `Reactor.getaddrinfo` (names resolved off the loop).
 - `reactor.transport.errors`: the one error policy for user code.
 """

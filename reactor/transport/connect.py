@@ -13,9 +13,17 @@ returns ``EINPROGRESS``: ``EAGAIN`` means the listener's backlog is full.
 Waiting for writability would spin, so we retry after a short delay that
 doubles up to 50 ms, within the timeout.
 
-*Timeouts.*  A connect that takes longer than ``timeout`` seconds is aborted
-and the future fails with `TimeoutError`.  Cancelling the future aborts the
-connection attempt too.
+*Names.*  ``connect()`` given a host name looks it up first, a blocking
+call that a resolver which does not answer stretches to seconds with the
+whole reactor stopped behind it.  A host that is not an IP literal is
+resolved with `Reactor.getaddrinfo` (in the worker pool, see
+`reactor.transport.executor`) while the row waits in ``CONNECTING``, and the
+connect goes to the first address of the answer, the one ``connect()``
+itself would have used.  IP literals and Unix paths skip the lookup.
+
+*Timeouts.*  A connect that takes longer than ``timeout`` seconds (name
+lookup included) is aborted and the future fails with `TimeoutError`.
+Cancelling the future aborts the connection attempt (and drops the lookup).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from ..addresses import Address
 from ..core import Reactor, TimerHandle
 from ..futures import Future
 from .errors import report_user_error
+from .executor import getaddrinfo, numeric_host
 from .stream import _EV_WRITE, DEFAULT_LIMITS, StreamTransport, TransportLimits
 from .table import State
 
@@ -42,7 +51,9 @@ _UNIX_RETRY_MAX = 0.05
 class Connector:
     """One outgoing connection attempt; the owner of its row until it closes."""
 
-    __slots__ = ("reactor", "address", "factory", "future", "transport", "timer", "retry_delay", "timeout")
+    __slots__ = (
+        "reactor", "address", "factory", "future", "transport", "timer", "retry_delay", "timeout", "target", "lookup"
+    )
 
     def __init__(
         self,
@@ -58,6 +69,9 @@ class Connector:
         self.timeout = timeout
         self.future: Future[tuple[StreamTransport, Any]] = reactor.create_future()
         self.retry_delay = _UNIX_RETRY_FIRST
+        #: Where to connect: the address's own, or what the name lookup answered.
+        self.target: Any = address.sockaddr
+        self.lookup: Future[Any] | None = None
         sock = socket.socket(address.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         fd = sock.fileno()
@@ -73,10 +87,38 @@ class Connector:
         self.future.add_done_callback(self._on_future_done)
 
     def start(self) -> None:
-        """Try to connect; go on from reactor callbacks."""
+        """Look the host up if it is a name, then connect; go on from reactor callbacks."""
+        target = self.target
+        if isinstance(target, tuple) and not numeric_host(self.address.family, target[0]):
+            lookup = self.lookup = getaddrinfo(
+                self.reactor, target[0], target[1], self.address.family, socket.SOCK_STREAM
+            )
+            lookup.add_done_callback(self._resolved)
+            return
+        self._connect()
+
+    def _resolved(self, lookup: Future[Any]) -> None:
+        self.lookup = None
+        if lookup.cancelled() or self.transport.state != State.CONNECTING:
+            return  # timed out or cancelled meanwhile: the row is gone
+        exc = lookup.exception()
+        if isinstance(exc, OSError):
+            self._fail(_explain(self.address, exc))
+            return
+        if exc is not None:
+            self._fail(exc)
+            return
+        answers = lookup.result()
+        if not answers:
+            self._fail(socket.gaierror(socket.EAI_NONAME, f"no address for {self.address.text}"))
+            return
+        self.target = self.transport.peer = answers[0][4]
+        self._connect()
+
+    def _connect(self) -> None:
         transport = self.transport
         try:
-            transport.sock.connect(self.address.sockaddr)
+            transport.sock.connect(self.target)
         except BlockingIOError:
             if self.address.family == socket.AF_UNIX:
                 self._retry_later()
@@ -96,7 +138,7 @@ class Connector:
 
     def _retry(self) -> None:
         if self.transport.state == State.CONNECTING:
-            self.start()
+            self._connect()
 
     def _on_connected(self) -> None:
         transport = self.transport
@@ -134,11 +176,14 @@ class Connector:
     def _on_timeout(self) -> None:
         self.timer = None
         if self.transport.state == State.CONNECTING:
-            self._fail(TimeoutError(f"could not connect to {self.address.text} within {self.timeout} s"))
+            waiting = " (its name lookup had not answered)" if self.lookup is not None else ""
+            self._fail(TimeoutError(f"could not connect to {self.address.text} within {self.timeout} s{waiting}"))
 
     def _on_future_done(self, future: Future[Any]) -> None:
         if future.cancelled() and self.transport.state == State.CONNECTING:
             self.transport._close_now(None)
+        if self.lookup is not None and future.done():
+            self.lookup.cancel()  # a lookup nobody waits for: drop it if it has not started
 
     def _fail(self, exc: BaseException) -> None:
         self.transport._close_now(None)
