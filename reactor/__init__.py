@@ -20,6 +20,14 @@ from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
 from .futures import Future, InvalidStateError
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
+from .streams_async import (
+    IncompleteReadError,
+    LimitOverrunError,
+    StreamReader,
+    StreamWriter,
+    open_connection,
+    start_server,
+)
 
 if TYPE_CHECKING:
     from asyncio import CancelledError as CancelledError
@@ -51,6 +59,13 @@ __all__ = [
     "Server",
     "create_server",
     "create_connection",
+    # coroutine streams (reactor.streams_async)
+    "start_server",
+    "open_connection",
+    "StreamReader",
+    "StreamWriter",
+    "IncompleteReadError",
+    "LimitOverrunError",
 ]
 
 # The name of the installed distribution (the import name is ``reactor``).
