@@ -28,6 +28,17 @@ from .streams_async import (
     open_connection,
     start_server,
 )
+from .tasks import (
+    Task,
+    TaskGroup,
+    create_task,
+    current_task,
+    gather,
+    get_running_reactor,
+    run,
+    sleep,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from asyncio import CancelledError as CancelledError
@@ -66,6 +77,16 @@ __all__ = [
     "StreamWriter",
     "IncompleteReadError",
     "LimitOverrunError",
+    # coroutines on the reactor (reactor.tasks)
+    "Task",
+    "TaskGroup",
+    "create_task",
+    "current_task",
+    "get_running_reactor",
+    "sleep",
+    "wait_for",
+    "gather",
+    "run",
 ]
 
 # The name of the installed distribution (the import name is ``reactor``).

@@ -103,10 +103,13 @@ import time as _time
 import types
 import warnings
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .futures import Future
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 __all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
 
@@ -499,6 +502,8 @@ class Reactor:
         #: remove it when the connection closes; timeouts, limits, graceful
         #: shutdown and introspection all read it.  The core only holds it.
         self.connections: dict[int, Any] = {}
+        # The pending tasks (reactor.tasks.Task), strongly held: `close` cancels them.
+        self._tasks: set[Any] = set()
         self._wake_r, self._wake_w = self._new_wakeup_pair()
 
     def __repr__(self) -> str:
@@ -1035,15 +1040,19 @@ class Reactor:
         """True once `close()` was called."""
         return self._closed
 
-    def run_until_complete(self, future: Future[T], timeout: float | None = None) -> T:
+    def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run turns until ``future`` is done; return its result (or raise its exception).
 
         Raises `TimeoutError` if ``timeout`` seconds of reactor time pass first
-        (the future itself is left untouched).
+        (the future itself is left untouched).  A coroutine is run as a task
+        (`create_task`); on `TimeoutError` that task is cancelled and run
+        until it has finished cancelling, then the error is raised.
         """
         self._check_closed()
         if not isinstance(future, Future):
-            raise TypeError(f"run_until_complete() needs a reactor Future, got {type(future).__name__}")
+            from .tasks import _run_coroutine
+
+            return _run_coroutine(self, future, timeout)
         if future.reactor is not self:
             raise ValueError("that future belongs to another reactor")
         deadline = None if timeout is None else self._clock() + timeout
@@ -1061,6 +1070,12 @@ class Reactor:
         """A new pending `Future` bound to this reactor."""
         self._check_closed()
         return Future(self)
+
+    def create_task(self, coro: Coroutine[Any, Any, T], *, name: object = None) -> Task[T]:
+        """Run the coroutine ``coro`` as a `reactor.tasks.Task` on this reactor; see `reactor.tasks`."""
+        from .tasks import Task
+
+        return Task(coro, self, name=name)
 
     # ------------------------------------------------------ surfaces (late-bound)
     # The core never imports a protocol at module level; these methods import

@@ -57,6 +57,21 @@ def _cancelled_error() -> type[CancelledError]:
     return CancelledError
 
 
+class _Stepping(threading.local):
+    """Which reactor task this thread is stepping right now (None between steps).
+
+    Set and restored by `reactor.tasks.Task` around each step; read by
+    `Future.__await__` (park on the future, or bridge to asyncio) and by
+    `reactor.tasks.current_task`.  It lives here, below the tasks layer,
+    because the future must know who awaits it.
+    """
+
+    task: Any = None
+
+
+_stepping = _Stepping()
+
+
 class InvalidStateError(RuntimeError):
     """A future was used in a state that does not allow the operation
     (result of a pending future, or completing a future twice)."""
@@ -190,8 +205,13 @@ class Future(Generic[T]):
             call_soon(fn, self)
 
     def __await__(self) -> Generator[Any, None, T]:
-        """Await from an asyncio coroutine whose loop drives this reactor."""
+        """Await from a reactor task, or from an asyncio coroutine whose loop drives this reactor."""
         if self._state != _PENDING:
+            return self.result()
+        if _stepping.task is not None:
+            # A reactor task (reactor.tasks) is stepping the awaiting coroutine:
+            # hand it this future to park on; it steps again once we are done.
+            yield self
             return self.result()
         import asyncio  # already imported by whoever runs the awaiting loop
 

@@ -32,6 +32,7 @@ PUBLIC_MODULES = [
     "reactor",
     "reactor.core",
     "reactor.futures",
+    "reactor.tasks",
     "reactor.addresses",
     "reactor.framing",
     "reactor.proxyproto",
