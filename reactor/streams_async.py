@@ -43,6 +43,10 @@ The server's ``close()`` and a connection's deadline (``timeout``,
 *Deadlines, limits, TLS* are the transport layer's: `start_server` takes
 every keyword of `reactor.streams.create_server` and `open_connection` every
 keyword of `reactor.streams.create_connection`.
+
+The module runs past our usual 600 lines because it is asyncio's whole
+stream API (reader, writer, server, the two functions), whose reader
+semantics (limits, partial reads, separators) are spelled out in one place.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from .streams import Server, create_connection, create_server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
 from .transport.memory import DEFAULT_WINDOW, memory_pair
-from .transport.stream import TransportLimits
+from .transport.stream import DEFAULT_LIMITS, TransportLimits
 
 __all__ = [
     "start_server",
@@ -302,7 +306,7 @@ class StreamReader:
             return b""
         buffer = self._buffer
         if n < 0:
-            blocks = []
+            blocks: list[bytes] = []
             while True:
                 block = await self.read(self._limit)
                 if not block:
@@ -689,9 +693,9 @@ def memory_stream_pair(
     ends = []
     protocols = [_StreamProtocol(StreamReader(limit, reactor=reactor)) for _ in range(2)]
     transports = memory_pair(
-        reactor, protocols[0], protocols[1], window=window, **({} if limits is None else {"limits": limits})
+        reactor, protocols[0], protocols[1], window=window, limits=DEFAULT_LIMITS if limits is None else limits
     )
-    for transport, protocol in zip(transports, protocols):
+    for transport, protocol in zip(transports, protocols, strict=True):
         protocol.writer = StreamWriter(transport, protocol, protocol.reader, reactor)
         ends.append((protocol.reader, protocol.writer))
     return ends[0], ends[1]

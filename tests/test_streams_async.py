@@ -673,7 +673,7 @@ def test_drain_raises(reactor: Reactor) -> None:
     listening = socket.create_server(("127.0.0.1", 0))
 
     async def client() -> None:
-        _, writer = await open_connection("127.0.0.1:%d" % listening.getsockname()[1])
+        _, writer = await open_connection(f"127.0.0.1:{listening.getsockname()[1]}")
         accepted, _ = listening.accept()  # socket-ok: the test's own peer
         accepted.close()
         try:
