@@ -57,7 +57,7 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .addresses import parse_address
@@ -474,8 +474,8 @@ class RequestServer:
 
     # ---------------------------------------------------------- the handler
 
-    def handle_request(self, request: str) -> str | Future[str]:
-        """Answer one request; override this.  The default echoes ``"Requested: " + request``."""
+    def handle_request(self, request: str) -> str | Future[str] | Coroutine[Any, Any, str]:
+        """Answer one request; override this (plain or ``async def``).  The default echoes ``"Requested: " + request``."""
         return "Requested: " + request
 
     # ------------------------------------------------------------ lifecycle
