@@ -475,7 +475,7 @@ class RequestServer:
     # ---------------------------------------------------------- the handler
 
     def handle_request(self, request: str) -> str | Future[str] | Coroutine[Any, Any, str]:
-        """Answer one request; override this (plain or ``async def``).  The default echoes ``"Requested: " + request``."""
+        """Answer one request; override it (plain or ``async def``).  The default echoes ``"Requested: " + request``."""
         return "Requested: " + request
 
     # ------------------------------------------------------------ lifecycle
