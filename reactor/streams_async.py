@@ -236,29 +236,53 @@ class StreamReader:
         dropped from the buffer (all of it if the separator has arrived,
         else what was buffered).
         """
+        # What readuntil(b"\n") does, written out with its wait inline: this is the
+        # loop of every line server, and the call and the coroutine of readuntil
+        # and of _wait would be two more frames per line that has to be waited for.
         buffer = self._buffer
-        end = buffer.find(_NL) + 1
-        if 0 < end <= self._limit + 1 and self._exception is None:  # the fast path: a whole line is buffered
-            if end == len(buffer):
+        limit = self._limit
+        start = 0  # bytes before this were searched already
+        while True:
+            if self._exception is not None:
+                raise self._exception
+            end = buffer.find(_NL, start) + 1
+            if end:
+                if end > limit + 1:
+                    del buffer[:end]
+                    self._resume_if_drained()
+                    raise ValueError("separator found, but the chunk is longer than the limit")
+                if end == len(buffer):
+                    line = bytes(buffer)
+                    buffer.clear()
+                else:
+                    line = bytes(buffer[:end])
+                    del buffer[:end]
+                if self._paused:
+                    self._resume_if_drained()
+                return line
+            start = len(buffer)
+            if start > limit:
+                buffer.clear()
+                self._resume_if_drained()
+                raise ValueError("separator not found, and the chunk exceeds the limit")
+            if self._eof:
                 line = bytes(buffer)
                 buffer.clear()
-            else:
-                line = bytes(buffer[:end])
-                del buffer[:end]
+                return line
+            if self._waiter is not None:
+                raise RuntimeError("readline() called while another coroutine is already waiting for data")
             if self._paused:
-                self._resume_if_drained()
-            return line
-        try:
-            return await self.readuntil(_NL)
-        except IncompleteReadError as exc:
-            return exc.partial
-        except LimitOverrunError as exc:
-            if buffer.startswith(_NL, exc.consumed):
-                del buffer[: exc.consumed + 1]
-            else:
-                buffer.clear()
-            self._resume_if_drained()
-            raise ValueError(exc.args[0]) from None
+                self._paused = False
+                self._transport.resume_reading()
+            reactor = self._reactor
+            if reactor is None:
+                reactor = self._reactor = get_running_reactor()
+            waiter: Future[None] = Future(reactor)
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
     async def readuntil(self, separator: bytes = _NL) -> bytes:
         """The bytes up to and including ``separator``.
