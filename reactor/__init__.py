@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
-from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
+from .core import Handle, ManualClock, Reactor, ReactorClosedError, TimerHandle, get_default_reactor
 from .futures import Future, InvalidStateError
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
@@ -77,6 +77,7 @@ __all__ = [
     "StreamWriter",
     "IncompleteReadError",
     "LimitOverrunError",
+    "ReactorClosedError",
     # coroutines on the reactor (reactor.tasks)
     "Task",
     "TaskGroup",

@@ -37,7 +37,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .addresses import Address, parse_address
-from .core import Reactor
+from .core import Reactor, ReactorClosedError
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
 from .transport.base import HANDSHAKE_TIMEOUT
@@ -119,6 +119,15 @@ def _failed_without_reply(address: str, exc: OSError) -> RequestReset:
     return err
 
 
+def _reactor_closed(address: str, exc: BaseException) -> BaseException:
+    """The error a request fails with when its reactor is closed under it: a `RequestFailed`."""
+    if not isinstance(exc, ReactorClosedError):
+        return exc
+    err = RequestFailed(f"the reactor was closed before {address} replied")
+    err.__cause__ = exc
+    return err
+
+
 def _encode(text: str) -> bytes:
     if not isinstance(text, str):
         raise TypeError(f"a request must be a str, got {type(text).__name__}")
@@ -187,6 +196,8 @@ class ReplyProtocol:
             return
         if isinstance(exc, TimeoutError):
             exc = TimeoutError(f"no reply from {self.address} within {self.timeout} s")
+        elif isinstance(exc, ReactorClosedError):
+            exc = _reactor_closed(self.address, exc)
         elif exc is None:
             exc = RequestFailed(f"the connection to {self.address} closed before the reply")
         elif isinstance(exc, OSError) and exc.errno in _RESET_ERRNOS and not self._received_any():
@@ -320,7 +331,7 @@ def _exchange(
             if isinstance(exc, TimeoutError) and layer[0].transport.is_closing() and timeout is not None:
                 exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
             if exc is not None:
-                future.set_exception(exc)
+                future.set_exception(_reactor_closed(parsed.text, exc))
 
         handshake.add_done_callback(handshake_done)
     connecting = open_connection(reactor, parsed, factory, timeout=timeout, limits=TransportLimits(timeout=timeout))
@@ -335,7 +346,7 @@ def _exchange(
             exc = _refused(parsed, exc)
         elif isinstance(exc, TimeoutError):
             exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
-        future.set_exception(exc)
+        future.set_exception(_reactor_closed(parsed.text, exc))
 
     def cancelled(done: Future[str]) -> None:
         # The caller may cancel the future: the connection goes with it.

@@ -90,6 +90,7 @@ own wakeup; the turn itself, `Reactor.run_once`, is about ninety lines.
 
 from __future__ import annotations
 
+import errno
 import functools
 import heapq
 import itertools
@@ -111,7 +112,15 @@ from .futures import Future
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["Reactor", "Handle", "TimerHandle", "ManualClock", "FileLike", "get_default_reactor"]
+__all__ = [
+    "Reactor",
+    "Handle",
+    "TimerHandle",
+    "ManualClock",
+    "FileLike",
+    "get_default_reactor",
+    "ReactorClosedError",
+]
 
 logger = logging.getLogger("reactor")
 
@@ -123,6 +132,14 @@ _WRITE = selectors.EVENT_WRITE
 #: The watchdog's clock: `time.perf_counter`, never the injected clock (see
 #: the module docstring).  A module global so that tests can patch it.
 _perf_counter: Callable[[], float] = _time.perf_counter
+
+#: How many rounds of ready callbacks `Reactor.close` runs at most to let cancelled work unwind.
+_CLOSE_ROUNDS = 100
+
+
+class ReactorClosedError(ConnectionAbortedError):
+    """The reactor was closed while the connection was open (given to ``connection_lost``)."""
+
 
 #: Rebuild the timer heap when cancelled entries exceed this many *and* half of it.
 _MIN_CANCELLED_FOR_COMPACTION = 100
@@ -1153,15 +1170,21 @@ class Reactor:
     # -------------------------------------------------------------- closing
 
     def close(self) -> None:
-        """Release the selector and the wakeup sockets; idempotent.
+        """Abort the connections, cancel the tasks, release the selector and the wakeup sockets; idempotent.
 
-        Callbacks and timers still scheduled are dropped.  Closing a running
-        reactor is an error: `stop()` it first.
+        Every transport in the connection table is closed at once; its
+        protocol gets `ReactorClosedError` in ``connection_lost`` and a
+        pending `request` future fails.  Every pending task is cancelled, and
+        the callbacks this makes ready are run (no timer, no I/O) so that the
+        tasks' ``finally`` blocks run; a task whose cleanup awaits time or
+        I/O stays pending.  Then callbacks and timers still scheduled are
+        dropped.  Closing a running reactor is an error: `stop()` it first.
         """
         if self._closed:
             return
         if self._running_thread is not None:
             raise RuntimeError("cannot close a running Reactor; call stop() first")
+        self._close_work_in_flight()
         self._closed = True
         self._ready.clear()
         for _, _, timer in self._timers:
@@ -1173,6 +1196,58 @@ class Reactor:
         self._touched.clear()
         self._wake_r.close()
         self._wake_w.close()
+
+    # Closing with work in flight.  Twisted disconnects every connection when
+    # its reactor shuts down; asyncio's loop.close() leaves transports and
+    # tasks dangling, and asyncio.run() cancels the tasks and runs the loop
+    # until they finish.  close() does what can be done without letting time
+    # pass or doing I/O: every row of the connection table that can abort
+    # (a transport: `_reactor_closed`) is closed at once with a
+    # `ReactorClosedError`, which its protocol gets in connection_lost and a
+    # pending request future fails with; every pending task is cancelled; and
+    # the callbacks this makes ready are run, round after round (bounded), so
+    # that futures complete and tasks unwind their `finally` blocks.  No
+    # timer fires and no I/O is polled meanwhile, so a cleanup that awaits
+    # time or the network does not finish: such a task stays pending (logged).
+    # Rows that are not transports (a socketserver request in its handler, an
+    # asyncore dispatcher) belong to code that closes them itself.
+
+    def _close_work_in_flight(self) -> None:
+        tasks = self._tasks
+        if not self.connections and not tasks:
+            return
+        cancelled: set[Any] = set()
+        was_in_turn = self._in_turn
+        self._in_turn = True  # what runs here schedules without waking anyone
+        try:
+            for _ in range(_CLOSE_ROUNDS):
+                for row in list(self.connections.values()):
+                    abort = getattr(row, "_reactor_closed", None)
+                    if abort is not None:
+                        abort(ReactorClosedError(errno.ECONNABORTED, "the reactor was closed with the connection open"))
+                for task in list(tasks):
+                    if task not in cancelled:
+                        cancelled.add(task)
+                        task.cancel()
+                ready = self._ready
+                if not ready:
+                    break
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if handle._cancelled:
+                        continue
+                    try:
+                        handle._callback(*handle._args)
+                    except Exception as exc:
+                        self._report(exc, handle._callback)
+        finally:
+            self._in_turn = was_in_turn
+        if tasks:
+            logger.warning(
+                "%d task(s) still pending when the reactor closed (their cleanup awaits time or I/O): %s",
+                len(tasks),
+                ", ".join(repr(task) for task in list(tasks)[:5]),
+            )
 
     def __enter__(self) -> Reactor:
         return self

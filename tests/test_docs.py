@@ -39,6 +39,7 @@ NO_RUN_BLOCKS = {
     "reqrep.md": 2,
     "socketserver.md": 4,
     "streams.md": 1,
+    "tasks.md": 1,
     "workers.md": 1,
 }
 

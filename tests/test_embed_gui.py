@@ -150,6 +150,31 @@ def test_tk_driver_closed_never_turns_again(tk_root: Any, real_reactor: Reactor)
     real_reactor.run_once(0)
 
 
+def test_tk_mainloop_runs_reactor_tasks(tk_root: Any, real_reactor: Reactor) -> None:
+    """Tasks run inside Tk's mainloop through the driver: a gather of sleeping tasks, no asyncio loop."""
+    import asyncio
+
+    from reactor import gather, sleep
+
+    async def after(delay: float, value: str) -> str:
+        await sleep(delay)
+        return value
+
+    async def main() -> list[str]:
+        with pytest.raises(RuntimeError):
+            asyncio.get_running_loop()  # no asyncio loop underneath
+        return await gather(after(0.05, "a"), after(0.02, "b"))
+
+    host = TkHost(tk_root)
+    driver = host.attach(real_reactor)
+    try:
+        task = real_reactor.create_task(main())
+        host.run_until(task.done, limit=5)
+        assert task.result() == ["a", "b"]
+    finally:
+        driver.close()
+
+
 def test_tk_example_runs_headless(xvfb_display: str) -> None:
     """examples/embed_tk.py serves a request from outside and its own button's request, then exits 0."""
     run_example([str(EXAMPLES / "embed_tk.py")], {"DISPLAY": xvfb_display})

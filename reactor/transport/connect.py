@@ -154,6 +154,8 @@ class Connector:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if exc is not None and not self.future.done():
+            self.future.set_exception(exc)  # closed while connecting (the reactor closed, for one)
 
 
 def open_connection(

@@ -329,6 +329,10 @@ class StreamTransport(Connection, TransportBase):
             self._closed_by_call = True
         self._close_now(None)
 
+    def _reactor_closed(self, exc: BaseException) -> None:
+        """`Reactor.close` with this connection open: close at once, ``connection_lost(exc)`` follows."""
+        self._close_now(exc)
+
     def _fatal(self, exc: BaseException, inline: bool = True) -> None:
         logger.debug("%r: closing after %r", self, exc)
         self._close_now(exc, inline)
