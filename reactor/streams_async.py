@@ -423,7 +423,7 @@ class _StreamProtocol:
     def _task_done(self, task: Task[Any]) -> None:
         server = self.server
         if server is not None:
-            server._tasks.discard(task)
+            server._task_finished(task)
         transport = self.transport
         if task.cancelled():
             transport.abort()
@@ -602,7 +602,11 @@ class StreamServer(Server):
     def __init__(self, server: Server) -> None:
         super().__init__(server._listener)
         self._tasks: set[Task[Any]] = set()
-        self._closed: Future[None] = self.reactor.create_future()
+        self._closing = False
+        # One future per waiting call, never shared: a task cancelled while it
+        # waits cancels its own future only.
+        self._close_waiters: list[Future[None]] = []
+        self._finish_waiters: list[Future[None]] = []
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop listening, abort every connection and cancel every callback's task; idempotent.
@@ -615,27 +619,36 @@ class StreamServer(Server):
 
     def _close_in_reactor(self) -> None:
         self._listener.close()
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
-        if not self._closed.done():
-            self._closed.set_result(None)
+        waiters, self._close_waiters = self._close_waiters, []
+        _wake_all(waiters)
+        self._task_finished(None)
+
+    def _task_finished(self, task: Task[Any] | None) -> None:
+        if task is not None:
+            self._tasks.discard(task)
+        if self._closing and not self._tasks:
+            waiters, self._finish_waiters = self._finish_waiters, []
+            _wake_all(waiters)
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection's task has finished."""
-        if not self._closed.done():
-            await self._closed
-        while self._tasks:
-            task = next(iter(self._tasks))
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - the task reported its own failure
-                pass
-            self._tasks.discard(task)
+        if self._closing and not self._tasks:
+            return
+        waiter: Future[None] = Future(self.reactor)
+        self._finish_waiters.append(waiter)
+        await waiter
 
     async def serve_forever(self) -> None:
-        """Wait until the server is closed (the server serves from the start)."""
+        """Wait until the server is closed (it serves from the start); closes it if this is cancelled."""
+        if self._closing:
+            return
+        waiter: Future[None] = Future(self.reactor)
+        self._close_waiters.append(waiter)
         try:
-            await self._closed
+            await waiter
         finally:
             self.close()
 
@@ -645,6 +658,12 @@ class StreamServer(Server):
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self.wait_closed()
+
+
+def _wake_all(waiters: list[Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 async def start_server(

@@ -67,6 +67,7 @@ from reactor import (
     open_connection,
     sleep,
     start_server,
+    wait_for,
 )
 from reactor.streams_async import StreamServer, memory_stream_pair
 from reactor.transport.base import TransportLimits
@@ -952,6 +953,54 @@ def test_async_with_server_and_serve_forever(reactor: Reactor) -> None:
         return server.is_serving()
 
     assert run(reactor, main()) is False
+    run_until(reactor, lambda: not reactor.connections)
+
+
+def test_a_cancelled_wait_closed_is_cancelled_and_the_next_one_works(reactor: Reactor, clock: ManualClock) -> None:
+    """wait_for around wait_closed times out (the cancel is not swallowed); a later wait_closed still completes."""
+    entered: list[int] = []
+
+    async def lingers(reader: StreamReader, writer: StreamWriter) -> None:
+        entered.append(1)
+        await reader.read()
+
+    server = run(reactor, started("127.0.0.1:0", lingers))
+    _, writer = run(reactor, open_connection(server.address))
+    run_until(reactor, lambda: entered == [1])
+
+    async def impatient() -> str:
+        try:
+            await wait_for(server.wait_closed(), 0.01)
+        except TimeoutError:
+            return "timed out"
+        return "closed"
+
+    task = reactor.create_task(impatient())
+    settle(reactor)
+    clock.advance(0.02)
+    run_until(reactor, task.done)
+    assert task.result() == "timed out"
+    server.close()
+    run(reactor, server.wait_closed())
+    assert server._tasks == set()
+    writer.close()
+    run_until(reactor, lambda: not reactor.connections)
+
+
+def test_a_plain_callback_keeps_reader_and_writer_itself(reactor: Reactor) -> None:
+    """A plain function as client_connected_cb: no task, the connection stays open for whoever keeps the writer."""
+    kept: list[tuple[StreamReader, StreamWriter]] = []
+    server = run(reactor, started("127.0.0.1:0", lambda r, w: kept.append((r, w))))
+    reader, writer = run(reactor, open_connection(server.address))
+    run_until(reactor, lambda: bool(kept))
+    assert server._tasks == set()
+    server_reader, server_writer = kept[0]
+    writer.write(b"to the kept reader\n")
+    assert run(reactor, server_reader.readline()) == b"to the kept reader\n"
+    server_writer.write(b"back\n")
+    assert run(reactor, reader.readline()) == b"back\n"
+    writer.close()
+    server.close()
     run_until(reactor, lambda: not reactor.connections)
 
 
