@@ -209,11 +209,9 @@ class StreamReader:
             self._transport.resume_reading()
 
     async def _wait(self, name: str) -> None:
-        """Park the calling task until data, the end or an error arrives."""
+        """Park the calling task until data, the end or an error arrives (the callers check the end first)."""
         if self._waiter is not None:
             raise RuntimeError(f"{name}() called while another coroutine is already waiting for data on this stream")
-        if self._eof:
-            raise AssertionError("_wait() after the end of the stream")  # the callers check first
         if self._paused:  # a read that must wait will take the buffer down: let data in again
             self._paused = False
             self._transport.resume_reading()
@@ -385,7 +383,7 @@ class _StreamProtocol:
     """The transport's protocol under a reader and a writer: feeds the one, flow-controls the other."""
 
     __slots__ = ("reader", "writer", "transport", "callback", "server", "task", "paused", "drain_waiters", "lost",
-                 "closed")
+                 "close_waiters")
 
     def __init__(self, reader: StreamReader, callback: Callable[..., Any] | None = None,
                  server: StreamServer | None = None) -> None:
@@ -398,7 +396,7 @@ class _StreamProtocol:
         self.paused = False
         self.drain_waiters: list[Future[None]] | None = None
         self.lost = False
-        self.closed: Future[None] | None = None
+        self.close_waiters: list[Future[None]] | None = None
 
     def connection_made(self, transport: Any) -> None:
         """Give the transport to the reader; on a server, start the callback's task."""
@@ -431,6 +429,11 @@ class _StreamProtocol:
         exc = task.exception()
         if exc is None:
             transport.close()  # flush what the callback wrote, then close
+            return
+        if exc is self.reader._exception:
+            # The connection's own end (a reset, a broken pipe) came out of a read
+            # or drain the callback did not guard: a fault of the peer, not a bug.
+            logger.info("connection from %s lost: %r", transport.get_extra_info("peername"), exc)
             return
         report_user_error(
             transport.reactor,
@@ -467,9 +470,10 @@ class _StreamProtocol:
                         waiter.set_exception(ConnectionResetError("connection lost"))
                     else:
                         waiter.set_exception(exc)
-        closed = self.closed
-        if closed is not None and not closed.done():
-            closed.set_result(None)
+        waiters = self.close_waiters
+        if waiters:
+            self.close_waiters = None
+            _wake_all(waiters)
         task = self.task
         if task is not None and isinstance(exc, TimeoutError) and not task.done():
             task.cancel()
@@ -543,10 +547,12 @@ class StreamWriter:
         protocol = self._protocol
         if protocol.lost:
             return
-        closed = protocol.closed
-        if closed is None:
-            closed = protocol.closed = Future(self._reactor)
-        await closed
+        waiter: Future[None] = Future(self._reactor)  # its own: a cancelled wait cancels no other
+        if protocol.close_waiters is None:
+            protocol.close_waiters = [waiter]
+        else:
+            protocol.close_waiters.append(waiter)
+        await waiter
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's ``get_extra_info``: ``'peername'``, ``'sockname'``, ``'socket'``, ``'ssl_object'``, ..."""

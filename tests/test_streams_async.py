@@ -48,9 +48,11 @@ callback returns, tested in test_the_connection_closes_when_the_callback_returns
 
 from __future__ import annotations
 
+import logging
 import pickle
 import socket
 import ssl
+import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -751,6 +753,21 @@ def test_drain_bounds_memory_for_a_peer_that_does_not_read(reactor: Reactor) -> 
     settle(reactor)
 
 
+def test_one_cancelled_wait_closed_leaves_the_others_waiting(reactor: Reactor) -> None:
+    """Two tasks wait for the writer to close; cancelling one does not disturb the other."""
+    (_, writer), _ = memory_stream_pair(reactor)
+    first = reactor.create_task(writer.wait_closed())
+    second = reactor.create_task(writer.wait_closed())
+    settle(reactor)
+    first.cancel()
+    settle(reactor)
+    assert first.cancelled() and not second.done()
+    writer.close()
+    run_until(reactor, second.done, timeout=0)
+    assert second.result() is None
+    run(reactor, writer.wait_closed())  # once closed, at once
+
+
 def test_the_reader_limit_pauses_the_transport(reactor: Reactor) -> None:
     """A reader holding more than twice its limit pauses reading, and resumes once read down."""
     (reader, _), (_, peer) = memory_stream_pair(reactor, limit=100, window=100_000,
@@ -889,6 +906,28 @@ def test_a_failing_callback_is_reported_and_its_connection_aborted(reactor: Reac
     assert server.is_serving()
     server.close()
     run_until(reactor, lambda: not reactor.connections)
+
+
+def test_a_peer_reset_out_of_an_unguarded_read_is_not_an_error(reactor: Reactor, caplog: Any) -> None:
+    """A reset that leaves the callback through its read is the peer's fault: logged at INFO, not reported."""
+    reported: list[dict[str, Any]] = []
+    reactor.set_exception_handler(lambda r, ctx: reported.append(ctx))
+    entered: list[int] = []
+
+    async def reads(reader: StreamReader, writer: StreamWriter) -> None:
+        entered.append(1)
+        await reader.read()
+
+    server = run(reactor, started("127.0.0.1:0", reads))
+    client = socket.create_connection(server.sockaddr[:2], timeout=5)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    run_until(reactor, lambda: entered == [1])
+    with caplog.at_level(logging.INFO, logger="reactor.streams"):
+        client.close()  # with SO_LINGER 0: a reset
+        run_until(reactor, lambda: not reactor.connections and not server._tasks)
+    assert reported == []
+    assert any("lost" in record.getMessage() for record in caplog.records)
+    server.close()
 
 
 def test_server_close_cancels_the_callbacks(reactor: Reactor) -> None:
