@@ -36,7 +36,9 @@ does not read.
 ``client_connected_cb(reader, writer)`` as its own task.  When the callback
 returns, the connection is closed after what was written is flushed (asyncio
 leaves it open until the writer is garbage collected); when it raises, the
-error goes to the reactor's exception handler and the connection is aborted.
+error goes to the reactor's exception handler and the connection is aborted
+(unless the error is the connection's own end, a reset that came out of a
+read or ``drain()``: that is the peer's doing, logged at INFO).
 The server's ``close()`` and a connection's deadline (``timeout``,
 ``idle_timeout``) cancel the task, so its ``finally`` blocks run.
 
