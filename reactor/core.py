@@ -1259,6 +1259,10 @@ class Reactor:
         if not getattr(self, "_closed", True):
             _warn(f"unclosed {self!r}", ResourceWarning, source=self)
             try:
+                # A finalizer may run in any thread: no connection_lost or task
+                # step from here, so the work in flight is dropped, not closed.
+                self.connections = {}
+                self._tasks = set()
                 self.close()
             except Exception:
                 pass

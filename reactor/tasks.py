@@ -289,7 +289,8 @@ class Task(Future[T]):
                 self._reactor._tasks.discard(self)
                 Future.set_result(self, stop.value)
         except (KeyboardInterrupt, SystemExit) as fatal:
-            self._finish_failed(fatal)
+            self._reactor._tasks.discard(self)
+            Future.set_exception(self, fatal)  # it escapes the turn too: not "never retrieved"
             raise
         except BaseException as error:
             if _is_cancelled_error(error):

@@ -140,3 +140,42 @@ def test_close_with_nothing_in_flight_is_unchanged(reactor: Reactor) -> None:
     reactor.close()
     reactor.close()
     assert reactor.is_closed() and not handle.cancelled()
+
+
+def test_a_tls_request_in_its_handshake_fails_too(reactor: Reactor, listener: socket.socket) -> None:
+    """A TLS request whose handshake the (silent) server never answers fails at close(), its socket closed."""
+    import ssl
+
+    from conftest import run_until
+
+    context = ssl.create_default_context()
+    future = reactor.request(addr(listener), "q", timeout=5, ssl=context, server_hostname="localhost")
+    run_until(reactor, lambda: any(row.bytes_out for row in reactor.connections.values()))  # ClientHello out
+    (row,) = reactor.connections.values()
+    reactor.close()
+    assert reactor.connections == {} and row.sock.fileno() == -1
+    exc = future.exception()
+    assert isinstance(exc, RequestFailed) and "reactor was closed" in str(exc)
+
+
+def test_close_from_inside_a_task(reactor: Reactor, listener: socket.socket) -> None:
+    """A task that closes its own reactor: the other tasks and requests are still failed and cancelled."""
+    other_cleanup: list[str] = []
+
+    async def other() -> None:
+        try:
+            await sleep(100)
+        finally:
+            other_cleanup.append("other finally")
+
+    async def closer() -> None:
+        reactor.close()
+
+    request = reactor.request(addr(listener), "q", timeout=5)
+    other_task = reactor.create_task(other())
+    reactor.run_once(0)
+    reactor.create_task(closer())
+    reactor.run_once(0)
+    assert reactor.is_closed()
+    assert other_task.cancelled() and other_cleanup == ["other finally"]
+    assert isinstance(request.exception(), RequestFailed)

@@ -150,8 +150,8 @@ def test_tk_driver_closed_never_turns_again(tk_root: Any, real_reactor: Reactor)
     real_reactor.run_once(0)
 
 
-def test_tk_mainloop_runs_reactor_tasks(tk_root: Any, real_reactor: Reactor) -> None:
-    """Tasks run inside Tk's mainloop through the driver: a gather of sleeping tasks, no asyncio loop."""
+def gather_tasks_in_host(host: Any, reactor: Reactor) -> None:
+    """Tasks run inside the host's loop through its driver: a gather of sleeping tasks, no asyncio loop."""
     import asyncio
 
     from reactor import gather, sleep
@@ -165,14 +165,18 @@ def test_tk_mainloop_runs_reactor_tasks(tk_root: Any, real_reactor: Reactor) -> 
             asyncio.get_running_loop()  # no asyncio loop underneath
         return await gather(after(0.05, "a"), after(0.02, "b"))
 
-    host = TkHost(tk_root)
-    driver = host.attach(real_reactor)
+    driver = host.attach(reactor)
     try:
-        task = real_reactor.create_task(main())
+        task = reactor.create_task(main())
         host.run_until(task.done, limit=5)
         assert task.result() == ["a", "b"]
     finally:
         driver.close()
+
+
+def test_tk_mainloop_runs_reactor_tasks(tk_root: Any, real_reactor: Reactor) -> None:
+    """Reactor tasks run inside Tk's mainloop through the driver, with no asyncio loop."""
+    gather_tasks_in_host(TkHost(tk_root), real_reactor)
 
 
 def test_tk_example_runs_headless(xvfb_display: str) -> None:
@@ -246,6 +250,11 @@ def test_qt_second_binding_in_a_subprocess() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == f"ok {INSTALLED_QT[1]}"
+
+
+def test_qt_exec_runs_reactor_tasks(qt_app: Any, real_reactor: Reactor) -> None:
+    """Reactor tasks run inside Qt's exec() through the driver, with no asyncio loop."""
+    gather_tasks_in_host(QtHost(qt_app), real_reactor)
 
 
 def test_qt_close_disables_and_deletes_the_notifier(qt_app: Any, real_reactor: Reactor) -> None:
