@@ -58,7 +58,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from .core import Reactor
-from .futures import Future
+from .futures import Future, InvalidStateError
 from .streams import Server, create_connection, create_server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
@@ -174,8 +174,11 @@ class StreamReader:
         buffer = self._buffer
         buffer += data
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            try:
+                waiter.set_result(None)
+            except InvalidStateError:
+                pass  # cancelled with its task, which has not run since to forget it
         if len(buffer) > 2 * self._limit and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
