@@ -408,10 +408,23 @@ class RequestServer:
         transport = protocol.transport
         transport.pause_reading()
         transport.set_timeout(self.timeout)
-        task = self.reactor.create_task(coro)
+        task = self.reactor.create_task(self._answer(protocol, coro))
         if isinstance(protocol, TaskRequestProtocol):
             protocol.task = task
-        task.add_done_callback(lambda fut: self._on_reply_future(protocol, fut))
+
+    async def _answer(self, protocol: RequestProtocol, coro: Any) -> None:
+        """The task of one request: await the handler, then reply from this same step (no callback hop)."""
+        try:
+            reply = await coro
+        except Exception as exc:
+            self._handler_failed(protocol, "handle_request raised", exc)
+            return
+        except BaseException:
+            # Cancelled: by the connection's end (deadline, close, reset), or by
+            # someone else, and then this connection gets no reply either.
+            protocol.transport.abort()
+            raise
+        self._reply(protocol, reply)
 
     def _on_reply_future(self, protocol: RequestProtocol, fut: Future[Any]) -> None:
         if protocol.transport.state == "CLOSED":

@@ -29,6 +29,8 @@ then EOF: the reply, then close):
   coroutine per connection reading lines (`reactor.bench.streams_echo`), the
   same code on `reactor.start_server` and on ``asyncio.start_server`` (the
   ``streams`` workload).
+- ``reactor-async``: `RequestServer` with the default reply from an
+  ``async def handle_request``, beside ``reactor`` under the one-shot load.
 - ``asynchat`` / ``asynchat-backport``: one classic ``async_chat`` line
   server (`reactor.bench.asynchat_echo`) on `reactor.compat` and on the
   ``pyasyncore``/``pyasynchat`` backports, each run by
@@ -344,6 +346,13 @@ def serve_uvloop_streams(port: int) -> None:
     serve_streams(port, _ready, _stop_on_signals)
 
 
+def serve_reactor_async(port: int) -> None:
+    """`RequestServer` with an ``async def handle_request`` (`streams_echo`)."""
+    from .streams_echo import serve_reactor_async as serve_async
+
+    serve_async(port, _ready, _stop_on_signals)
+
+
 def serve_asynchat(port: int) -> None:
     """An `async_chat` line server on `reactor.compat`, run by ``asyncore.loop(use_poll=True)``."""
     from .asynchat_echo import serve_compat
@@ -376,6 +385,7 @@ SERVERS: dict[str, tuple[Callable[..., None], str]] = {
     "reactor-streams": (serve_reactor_streams, "a coroutine per connection on reactor.start_server"),
     "asyncio-streams": (serve_asyncio_streams, "the same coroutine on asyncio.start_server (selector loop)"),
     "uvloop-streams": (serve_uvloop_streams, "the same coroutine on asyncio.start_server (uvloop)"),
+    "reactor-async": (serve_reactor_async, "reactor RequestServer with an async def handle_request"),
 }
 
 #: server kind -> its coroutine-streams counterpart (what the streams workload runs for it).

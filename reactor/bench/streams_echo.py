@@ -12,6 +12,10 @@ loop and its stream implementation underneath:
 
 A last line without ``\\r\\n`` before EOF is answered too, so the servers
 also speak the one-shot protocol.
+
+``reactor-async`` is here too: the one-shot `RequestServer` with an
+``async def handle_request``, to hold against ``reactor`` (the same reply
+from a plain handler) under the one-shot workloads.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["handle", "serve_reactor_streams", "serve_asyncio_streams", "serve_uvloop_streams"]
+__all__ = ["handle", "serve_reactor_streams", "serve_asyncio_streams", "serve_uvloop_streams", "serve_reactor_async"]
 
 _CRLF = b"\r\n"
 
@@ -55,6 +59,29 @@ def serve_reactor_streams(port: int, ready: Callable[[int], None], stop_on_signa
         ready(server.sockaddr[1])
         try:
             reactor.run()
+        finally:
+            server.close()
+
+
+def serve_reactor_async(port: int, ready: Callable[[int], None], stop_on_signals: Callable[..., None]) -> None:
+    """`RequestServer` whose ``handle_request`` is ``async def`` (and awaits nothing), served by ``run()``.
+
+    The default handler's reply, from a coroutine: beside the ``reactor``
+    server, what running each request as a task costs.
+    """
+    from ..core import Reactor
+    from ..reqrep import RequestServer
+
+    class AsyncEcho(RequestServer):
+        async def handle_request(self, request: str) -> str:
+            return "Requested: " + request
+
+    with Reactor() as reactor:
+        server = AsyncEcho(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0)
+        stop_on_signals(reactor.stop)
+        ready(server.server_address[1])
+        try:
+            server.run()
         finally:
             server.close()
 
