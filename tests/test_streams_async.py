@@ -1114,6 +1114,45 @@ def test_drain_over_sockets_waits_for_a_slow_reader(reactor: Reactor) -> None:
     run_until(reactor, lambda: not reactor.connections)
 
 
+def test_a_server_that_does_not_read_holds_a_bounded_buffer(reactor: Reactor) -> None:
+    """Over sockets: the server's reader stops at about twice its limit, and the client's drain then waits."""
+    readers: list[StreamReader] = []
+    gate = reactor.create_future()
+
+    async def slow_reader(reader: StreamReader, writer: StreamWriter) -> None:
+        readers.append(reader)
+        await gate
+        while await reader.read(65536):
+            pass
+
+    server = run(reactor, started("127.0.0.1:0", slow_reader, limit=1024, max_read=4096))
+    reader, writer = run(reactor, open_connection(server.address))
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        for _ in range(2000):
+            writer.write(b"w" * 4096)
+            sent += 4096
+            await writer.drain()
+        writer.write_eof()
+
+    task = reactor.create_task(flood())
+    run_until(reactor, lambda: bool(readers))
+    settle(reactor, 200)
+    assert not task.done()
+    (server_reader,) = readers
+    assert 2 * 1024 < len(server_reader._buffer) <= 2 * 1024 + 4096
+    assert sent < 2000 * 4096
+    gate.set_result(None)
+    run_until(reactor, task.done, turns=100_000)
+    assert sent == 2000 * 4096
+    run_until(reactor, lambda: not server._tasks, turns=100_000)
+    writer.close()
+    server.close()
+    run_until(reactor, lambda: not reactor.connections)
+
+
 # ------------------------------------------------------------------ TLS
 
 
