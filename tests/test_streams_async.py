@@ -1173,6 +1173,27 @@ def test_a_server_that_does_not_read_holds_a_bounded_buffer(reactor: Reactor) ->
     run_until(reactor, lambda: not reactor.connections)
 
 
+def test_start_server_behind_a_proxy_sees_the_client_it_names(reactor: Reactor) -> None:
+    """proxy_protocol=True (a create_server keyword): the callback's peername is the client the PROXY header names."""
+
+    async def who(reader: StreamReader, writer: StreamWriter) -> None:
+        await reader.readline()
+        writer.write(repr(writer.get_extra_info("peername")).encode() + b"\n")
+
+    server = run(reactor, started("127.0.0.1:0", who, proxy_protocol=True))
+
+    async def client() -> bytes:
+        reader, writer = await open_connection(server.address)
+        writer.write(b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 80\r\nhi\n")
+        line = await reader.readline()
+        writer.close()
+        return line
+
+    assert run(reactor, client()) == b"('203.0.113.7', 51000)\n"
+    server.close()
+    run_until(reactor, lambda: not reactor.connections)
+
+
 # ------------------------------------------------------------------ TLS
 
 
