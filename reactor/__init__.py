@@ -20,6 +20,14 @@ from .core import Handle, ManualClock, Reactor, ReactorClosedError, TimerHandle,
 from .futures import Future, InvalidStateError, to_asyncio, to_concurrent
 from .reqrep import RequestServer
 from .streams import LineProtocol, Protocol, Server, create_connection, create_server
+from .streams_async import (
+    IncompleteReadError,
+    LimitOverrunError,
+    StreamReader,
+    StreamWriter,
+    open_connection,
+    start_server,
+)
 from .tasks import (
     Task,
     TaskGroup,
@@ -62,6 +70,13 @@ __all__ = [
     "Server",
     "create_server",
     "create_connection",
+    # coroutine streams (reactor.streams_async)
+    "start_server",
+    "open_connection",
+    "StreamReader",
+    "StreamWriter",
+    "IncompleteReadError",
+    "LimitOverrunError",
     "ReactorClosedError",
     # coroutines on the reactor (reactor.tasks)
     "Task",

@@ -4,7 +4,7 @@ The yoton wire format, seen from the client: connect; send the UTF-8 request
 and ``\\r\\n``; ``shutdown(SHUT_WR)``; read until ``\\r\\n`` or EOF; close.
 
 `request` is the non-blocking form.  It returns a reactor `Future` at once;
-the exchange is a `ReplyProtocol` on the transport layer's `open_connection`,
+the exchange is a `ReplyProtocol` on the transport layer's `~reactor.transport.connect.open_connection`,
 so the outgoing connection is a row in `Reactor.connections` (``CONNECTING``,
 ``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed)
 until it closes.  A timeout covers the whole exchange, connect included: it

@@ -37,7 +37,10 @@ worker gets a fresh ``timeout`` when the handler returns), ``max_connections``
 and ``EMFILE``/``ENFILE`` on accept (the listener pauses).
 
 Handlers: ``handle_request`` may return a ``str`` or a reactor `Future` of
-one (a proxy or fan-out server with `Reactor.request`, no threads).  With
+one (a proxy or fan-out server with `Reactor.request`, no threads), or be
+declared ``async def``: then each request runs as a reactor task (see
+`reactor.tasks`), and the connection's deadline, the server's close or the
+peer's reset cancels it, so its ``finally`` blocks run.  With
 ``async_=True`` it runs in the transport layer's bounded `WorkerPool` and the
 reply returns through `Reactor.call_soon_threadsafe`.  A handler that raises
 or returns anything else is reported to the reactor's exception handler
@@ -48,12 +51,13 @@ only its own connection is closed.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import socket
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .addresses import parse_address
@@ -149,11 +153,37 @@ class RequestProtocol:
         """See `pause_writing`."""
 
 
+class TaskRequestProtocol(RequestProtocol):
+    """`RequestProtocol` for an ``async def handle_request``: it holds the handler's task.
+
+    The connection's end (its deadline, the server's close, the peer's reset)
+    cancels the task, so the handler's ``finally`` blocks run.  Used only by
+    servers whose handler is a coroutine function, so the plain path's
+    protocol carries nothing more.
+    """
+
+    __slots__ = ("task",)
+
+    def __init__(self, server: RequestServer) -> None:
+        super().__init__(server)
+        self.task: Any = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Count the exchange, and cancel the handler's task if it is still running."""
+        if exc is None and self.replied:
+            self.server.stats.completed += 1
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+
+
 class RequestServer:
     """A request/reply server (yoton's ``RequestServer``) on a reactor.
 
     Subclass it and implement ``handle_request(request: str) -> str`` (or
-    return a reactor `Future` of a str).  The default echoes
+    return a reactor `Future` of a str, or write it ``async def``: it then
+    runs as a task, cancelled when the connection's deadline passes or the
+    server closes).  The default echoes
     ``"Requested: " + request``.
 
     ``address`` is ``'host:port'`` (port 0 lets the OS choose; names are
@@ -214,6 +244,12 @@ class RequestServer:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if max_connections <= 0:
             raise ValueError(f"max_connections must be positive, got {max_connections!r}")
+        coroutine_handler = inspect.iscoroutinefunction(self.handle_request)
+        if coroutine_handler and async_:
+            raise ValueError(
+                "handle_request is a coroutine function: it runs as a task on the reactor; "
+                "async_=True (worker threads) does not apply"
+            )
         self.reactor = reactor if reactor is not None else get_default_reactor()
         self.verbose = verbose
         self.async_ = bool(async_)
@@ -226,7 +262,11 @@ class RequestServer:
         if verbose:
             _make_verbose_visible()
         parsed = parse_address(address)
-        factory: Any = functools.partial(RequestProtocol, self)
+        # An async def handler runs as a task that its connection's protocol holds (and
+        # cancels when the connection ends).  Decided once here: the plain path's
+        # protocol carries nothing more, and no request pays a check for it.
+        protocol_class: Any = TaskRequestProtocol if coroutine_handler else RequestProtocol
+        factory: Any = functools.partial(protocol_class, self)
         if ssl is not None:
             # TLS is a layer under the same RequestProtocol; the plain path is untouched.
             from .transport.tls import TLSProtocol  # imports ssl: only when TLS is asked for
@@ -236,7 +276,7 @@ class RequestServer:
 
             def factory() -> TLSProtocol:
                 return TLSProtocol(
-                    context, RequestProtocol(self), server_side=True, handshake_timeout=ssl_handshake_timeout
+                    context, protocol_class(self), server_side=True, handshake_timeout=ssl_handshake_timeout
                 )
 
         if proxy_protocol:
@@ -317,6 +357,9 @@ class RequestServer:
                 transport.set_timeout(self.timeout)
                 reply.add_done_callback(lambda fut: self._on_reply_future(protocol, fut))
                 return
+            if inspect.iscoroutine(reply):
+                self._run_task(protocol, reply)
+                return
             if not isinstance(reply, str):
                 message = f"handle_request returned {type(reply).__name__}, not str"
                 self._handler_failed(protocol, message, None)
@@ -359,6 +402,29 @@ class RequestServer:
             transport=transport,
         )
         transport.abort()
+
+    def _run_task(self, protocol: RequestProtocol, coro: Any) -> None:
+        """Run the coroutine an ``async def handle_request`` returned as a task; its result is the reply."""
+        transport = protocol.transport
+        transport.pause_reading()
+        transport.set_timeout(self.timeout)
+        task = self.reactor.create_task(self._answer(protocol, coro))
+        if isinstance(protocol, TaskRequestProtocol):
+            protocol.task = task
+
+    async def _answer(self, protocol: RequestProtocol, coro: Any) -> None:
+        """The task of one request: await the handler, then reply from this same step (no callback hop)."""
+        try:
+            reply = await coro
+        except Exception as exc:
+            self._handler_failed(protocol, "handle_request raised", exc)
+            return
+        except BaseException:
+            # Cancelled: by the connection's end (deadline, close, reset), or by
+            # someone else, and then this connection gets no reply either.
+            protocol.transport.abort()
+            raise
+        self._reply(protocol, reply)
 
     def _on_reply_future(self, protocol: RequestProtocol, fut: Future[Any]) -> None:
         if protocol.transport.state == "CLOSED":
@@ -421,8 +487,8 @@ class RequestServer:
 
     # ---------------------------------------------------------- the handler
 
-    def handle_request(self, request: str) -> str | Future[str]:
-        """Answer one request; override this.  The default echoes ``"Requested: " + request``."""
+    def handle_request(self, request: str) -> str | Future[str] | Coroutine[Any, Any, str]:
+        """Answer one request; override it (plain or ``async def``).  The default echoes ``"Requested: " + request``."""
         return "Requested: " + request
 
     # ------------------------------------------------------------ lifecycle

@@ -19,7 +19,7 @@ import pytest
 
 from reactor.bench import loadgen
 from reactor.bench.runner import _errors, format_markdown, summarize, targets
-from reactor.bench.servers import LINE_SERVERS, SERVERS, available, line_servers
+from reactor.bench.servers import LINE_SERVERS, SERVERS, STREAM_SERVERS, available, line_servers, stream_servers
 from reactor.bench.soak import slope_per_minute
 
 C_LINE = (
@@ -217,7 +217,7 @@ def test_every_server_answers_the_one_shot_protocol(kind: str) -> None:
 
 
 LINE_KINDS = [pytest.param(kind, marks=pytest.mark.skipif(available(kind) is not None, reason=str(available(kind))))
-              for kind in LINE_SERVERS.values()]
+              for kind in [*LINE_SERVERS.values(), *STREAM_SERVERS.values()]]
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -346,6 +346,31 @@ def test_quick_persistent_run_prints_its_table() -> None:
         assert int(row[3].strip().replace(",", "")) > 0
         assert row[11].strip() == "0"
     assert "| persistent ≥ 1.3× asyncio |" in proc.stdout
+
+
+def test_stream_servers_are_the_counterparts_of_the_selected_kinds() -> None:
+    """The streams workload runs the -streams kind of reactor, asyncio and uvloop, and any -streams kind named."""
+    assert stream_servers(["reactor", "asyncio", "uvloop", "threading"]) == ["reactor-streams", "asyncio-streams",
+                                                                            "uvloop-streams"]
+    assert stream_servers(["asyncio-streams", "asyncio"]) == ["asyncio-streams"]
+    assert set(STREAM_SERVERS.values()) <= set(SERVERS)
+
+
+@pytest.mark.timeout(120)
+def test_quick_streams_run_prints_its_table() -> None:
+    """`--workloads streams` runs one coroutine per connection on the reactor and asyncio, error-free."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+         "--workloads", "streams", "--duration", "0.5"],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| streams c=64 |")]
+    assert {row[2].strip() for row in rows} == {"reactor-streams", "asyncio-streams"}
+    for row in rows:
+        assert int(row[3].strip().replace(",", "")) > 0
+        assert row[11].strip() == "0"
+    assert "| streams ≥ 1.3× asyncio (server CPU per request) |" in proc.stdout
 
 
 # ------------------------------------------------------------ TLS

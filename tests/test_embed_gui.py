@@ -184,6 +184,50 @@ def test_tk_example_runs_headless(xvfb_display: str) -> None:
     run_example([str(EXAMPLES / "embed_tk.py")], {"DISPLAY": xvfb_display})
 
 
+def test_async_tk_button_gathers_both_replies(tk_root: Any, real_reactor: Reactor) -> None:
+    """examples/async_tk.py: a click starts a task that asks two servers at once; both replies show in the window."""
+    async_tk = _import_example("async_tk")
+    host = TkHost(tk_root)
+    driver = host.attach(real_reactor)
+    app = async_tk.App(tk_root, real_reactor)
+    app.reverse.delay = 0.05
+    try:
+        app.text.set("abc")
+        app.button.invoke()
+        assert app.task is not None
+        host.run_until(lambda: app.status.get() == "done", limit=5)
+        assert [var.get() for var in app.replies] == ["ABC", "cba"]
+        app.text.set("xyz")
+        app.button.invoke()
+        first = app.task
+        app.button.invoke()  # a second click cancels the first task
+        assert app.status.get() == "asking..."
+        host.run_until(lambda: app.status.get() == "done", limit=5)
+        assert first is not None and first.cancelled()
+        assert [var.get() for var in app.replies] == ["XYZ", "zyx"]
+    finally:
+        app.close()
+        driver.close()
+    host.run_until(lambda: not real_reactor.connections, limit=5)
+
+
+def test_async_tk_example_runs_headless(xvfb_display: str) -> None:
+    """examples/async_tk.py run as a program: the scheduled click prints both replies, then it exits 0."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "async_tk.py"), "--click-after", "0.2", "--quit-after", "1.5"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "DISPLAY": xvfb_display},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replies: HELLO | olleh" in result.stdout
+
+
+def _import_example(name: str) -> Any:
+    """Import ``examples/<name>.py`` as a module."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
+
+
 # ------------------------------------------------------------------------ Qt
 
 

@@ -16,7 +16,10 @@ the run, divided by completed requests) and the generator's own CPU use; a
 generator near 1.0 core per process is marked as the bottleneck.
 
 Workloads: one-shot requests at concurrency 1, 16 and 128 (``c1``, ``c16``,
-``c128``); ``persistent`` (64 long-lived connections, each sending a line and
+``c128``); ``streams`` (the same load against one coroutine per connection,
+``reactor-streams`` on `reactor.start_server` and ``asyncio-streams`` /
+``uvloop-streams`` on ``asyncio.start_server``, the same code);
+``persistent`` (64 long-lived connections, each sending a line and
 waiting for its reply, again and again, against the line servers:
 ``reactor-lines``, ``asyncio-lines``, ``uvloop-lines``, the counterparts of
 the selected ``reactor``, ``asyncio`` and ``uvloop``); ``idle`` (hold 10,000
@@ -70,14 +73,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .loadgen import ERROR_KINDS, parse_line, raise_nofile_limit
-from .servers import LINE_SERVERS, SERVERS, TLS_SERVERS, available, line_servers
+from .servers import LINE_SERVERS, SERVERS, TLS_SERVERS, available, line_servers, stream_servers
 
 __all__ = ["main", "Options", "run", "format_markdown"]
 
 ONESHOT = {"c1": 1, "c16": 16, "c128": 128}
 #: Connections held open by the persistent workload (a constant, like the peers' figures).
 PERSISTENT_CONCURRENCY = 64
-WORKLOADS = ("c1", "c16", "c128", "persistent", "idle", "timers", "embedded", "asynchat", "workers")
+WORKLOADS = ("c1", "c16", "c128", "persistent", "streams", "idle", "timers", "embedded", "asynchat", "workers")
 #: The workers workload: one-shot at this concurrency against ``serve --workers 1`` and ``--workers N``.
 WORKERS_CONCURRENCY = 128
 #: The asynchat workload: its two servers (package, backport) and its connection counts.
@@ -495,8 +498,8 @@ class Runner:
 
         In a ``--tls`` run the workload is recorded as ``tls-<workload>``.
         """
-        mode = "persistent" if workload == "persistent" else "oneshot"
-        concurrency = PERSISTENT_CONCURRENCY if workload == "persistent" else ONESHOT.get(workload, 16)
+        mode = "persistent" if workload in ("persistent", "streams") else "oneshot"
+        concurrency = PERSISTENT_CONCURRENCY if mode == "persistent" else ONESHOT.get(workload, 16)
         if self.tls is not None:
             workload = "tls-" + workload
         duration = self.options.duration
@@ -724,6 +727,17 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
         if not persistent_servers:
             options.notes.append("persistent: no line server among --servers (reactor, asyncio, uvloop or their "
                                  "-lines kinds)")
+    streams_servers: list[str] = []
+    if "streams" in options.workloads:
+        for kind in stream_servers(servers):
+            reason = available(kind)
+            if reason is None:
+                streams_servers.append(kind)
+            else:
+                options.notes.append(f"streams: {kind} skipped: {reason}")
+        if not streams_servers:
+            options.notes.append("streams: no stream server among --servers (reactor, asyncio, uvloop or their "
+                                 "-streams kinds)")
     skipped_idle = [k for k in oneshot_servers if k in SEQUENTIAL]
     if "idle" in options.workloads and skipped_idle:
         options.notes.append(f"idle: {', '.join(skipped_idle)} skipped (one connection at a time: "
@@ -757,6 +771,9 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
         elif workload == "persistent":
             runner.plan((options.duration + _STARTUP_SECONDS) * len(persistent_servers) * options.repeat,
                         len(persistent_servers) * options.repeat)
+        elif workload == "streams":
+            runner.plan((options.duration + _STARTUP_SECONDS) * len(streams_servers) * options.repeat,
+                        len(streams_servers) * options.repeat)
         elif workload == "idle":
             runner.plan(runner._idle_seconds() * len(idle_servers) * options.repeat, len(idle_servers) * options.repeat)
         elif workload == "embedded":
@@ -774,6 +791,8 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
             runner.run_load(workload, oneshot_servers)
         elif workload == "persistent":
             runner.run_load(workload, persistent_servers)
+        elif workload == "streams":
+            runner.run_load(workload, streams_servers)
         elif workload == "idle":
             runner.run_idle(idle_servers)
         elif workload == "embedded":
@@ -880,6 +899,12 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for other, goal in (("asyncio", 1.3), ("uvloop", 1.0)):
         versus(f"persistent ≥ {goal}× {other}", persistent.get("reactor-lines", {}),
                persistent.get(f"{other}-lines", {}), other, goal)
+    streams = summary.get("streams", {})
+    for other, goal in (("asyncio", 1.3), ("uvloop", 1.0)):
+        mine = streams.get("reactor-streams", {}).get("server_cpu_us_per_req")
+        theirs = streams.get(f"{other}-streams", {}).get("server_cpu_us_per_req")
+        add(f"streams ≥ {goal}× {other} (server CPU per request)", _ratio(theirs, mine), goal, True,
+            f"{other}-streams {_num(theirs, 1)} µs/req / reactor-streams {_num(mine, 1)} µs/req")
     c1 = summary.get("c1", {})
     add("one-shot c=1 p50 latency ≤ 0.6× asyncio",
         _ratio(c1.get("reactor", {}).get("p50_us"), c1.get("asyncio", {}).get("p50_us")), 0.6, False, "")
@@ -1066,6 +1091,14 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += [f"persistent: {PERSISTENT_CONCURRENCY} connections each send a line and wait for its reply, "
                   "again and again; × asyncio is against asyncio-lines." + ("" if oneshot else " " + _SATURATION_NOTE),
                   ""]
+    if "streams" in summary:
+        rows = summary["streams"]
+        base = rows.get("asyncio-streams", {}).get("rps")
+        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+                        _load_rows(f"streams c={PERSISTENT_CONCURRENCY}", rows, base, procs))
+        lines += [f"streams: {PERSISTENT_CONCURRENCY} connections, each served by one coroutine that reads a line "
+                  "and writes its reply (the same code on reactor.start_server and asyncio.start_server); "
+                  "× asyncio is against asyncio-streams.", ""]
     if "idle" in summary:
         rows = summary["idle"]
         base = rows.get("asyncio", {}).get("rss_per_conn")

@@ -25,6 +25,12 @@ then EOF: the reply, then close):
   ``transport.write``, served by ``Reactor.run()``.
 - ``asyncio-lines`` / ``uvloop-lines``: an `asyncio.Protocol` that buffers,
   splits on ``\\r\\n`` and writes one reply per line.
+- ``reactor-streams``, ``asyncio-streams``, ``uvloop-streams``: one
+  coroutine per connection reading lines (`reactor.bench.streams_echo`), the
+  same code on `reactor.start_server` and on ``asyncio.start_server`` (the
+  ``streams`` workload).
+- ``reactor-async``: `RequestServer` with the default reply from an
+  ``async def handle_request``, beside ``reactor`` under the one-shot load.
 - ``asynchat`` / ``asynchat-backport``: one classic ``async_chat`` line
   server (`reactor.bench.asynchat_echo`) on `reactor.compat` and on the
   ``pyasyncore``/``pyasynchat`` backports, each run by
@@ -57,7 +63,7 @@ from typing import Any
 
 __all__ = [
     "LINE_SERVERS", "SERVERS", "TLS_SERVERS", "available", "line_servers", "serve", "server_context",
-    "settle_allocator",
+    "settle_allocator", "STREAM_SERVERS", "stream_servers",
 ]
 
 _CRLF = b"\r\n"
@@ -319,6 +325,34 @@ def serve_reactor_threading(port: int) -> None:
     _serve_socketserver(ThreadingTCPServer, port)
 
 
+def serve_reactor_streams(port: int) -> None:
+    """One coroutine per connection on `reactor.start_server` (`streams_echo`)."""
+    from .streams_echo import serve_reactor_streams as serve_streams
+
+    serve_streams(port, _ready, _stop_on_signals)
+
+
+def serve_asyncio_streams(port: int) -> None:
+    """The same coroutine on ``asyncio.start_server`` (selector loop)."""
+    from .streams_echo import serve_asyncio_streams as serve_streams
+
+    serve_streams(port, _ready, _stop_on_signals)
+
+
+def serve_uvloop_streams(port: int) -> None:
+    """The same coroutine on ``asyncio.start_server`` on uvloop."""
+    from .streams_echo import serve_uvloop_streams as serve_streams
+
+    serve_streams(port, _ready, _stop_on_signals)
+
+
+def serve_reactor_async(port: int) -> None:
+    """`RequestServer` with an ``async def handle_request`` (`streams_echo`)."""
+    from .streams_echo import serve_reactor_async as serve_async
+
+    serve_async(port, _ready, _stop_on_signals)
+
+
 def serve_asynchat(port: int) -> None:
     """An `async_chat` line server on `reactor.compat`, run by ``asyncore.loop(use_poll=True)``."""
     from .asynchat_echo import serve_compat
@@ -348,6 +382,17 @@ SERVERS: dict[str, tuple[Callable[..., None], str]] = {
     "uvloop-lines": (serve_uvloop_lines, "uvloop line Protocol"),
     "asynchat": (serve_asynchat, "async_chat line server on reactor.compat (asyncore.loop)"),
     "asynchat-backport": (serve_asynchat_backport, "the same async_chat server on pyasyncore/pyasynchat (use_poll)"),
+    "reactor-streams": (serve_reactor_streams, "a coroutine per connection on reactor.start_server"),
+    "asyncio-streams": (serve_asyncio_streams, "the same coroutine on asyncio.start_server (selector loop)"),
+    "uvloop-streams": (serve_uvloop_streams, "the same coroutine on asyncio.start_server (uvloop)"),
+    "reactor-async": (serve_reactor_async, "reactor RequestServer with an async def handle_request"),
+}
+
+#: server kind -> its coroutine-streams counterpart (what the streams workload runs for it).
+STREAM_SERVERS: dict[str, str] = {
+    "reactor": "reactor-streams",
+    "asyncio": "asyncio-streams",
+    "uvloop": "uvloop-streams",
 }
 
 #: server kind -> its line-protocol counterpart (what the persistent workload runs for it).
@@ -376,6 +421,16 @@ def line_servers(kinds: list[str]) -> list[str]:
         line_kind = kind if kind in LINE_SERVERS.values() else LINE_SERVERS.get(kind)
         if line_kind is not None and line_kind not in out:
             out.append(line_kind)
+    return out
+
+
+def stream_servers(kinds: list[str]) -> list[str]:
+    """The streams workload's servers for ``kinds``: each -streams kind named, and each kind's counterpart."""
+    out: list[str] = []
+    for kind in kinds:
+        stream_kind = kind if kind in STREAM_SERVERS.values() else STREAM_SERVERS.get(kind)
+        if stream_kind is not None and stream_kind not in out:
+            out.append(stream_kind)
     return out
 
 

@@ -290,7 +290,8 @@ class TransportBase:
         Restarts the whole-exchange deadline; progress does not push it back.
         """
         self.started = self.reactor.time()
-        self._limits = self._limits.replace(timeout=seconds)
+        if seconds != self._limits.timeout:  # a server re-arming its own timeout per request changes nothing here
+            self._limits = self._limits.replace(timeout=seconds)
         self._arm_deadline()
 
     def set_idle_timeout(self, seconds: float | None) -> None:

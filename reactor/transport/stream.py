@@ -93,7 +93,7 @@ _EV_WRITE = 2
 class StreamTransport(Connection, TransportBase):
     """A stream connection: one row of the connection table, and its asyncio-style transport.
 
-    Made by the transport layer (a `Listener` accepting, `open_connection`
+    Made by the transport layer (a `Listener` accepting, `~reactor.transport.connect.open_connection`
     connecting); protocols receive it in ``connection_made``.
 
     Methods for the protocol: `write`, `writelines`, `write_eof`,
