@@ -6,7 +6,8 @@
     finish the requests in flight (at most ``--grace`` seconds), exit 0.
     With ``--workers N`` (0: one per usable CPU): N processes, each with its
     own reactor, under a supervisor (`reactor.workers`); SIGHUP restarts
-    them, and the summed counters are printed on exit.  Behind a load
+    them (each new worker imports the handler anew, so an edited handler
+    file is deployed), and the summed counters are printed on exit.  Behind a load
     balancer, ``--proxy-protocol [--trusted-proxy ADDR ...]`` reads the
     client's address from its PROXY header (``docs/deploy.md``).
     ``--handler`` modules are looked up in the current directory first.
