@@ -96,19 +96,25 @@ class Served:
                 [sys.executable, "-m", "reactor", "serve", "-v", "127.0.0.1:0", "--handler", handler, "--grace", grace],
                 cwd=tmp, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
             )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("serving "), line + self.stderr()
-        host, port = line.split()[-1].rsplit(":", 1)
-        self.client = socket.create_connection((host, int(port)), timeout=10)  # socket-ok: a raw client
-        self.client.sendall(b"hang\r\n")  # socket-ok
-        wait_for(self.marker.exists, what="the request in flight")
+        self.client: socket.socket | None = None
+        try:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            assert line.startswith("serving "), line + self.stderr()
+            host, port = line.split()[-1].rsplit(":", 1)
+            self.client = socket.create_connection((host, int(port)), timeout=10)  # socket-ok: a raw client
+            self.client.sendall(b"hang\r\n")  # socket-ok
+            wait_for(self.marker.exists, what="the request in flight")
+        except BaseException:
+            self.close()
+            raise
 
     def stderr(self) -> str:
         return self.err_path.read_text()
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
         end_process(self.proc, signal.SIGKILL)
 
 
@@ -137,7 +143,7 @@ def test_a_second_signal_during_the_drain_exits_at_once(served: type[Served], si
     assert server.proc.wait(5) == status
     name = signal.Signals(signum).name
     assert f"second {name} during the drain: exiting at once" in server.stderr()
-    assert server.client.recv(100) == b""  # socket-ok: the request in flight was closed
+    assert server.client is not None and server.client.recv(100) == b""  # socket-ok: the request in flight closed
 
 
 def test_a_failing_drain_exits_1_instead_of_ignoring_signals(served: type[Served]) -> None:

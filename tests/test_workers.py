@@ -70,6 +70,13 @@ class Supervisor:
                 env=env,
                 cwd=cwd,
             )
+        try:
+            self._wait_until_serving(workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_until_serving(self, workers: int) -> None:
         wait_for(lambda: "serving" in self.stdout(), what="the listening line")
         self.address = re.search(r" on (\S+) with", self.stdout()).group(1)  # type: ignore[union-attr]
         expected = workers or len(os.sched_getaffinity(0))
