@@ -6,7 +6,8 @@
     finish the requests in flight (at most ``--grace`` seconds), exit 0.
     With ``--workers N`` (0: one per usable CPU): N processes, each with its
     own reactor, under a supervisor (`reactor.workers`); SIGHUP restarts
-    them, and the summed counters are printed on exit.  Behind a load
+    them (each new worker imports the handler anew, so an edited handler
+    file is deployed), and the summed counters are printed on exit.  Behind a load
     balancer, ``--proxy-protocol [--trusted-proxy ADDR ...]`` reads the
     client's address from its PROXY header (``docs/deploy.md``).
     ``--handler`` modules are looked up in the current directory first.
@@ -23,11 +24,14 @@
 Exit status, the same for every command (`EXIT_STATUS` is the text of
 ``--help``): 0 success; 1 a failure at run time (no reply: a timeout or a
 server that closed without replying; a refused or failed connection, an
-unresolvable host, a TLS failure; an address ``serve`` cannot listen on);
-2 a usage error (argparse's own, a malformed address, a ``--handler`` that
-is not ``module:Class`` or cannot be loaded, unusable certificate files,
-options that need each other); 130 interrupted by Ctrl-C (``serve`` instead
-finishes the requests in flight and exits 0).  A port with a letter in it is
+unresolvable host, a TLS failure; an address ``serve`` cannot listen on; a
+graceful shutdown that failed); 2 a usage error (argparse's own, an option
+out of range, a malformed address, a ``--handler`` that is not
+``module:Class`` or cannot be loaded, unusable certificate files, options
+that need each other), found before anything is served; 3 ``serve
+--workers`` gave up because no worker could boot; 130 interrupted by Ctrl-C
+(``serve`` instead finishes the requests in flight and exits 0; a second
+Ctrl-C or SIGTERM during that drain exits at once, 128 + the signal).  A port with a letter in it is
 a port name (hashed as yoton does): ``serve`` and ``request`` show the port
 it stands for.
 """
@@ -37,11 +41,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .addresses import Address, parse_address
@@ -50,7 +56,7 @@ from .core import Reactor
 from .framing import MessageTooLarge
 from .reqrep import RequestServer, stop_when_drained
 
-__all__ = ["main", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_WORKER_BOOT", "EXIT_INTERRUPTED"]
 
 logger = logging.getLogger("reactor.cli")
 
@@ -60,6 +66,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: A usage error (what argparse uses too).
 EXIT_USAGE = 2
+#: ``serve --workers``: no worker could boot (gunicorn's "Worker failed to boot" status).
+EXIT_WORKER_BOOT = 3
 #: Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 
@@ -70,9 +78,13 @@ exit status:
   1    failure at run time: no reply (timeout, or the server closed without replying),
        connection refused or failed, host not resolved, TLS failure; serve: cannot listen
        (address in use, permission denied)
-  2    usage error: bad arguments, a malformed ADDRESS, a --handler that is not
-       module:Class or cannot be loaded, unusable certificate files
-  130  interrupted by Ctrl-C
+  2    usage error: bad arguments (a negative, nan or infinite number of seconds), a
+       malformed ADDRESS, a --handler that is not module:Class or cannot be loaded
+       (its module raises or does not compile), unusable certificate files
+  3    serve --workers: no worker could boot (its handler raises when built); the
+       listening sockets are closed
+  130  interrupted by Ctrl-C (serve: a second Ctrl-C during the drain)
+  143  serve: a second SIGTERM during the drain (its requests in flight are closed)
 """
 
 
@@ -107,11 +119,15 @@ def _load_handler(spec: str) -> type[RequestServer]:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise UsageError(f"cannot load handler {spec!r}: {_raised(exc)}") from None
         raise UsageError(
             f"cannot load handler {spec!r}: cannot import {module_name!r} ({exc}); give module:Class "
             f"with the module in the current directory ({cwd}) or on sys.path"
         ) from None
+    except (Exception, SystemExit) as exc:  # whatever the module's code raises or cannot compile
+        raise UsageError(f"cannot load handler {spec!r}: {_raised(exc)}") from None
     try:
         cls: Any = module
         for part in class_name.split("."):
@@ -121,6 +137,43 @@ def _load_handler(spec: str) -> type[RequestServer]:
     if not (isinstance(cls, type) and issubclass(cls, RequestServer)):
         raise UsageError(f"cannot load handler {spec!r}: {class_name} is not a RequestServer subclass")
     return cls
+
+
+def _raised(exc: BaseException) -> str:
+    """``'ZeroDivisionError: division by zero (raised at app.py:3)'``: one line, where it was raised."""
+    where = ""
+    message = str(exc)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+        message = exc.msg  # str() repeats the file and line
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen ")]
+        if frames:
+            where = f"{frames[-1].filename}:{frames[-1].lineno}"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{text} (raised at {where})" if where else text
+
+
+def _seconds(text: str) -> float:
+    """The argparse type of ``--grace`` and ``--timeout``: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _worker_option(text: str) -> int:
+    """The argparse type of ``--workers``: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: one per usable CPU), got {text!r}")
+    return value
 
 
 def _parse_addresses(addresses: Sequence[str]) -> list[Address]:
@@ -169,11 +222,11 @@ def _proxy_options(proxy_protocol: bool, trusted_proxies: Sequence[str]) -> dict
     return {"proxy_protocol": True, "trusted_proxies": trusted}
 
 
-def _serving_line(cls: type, tls: bool, given: str, parsed: Address, bound: str, suffix: str = "") -> str:
+def _serving_line(name: str, tls: bool, given: str, parsed: Address, bound: str, suffix: str = "") -> str:
     """``serving Echo on 127.0.0.1:8000``; with a port name, what it stands for before the bound address."""
     note = _port_name_note(given, parsed)
     where = f"{note} at {bound}" if note else bound
-    return f"serving {cls.__name__}{' over TLS' if tls else ''} on {where}{suffix}"
+    return f"serving {name}{' over TLS' if tls else ''} on {where}{suffix}"
 
 
 def serve(
@@ -207,31 +260,51 @@ def serve(
                     print(f"reactor serve: cannot listen on {address!r}: {exc}", file=sys.stderr)
                     return EXIT_FAILURE
             for given, parsed_address, server in zip(addresses, parsed, servers, strict=True):
-                print(_serving_line(cls, context is not None, given, parsed_address, server.address), flush=True)
-            stopping = False
-
-            def begin_shutdown() -> None:
-                nonlocal stopping
-                if stopping:
-                    return
-                stopping = True
-                logger.info("shutting down: no new connections; finishing requests in flight")
-                stop_when_drained(reactor, servers, grace)
-
-            def on_signal(signum: int, frame: object) -> None:
-                reactor.call_soon_threadsafe(begin_shutdown)
-
-            previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                reactor.run()
-            finally:
-                for sig, old in previous.items():
-                    signal.signal(sig, old)
+                line = _serving_line(cls.__name__, context is not None, given, parsed_address, server.address)
+                print(line, flush=True)
+            status = _ShutdownOnSignals(reactor, lambda: stop_when_drained(reactor, servers, grace))
+            reactor.run()
             print("stopped", flush=True)
         finally:
             for server in servers:
                 server.close()
-    return EXIT_OK
+    return status.exit_status
+
+
+class _ShutdownOnSignals:
+    """SIGINT/SIGTERM, handled in the reactor's turns: the first drains, a second exits at once.
+
+    As uvicorn and gunicorn do, an operator who signals again does not wait
+    for the drain; the exit status is then 128 + that signal.  If starting
+    the drain raises, the error is logged and the reactor stops at once
+    (exit 1), so no exception leaves a process that no longer answers
+    signals.
+    """
+
+    def __init__(self, reactor: Reactor, drain: Callable[[], object]) -> None:
+        self.reactor = reactor
+        self.drain = drain
+        self.draining = False
+        #: What `serve` returns once the reactor stopped.
+        self.exit_status = EXIT_OK
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            reactor.add_signal_handler(sig, self.on_signal, sig)
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.draining:
+            logger.warning("second %s during the drain: exiting at once, closing the requests in flight", name)
+            self.exit_status = 128 + signum
+            self.reactor.stop()
+            return
+        self.draining = True
+        logger.info("%s: shutting down: no new connections; finishing requests in flight", name)
+        try:
+            self.drain()
+        except Exception:
+            logger.exception("%s: the graceful shutdown failed; exiting at once", name)
+            self.exit_status = EXIT_FAILURE
+            self.reactor.stop()
 
 
 def serve_workers(
@@ -247,9 +320,9 @@ def serve_workers(
     trusted_proxies: Sequence[str] = (),
 ) -> int:
     """Serve ``addresses`` from ``workers`` processes under a supervisor until SIGINT/SIGTERM; print totals."""
-    from .workers import run_workers, worker_count
+    from .workers import WorkerBootError, run_workers, worker_count
 
-    cls = _load_handler(handler) if handler else RequestServer
+    name = _check_handler_in_child(handler) if handler else RequestServer.__name__
     parsed = _parse_addresses(addresses)
     context = _server_context(certfile, keyfile)
     proxy = _proxy_options(proxy_protocol, trusted_proxies)
@@ -260,17 +333,22 @@ def serve_workers(
     logging.getLogger("reactor.workers").setLevel(logging.INFO)
 
     def build(reactor: Reactor) -> list[RequestServer]:
+        # In each new worker: a rolling restart (SIGHUP) loads the handler as it is on disk then.
+        cls = _load_handler(handler) if handler else RequestServer
         return [cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy) for address in addresses]
 
     def listening(bound: list[str]) -> None:
         for given, parsed_address, where in zip(addresses, parsed, bound, strict=False):
-            line = _serving_line(cls, context is not None, given, parsed_address, where, f" with {count} workers")
+            line = _serving_line(name, context is not None, given, parsed_address, where, f" with {count} workers")
             print(line, flush=True)
 
     try:
         totals = run_workers(
             build, count, addresses=addresses, grace=grace, reuse_port=reuse_port, on_listening=listening
         )
+    except WorkerBootError as exc:
+        print(f"reactor serve: no worker could boot, giving up: {exc}", file=sys.stderr)
+        return EXIT_WORKER_BOOT
     except ValueError as exc:
         raise UsageError(f"cannot listen: {exc}") from None
     except OSError as exc:
@@ -283,7 +361,57 @@ def serve_workers(
         f"{totals['workers_died']} died",
         flush=True,
     )
-    return EXIT_OK
+    return 128 + totals["second_signal"] if totals.get("second_signal") else EXIT_OK
+
+
+def _check_handler_in_child(spec: str) -> str:
+    """Load ``--handler`` in a child process: its class name, or the child's `UsageError`.
+
+    With workers, the supervisor never imports the handler's module: each
+    worker does as it starts, so that a rolling restart runs the code as it
+    is on disk then (gunicorn without ``--preload``).  This child only checks,
+    before anything is bound, that the handler loads.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(read_fd)
+            try:
+                reply = "ok " + _load_handler(spec).__name__
+            except UsageError as exc:
+                reply = "error " + exc.message
+            data = reply.encode()
+            while data:
+                data = data[os.write(write_fd, data) :]
+            code = 0
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    try:
+        while chunk := os.read(read_fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    reply = b"".join(chunks).decode(errors="replace")
+    if reply.startswith("ok "):
+        return reply[3:]
+    if reply.startswith("error "):
+        raise UsageError(reply[6:])
+    raise UsageError(f"cannot load handler {spec!r}: the process that loads it {_child_status(status)}")
+
+
+def _child_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
 def request(
@@ -389,13 +517,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="a RequestServer subclass (default: echo 'Requested: ...'); the module is looked up in the "
         "current directory first, then on sys.path",
     )
-    p_serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish requests in flight on shutdown")
+    p_serve.add_argument(
+        "--grace", type=_seconds, default=10.0, help="seconds to finish requests in flight on shutdown"
+    )
     p_serve.add_argument("-v", "--verbose", action="count", default=0, help="log each accepted connection")
     p_serve.add_argument("--certfile", help="serve TLS with this certificate chain (PEM)")
     p_serve.add_argument("--keyfile", help="the certificate's private key (PEM; default: in --certfile)")
     p_serve.add_argument(
         "--workers",
-        type=int,
+        type=_worker_option,
         metavar="N",
         help="serve from N processes under a supervisor (0: one per usable CPU; default: this process only)",
     )
@@ -427,7 +557,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p_req.add_argument("text", metavar="TEXT", help="the request")
     p_req.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         help="seconds to wait for the whole exchange (default 10; 0 waits as long as it takes, as yoton does)",
     )

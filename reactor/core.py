@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import functools
 import heapq
+import inspect
 import itertools
 import logging
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -117,6 +119,18 @@ __all__ = [
 # the report off; the clock is still read, since a second dispatch path to
 # save one read would cost more in review than it saves.
 #
+# *Signals* (`Reactor.add_signal_handler`) follow asyncio's unix loop: the
+# process's wakeup fd (``signal.set_wakeup_fd``) is the write end of the wakeup
+# pair, so the C-level handler writes the signal's number there and a reactor
+# blocked in ``select`` wakes; the Python-level handler does nothing. The turn
+# that drains the pair queues the callbacks of the numbers it reads (a
+# ``call_soon`` wakeup writes a zero byte, which no signal has), so user code
+# runs in a turn like any other callback, never in a signal handler's context.
+# Only the main thread may change signal dispositions, so only it may add or
+# remove handlers, and `close` restores what was there before. When the pair is
+# repaired, the wakeup fd follows the new write end (a signal that arrives
+# while the pair is broken is lost, as its byte is).
+#
 # *Errors.*  A callback that raises ``Exception`` is reported to the exception
 # handler (by default: logged with its traceback on the ``reactor`` logger)
 # and the loop goes on.  ``KeyboardInterrupt`` and ``SystemExit`` always
@@ -124,9 +138,12 @@ __all__ = [
 #
 # *Imports.*  At module level the core imports only ``futures`` and its wait;
 # `Reactor.create_server`, `Reactor.create_connection` and `Reactor.request`
-# import their surface when called.  The core never starts a thread.  It is
-# longer than our other modules because it holds the whole public surface of
-# the loop with its docstrings, and the repair of its own wakeup.
+# import their surface when called.  The core never starts a thread itself:
+# `Reactor.run_in_executor` and `Reactor.getaddrinfo` hand work to the
+# transport layer's worker pool, which a reactor made with ``threads=False``
+# never starts.  It is longer than our other modules because it holds the
+# whole public surface of the loop with its docstrings, and the repair of its
+# own wakeup.
 
 logger = logging.getLogger("reactor")
 
@@ -191,6 +208,38 @@ def _callback_name(callback: object) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
     module = getattr(func, "__module__", None)
     return f"{module}.{qualname}" if module else qualname
+
+
+#: Signals no process can catch.
+_UNCATCHABLE = frozenset(getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name))
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """The Python-level handler of a signal the reactor handles: its C-level handler already wrote the wakeup."""
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _check_signal(sig: object) -> int:
+    """``sig`` as an int, if it is a signal of this platform."""
+    if not isinstance(sig, int) or isinstance(sig, bool):
+        raise TypeError(f"sig must be a signal number, got {sig!r}")
+    if sig not in signal.valid_signals():
+        raise ValueError(f"{sig!r} is not a signal number of this platform")
+    return int(sig)
+
+
+def _check_main_thread(method: str) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            f"{method}() works only in the main thread (Python delivers signals there); "
+            f"called from {threading.current_thread().name}"
+        )
 
 
 class ManualClock:
@@ -362,6 +411,11 @@ class Reactor:
         self._blocking_lookup_warned = False
         # The pending tasks (reactor.tasks.Task), strongly held: `close` cancels them.
         self._tasks: set[Any] = set()
+        # Signal number -> its handle (`add_signal_handler`); what each had
+        # before, and the wakeup fd before the first one, to restore.
+        self._signal_handlers: dict[int, Handle] = {}
+        self._signal_previous: dict[int, Any] = {}
+        self._signal_previous_fd = -1
         self._wake_r, self._wake_w = self._new_wakeup_pair()
 
     def __repr__(self) -> str:
@@ -617,8 +671,9 @@ class Reactor:
     def _drain_wakeup(self) -> None:
         self._wakeup_pending = False
         try:
-            while self._wake_r.recv(4096):
-                pass
+            while data := self._wake_r.recv(4096):
+                if self._signal_handlers and data.strip(b"\0"):
+                    self._signals_arrived(data)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -639,6 +694,7 @@ class Reactor:
             except (KeyError, ValueError, OSError):
                 pass
             self._wake_fd = -1
+            self._point_signal_wakeup(-1)  # before the close: the fd's number may be reused
             self._wake_r.close()
             self._wake_w.close()
             first = True
@@ -656,6 +712,7 @@ class Reactor:
                 )
             return
         self._wake_error = None
+        self._point_signal_wakeup(self._wake_w.fileno())
         self._wakeup_repairs += 1
         if first:
             logger.warning("the reactor's wakeup socketpair broke (%s); recreated it", reason)
@@ -664,6 +721,100 @@ class Reactor:
         # Whatever wakeup was lost while the pair was broken, deliver one now.
         self._wakeup_pending = True
         self._write_wakeup()
+
+    # ------------------------------------------------------------- signals
+    # See "Signals" in the module docstring.
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` in a turn of this reactor each time signal ``sig`` arrives.
+
+        asyncio's method: a second call for the same signal replaces the
+        callback.  The signal wakes a reactor blocked in its wait (through
+        its wakeup socket, made the process's ``signal.set_wakeup_fd``), and
+        the callback runs in the next turn, never inside the signal handler.
+        From the main thread only (`RuntimeError` elsewhere, as for a
+        signal that cannot be caught, SIGKILL and SIGSTOP); `ValueError`
+        for a number that is no signal; `TypeError` for a coroutine
+        function (wrap it: ``lambda: reactor.create_task(coro())``).
+        `remove_signal_handler` and `close` restore the previous handler
+        and wakeup fd.
+        """
+        self._check_closed()
+        sig = _check_signal(sig)
+        if inspect.iscoroutinefunction(callback) or inspect.iscoroutine(callback):
+            raise TypeError("a coroutine function cannot be a signal handler; give a plain callable that starts it")
+        if not callable(callback):
+            raise TypeError(f"signal handler must be callable, got {callback!r}")
+        _check_main_thread("add_signal_handler")
+        if sig in _UNCATCHABLE:
+            raise RuntimeError(f"{_signal_name(sig)} cannot be caught")
+        handlers = self._signal_handlers
+        first = not handlers
+        if first:
+            self._signal_previous_fd = signal.set_wakeup_fd(self._wake_w.fileno())
+        try:
+            previous = signal.signal(sig, _ignore_signal)
+            signal.siginterrupt(sig, False)  # SA_RESTART: other system calls of the process go on
+        except (OSError, ValueError) as exc:
+            if first:
+                signal.set_wakeup_fd(self._signal_previous_fd)
+                self._signal_previous_fd = -1
+            raise RuntimeError(f"cannot handle {_signal_name(sig)}: {exc}") from None
+        old = handlers.get(sig)
+        if old is None:
+            self._signal_previous[sig] = previous
+        else:
+            old._cancelled = True
+        handlers[sig] = Handle(callback, args)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        """Stop handling ``sig``; True if it had a handler.  Restores the handler it had before.
+
+        The last removal also restores the wakeup fd that was there before
+        the first `add_signal_handler`.  From the main thread only.
+        """
+        sig = _check_signal(sig)
+        _check_main_thread("remove_signal_handler")
+        handle = self._signal_handlers.pop(sig, None)
+        if handle is None:
+            return False
+        handle._cancelled = True
+        previous = self._signal_previous.pop(sig)
+        if signal.getsignal(sig) is _ignore_signal:  # unless someone replaced ours since
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        if not self._signal_handlers:
+            mine = self._wake_w.fileno() if self._wake_fd >= 0 else -1
+            current = signal.set_wakeup_fd(self._signal_previous_fd)
+            if current not in (mine, -1):  # someone took the wakeup fd since: theirs now
+                signal.set_wakeup_fd(current)
+            self._signal_previous_fd = -1
+        return True
+
+    def _remove_signal_handlers(self) -> None:
+        # From close(): restore every signal's previous handler, or refuse to close.
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "this Reactor handles signals: close it from the main thread, or remove its signal handlers there first"
+            )
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
+
+    def _signals_arrived(self, data: bytes) -> None:
+        # In a turn: queue the callbacks of the signal numbers read from the wakeup socket.
+        handlers = self._signal_handlers
+        for sig in data:
+            handle = handlers.get(sig)
+            if handle is not None:
+                self._ready.append(handle)
+
+    def _point_signal_wakeup(self, fd: int) -> None:
+        # The wakeup pair is being replaced: the process's wakeup fd follows it.
+        if not self._signal_handlers:
+            return
+        try:
+            signal.set_wakeup_fd(fd)
+        except ValueError as exc:  # not the main thread: signals wake this reactor no more
+            logger.warning("the reactor's signal wakeup cannot follow its new wakeup socket: %s", exc)
 
     # ------------------------------------------------------------- running
 
@@ -1056,6 +1207,8 @@ class Reactor:
             return
         if self._running_thread is not None:
             raise RuntimeError("cannot close a running Reactor; call stop() first")
+        if self._signal_handlers:
+            self._remove_signal_handlers()
         self._close_work_in_flight()
         self._closed = True
         pool, self._worker_pool = self._worker_pool, None

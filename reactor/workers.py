@@ -26,15 +26,32 @@ The supervisor
 It serves nothing.  It restarts a worker that dies (at once after a
 healthy run; with a doubling back-off, up to `MAX_BACKOFF`, while workers die
 within `MIN_UPTIME` of starting) and logs why each died.  SIGTERM and
-SIGINT: every worker drains within ``grace`` and the supervisor returns.  A
-worker on a shared socket first only stops accepting, waits until the
-connections it accepted are answered (one accepted a moment ago may not have
-sent its request yet, and ``drain`` would close it as idle), then drains.  SIGHUP: a rolling restart; a new generation
-starts, and the old one is told to drain only when every new worker has
-built its servers and said so.  Its loop is a plain `selectors` loop, not
-a `Reactor`: a forked child must be able to drop every descriptor of the
-parent's loop without touching the parent's epoll set, and this way each
-one is ours to close.
+SIGINT: the supervisor closes its listening sockets, every worker closes its
+copies of them at once and drains within ``grace``, and the supervisor
+returns; once every copy is closed the kernel refuses new clients instead of
+queueing them for nobody (nginx's master and gunicorn's arbiter close their
+listeners first too).  A worker on a shared socket stops accepting, waits
+until the connections it accepted are answered (one accepted a moment ago
+may not have sent its request yet, and ``drain`` would close it as idle),
+then drains.  A second SIGINT or SIGTERM kills the workers at once.
+SIGHUP: a rolling restart; a new generation starts, and the old one is told
+to drain only when every new worker has built its servers and said so.
+``build`` runs in each new worker, so what it imports there (the CLI's
+``--handler``) is imported afresh: a rolling restart runs the code as it is
+on disk then, as gunicorn does without ``--preload``.
+
+Workers that never boot: a worker whose ``build`` raises reports the
+traceback and exits; the supervisor logs the first cause, backs off, and
+after `BOOT_ATTEMPTS` workers in a row exited before they were ready, closes
+the listening sockets, stops the others and raises `WorkerBootError`
+(``serve`` exits 3, as gunicorn does), so a health check sees the port
+closed rather than a backlog that nobody serves.
+
+Signals reach the supervisor through its own `Reactor`
+(`Reactor.add_signal_handler`), which also watches the workers' status pipes.
+A forked child closes that reactor at once: closing drops its copy of the
+epoll descriptor without touching the parent's epoll set, and restores the
+signal handlers before the worker installs its own.
 
 Each worker has two pipes.  The *status pipe* (worker to supervisor) carries
 ``ready`` once its servers listen and its counters as JSON when it exits;
@@ -55,7 +72,6 @@ import dataclasses
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import sys
@@ -71,7 +87,15 @@ from .futures import Future
 from .reqrep import stop_when_drained
 from .transport.listener import bind_listening_socket, listening_socket_source
 
-__all__ = ["run_workers", "worker_count", "WorkerServer", "MIN_UPTIME", "MAX_BACKOFF"]
+__all__ = [
+    "run_workers",
+    "worker_count",
+    "WorkerServer",
+    "WorkerBootError",
+    "MIN_UPTIME",
+    "MAX_BACKOFF",
+    "BOOT_ATTEMPTS",
+]
 
 logger = logging.getLogger("reactor.workers")
 
@@ -83,6 +107,11 @@ _FIRST_BACKOFF = 0.1
 _DRAIN_POLL = 0.01
 #: How long past ``grace`` the supervisor waits before it kills a worker that did not exit.
 KILL_MARGIN = 5.0
+#: After this many workers in a row exited before they were ready, the supervisor gives up
+#: (`WorkerBootError`): it closes the listening sockets instead of backing off forever.
+BOOT_ATTEMPTS = 5
+#: A worker's exit status when ``build`` raised (gunicorn's, for "Worker failed to boot").
+_EXIT_BOOT_FAILED = 3
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -103,6 +132,22 @@ class WorkerServer(Protocol):
 
 
 Build = Callable[[Reactor], Sequence[WorkerServer]]
+
+
+class WorkerBootError(RuntimeError):
+    """No worker could boot: `BOOT_ATTEMPTS` workers in a row exited before they were ready.
+
+    `run_workers` raises it after closing the listening sockets and stopping
+    every worker, so that a health check sees the port closed.  ``cause``
+    is what the last of them reported: the traceback of the exception its
+    ``build`` raised, or how it died.
+    """
+
+    def __init__(self, cause: str) -> None:
+        lines = [line for line in cause.strip().splitlines() if line.strip()]
+        super().__init__(lines[-1].strip() if lines else cause)
+        #: The full cause, as the worker reported it.
+        self.cause = cause
 
 
 def worker_count(workers: int) -> int:
@@ -207,14 +252,32 @@ def _adopting(shared: Sequence[_Shared]) -> Iterator[set[int]]:
 def _worker_main(build: Build, grace: float, shared: Sequence[_Shared], control_r: int, status_w: int) -> int:
     """The body of one worker process; its exit status."""
     servers: list[WorkerServer] = []
+    status = 0
     with Reactor() as reactor:
         draining = False
 
+        def on_sigterm() -> None:
+            nonlocal status
+            if draining:
+                logger.warning("worker %d: second SIGTERM during the drain: exiting at once", os.getpid())
+                status = 128 + signal.SIGTERM
+                reactor.stop()
+            else:
+                begin_drain()
+
         def begin_drain() -> None:
-            nonlocal draining
+            nonlocal draining, status
             if draining:
                 return
             draining = True
+            try:
+                start_drain()
+            except Exception:  # never a worker that drains forever and ignores SIGTERM
+                logger.exception("worker %d: the drain failed; exiting at once", os.getpid())
+                status = 1
+                reactor.stop()
+
+        def start_drain() -> None:
             reactor.remove_reader(control_r)
             deadline = reactor.time() + grace
             if any(item.reuse_port for item in shared):
@@ -225,6 +288,12 @@ def _worker_main(build: Build, grace: float, shared: Sequence[_Shared], control_
             # `drain` does with idle ones): wait until they are answered, within the grace.
             for server in servers:
                 server.stop_accepting()
+            # But close this process's copies of the shared listening sockets now: once the
+            # supervisor and every worker have, the kernel refuses new clients at once
+            # instead of queueing them for nobody (nginx and gunicorn close listeners first).
+            # The supervisor owns these sockets; the listeners that adopted them accept no more.
+            for item in shared:
+                item.sock.close()
 
             def check() -> None:
                 if reactor.time() >= deadline or not any(s.statistics().get("active") for s in servers):
@@ -246,10 +315,15 @@ def _worker_main(build: Build, grace: float, shared: Sequence[_Shared], control_
                 logger.warning("worker %d: the supervisor is gone; draining", os.getpid())
                 begin_drain()
 
-        signal.signal(signal.SIGTERM, lambda signum, frame: reactor.call_soon_threadsafe(begin_drain))
+        reactor.add_signal_handler(signal.SIGTERM, on_sigterm)
         try:
-            with _adopting(shared) as adopted:
-                servers.extend(build(reactor))
+            try:
+                with _adopting(shared) as adopted:
+                    servers.extend(build(reactor))
+            except (Exception, SystemExit) as exc:  # the supervisor logs it once and counts the failed boot
+                cause = str(exc) if isinstance(exc, SystemExit) else "".join(traceback.format_exception(exc))
+                _write_all(status_w, b"boot-error " + json.dumps(cause.rstrip()).encode() + b"\n")
+                return _EXIT_BOOT_FAILED
             for item in shared:
                 if id(item) not in adopted:
                     item.sock.close()  # a reserved port, or an address this worker does not serve
@@ -266,7 +340,8 @@ def _worker_main(build: Build, grace: float, shared: Sequence[_Shared], control_
         finally:
             for server in servers:
                 server.close()
-    return 0
+            reactor.remove_reader(control_r)
+    return status
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -289,6 +364,7 @@ class _Worker:
     started: float
     ready: bool = False
     retiring: bool = False
+    boot_error: str | None = None  # what it reported when its build raised
     buffer: bytes = b""
     status_open: bool = True
 
@@ -320,11 +396,13 @@ class _Supervisor:
         self.started = 0
         self.died = 0
         self.pending_signals: list[int] = []
-        self.selector = selectors.DefaultSelector()
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.boot_failures = 0  # workers in a row that exited before they were ready
+        self.boot_cause_logged = False
+        #: The cause, once the supervisor gave up because no worker could boot.
+        self.gave_up: str | None = None
+        #: The signal that ended a drain at once (a second SIGINT/SIGTERM), or 0.
+        self.second_signal = 0
+        self.reactor = Reactor()
 
     # ---------------------------------------------------------- spawning
 
@@ -358,19 +436,19 @@ class _Supervisor:
         os.set_blocking(status_r, False)
         worker = _Worker(pid, self.generation, status_r, control_w, time.monotonic())
         self.workers.append(worker)
-        self.selector.register(status_r, selectors.EVENT_READ, worker)
+        self.reactor.add_reader(status_r, self.on_status, worker)
         self.started += 1
         logger.info("worker %d started (generation %d)", pid, self.generation)
 
     def _become_worker(self, status_r: int, control_w: int) -> None:
         """In a new child: drop the supervisor's signal handling and descriptors."""
+        self.reactor.close()  # restores the signal handlers; closes its epoll fd, never touching the set
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        self.selector.close()
-        for fd in (self.wake_r, self.wake_w, status_r, control_w):
+        for fd in (status_r, control_w):
             os.close(fd)
         for other in self.workers:
             if other.status_open:
@@ -380,17 +458,20 @@ class _Supervisor:
 
     # ------------------------------------------------------------- events
 
-    def on_signal(self, signum: int, frame: object) -> None:
-        self.pending_signals.append(signum)
+    def on_signal(self, signum: int) -> None:
+        self.pending_signals.append(signum)  # in a turn of the supervisor's reactor; acted on after it
 
     def handle_signals(self) -> None:
         pending, self.pending_signals = self.pending_signals, []
         for signum in pending:
             if signum in (signal.SIGTERM, signal.SIGINT):
-                if self.stopping and signum == signal.SIGINT:
-                    logger.warning("second interrupt: killing the workers")
+                name = signal.Signals(signum).name
+                if self.stopping:
+                    if not self.second_signal:
+                        logger.warning("second %s during the drain: killing the workers and exiting at once", name)
+                        self.second_signal = signum
                     self.kill_all()
-                self.stop(signal.Signals(signum).name)
+                self.stop(name)
             elif signum == signal.SIGHUP and not self.stopping:
                 self.rolling_restart()
 
@@ -399,6 +480,9 @@ class _Supervisor:
             return
         self.stopping = True
         self.respawn_at.clear()
+        # Listeners first (as nginx and gunicorn do): with every worker closing its copy as
+        # it starts draining, the kernel refuses new clients at once instead of queueing them.
+        _close_shared(self.shared)
         logger.info("%s: draining %d workers within %.1f s", why, len(self.workers), self.grace)
         self.kill_at = time.monotonic() + self.grace + KILL_MARGIN
         for worker in self.workers:
@@ -432,7 +516,7 @@ class _Supervisor:
         except BlockingIOError:
             return
         if not data:
-            self.selector.unregister(worker.status_r)
+            self.reactor.remove_reader(worker.status_r)
             os.close(worker.status_r)
             worker.status_open = False
             return
@@ -441,7 +525,10 @@ class _Supervisor:
         for line in lines:
             if line == b"ready":
                 worker.ready = True
+                self.boot_failures = 0
                 self.maybe_retire_old()
+            elif line.startswith(b"boot-error "):
+                worker.boot_error = str(json.loads(line[11:]))
             elif line.startswith(b"stats "):
                 for name, value in json.loads(line[6:]).items():
                     self.totals[name] = self.totals.get(name, 0) + int(value)
@@ -467,7 +554,7 @@ class _Supervisor:
             if worker.status_open:
                 self.on_status(worker)  # the counters it wrote just before exiting
                 if worker.status_open:
-                    self.selector.unregister(worker.status_r)
+                    self.reactor.remove_reader(worker.status_r)
                     os.close(worker.status_r)
                     worker.status_open = False
             os.close(worker.control_w)
@@ -481,11 +568,30 @@ class _Supervisor:
             logger.log(level, "worker %d %s after %.1f s", worker.pid, _describe(status), uptime)
             if expected:
                 continue
+            if not worker.ready and self.failed_to_boot(worker, status):
+                continue
             self.failures = self.failures + 1 if uptime < MIN_UPTIME or not worker.ready else 0
             delay = 0.0 if not self.failures else min(_FIRST_BACKOFF * 2 ** (self.failures - 1), MAX_BACKOFF)
             if delay:
                 logger.warning("workers keep dying; restarting in %.1f s", delay)
             self.respawn_at.append(time.monotonic() + delay)
+
+    def failed_to_boot(self, worker: _Worker, status: int) -> bool:
+        """Count a worker that exited before it was ready; True once the supervisor gives up."""
+        self.boot_failures += 1
+        cause = worker.boot_error or f"the worker {_describe(status)} before it was ready"
+        if not self.boot_cause_logged:  # once: the next ones are most likely the same
+            self.boot_cause_logged = True
+            logger.error("worker %d failed to boot: %s", worker.pid, cause)
+        if self.boot_failures < BOOT_ATTEMPTS:
+            return False
+        logger.error(
+            "no worker became ready in %d boots in a row; closing the listening sockets and giving up",
+            self.boot_failures,
+        )
+        self.gave_up = cause
+        self.stop("no worker could boot")
+        return True
 
     # --------------------------------------------------------------- loop
 
@@ -496,15 +602,7 @@ class _Supervisor:
             now = time.monotonic()
             deadlines = [*self.respawn_at, *([self.kill_at] if self.kill_at is not None else [])]
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            for key, _ in self.selector.select(timeout):
-                if key.data is None:
-                    try:
-                        while os.read(self.wake_r, 512):
-                            pass
-                    except BlockingIOError:
-                        pass
-                else:
-                    self.on_status(key.data)
+            self.reactor.run_once(timeout)  # status lines and signals
             self.handle_signals()
             self.reap()
             now = time.monotonic()
@@ -529,9 +627,7 @@ class _Supervisor:
                 os.close(worker.status_r)
             os.close(worker.control_w)
         self.workers = []
-        self.selector.close()
-        os.close(self.wake_r)
-        os.close(self.wake_w)
+        self.reactor.close()  # restores the signal handlers and the wakeup fd
 
 
 def run_workers(
@@ -571,18 +667,18 @@ def run_workers(
         if on_listening is not None:
             on_listening([shared_address(item) for item in shared])
         supervisor = _Supervisor(build, count, grace, shared)
-        previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _SIGNALS}
-        previous_wakeup = signal.set_wakeup_fd(supervisor.wake_w)
         try:
+            for sig in _SIGNALS:
+                supervisor.reactor.add_signal_handler(sig, supervisor.on_signal, sig)
             supervisor.run()
         finally:
             supervisor.close()
-            signal.set_wakeup_fd(previous_wakeup)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     finally:
         _close_shared(shared)
+    if supervisor.gave_up is not None:
+        raise WorkerBootError(supervisor.gave_up)
     totals = dict(supervisor.totals)
     totals["workers_started"] = supervisor.started
     totals["workers_died"] = supervisor.died
+    totals["second_signal"] = supervisor.second_signal
     return totals

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -25,6 +26,15 @@ def run_until(reactor: Reactor, predicate: Callable[[], bool], *, turns: int = 1
         reactor.run_once(timeout)
     if not predicate():
         raise AssertionError(f"condition not reached within {turns} turns")
+
+
+def wait_for(predicate: Callable[[], object], seconds: float = 5.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail after ``seconds`` (for other processes, which no clock drives)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {seconds} s")
+        time.sleep(0.01)  # sleep-ok: polling another process, bounded
 
 
 def addr(sock: socket.socket) -> str:

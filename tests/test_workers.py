@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import end_process, wait_for
 
 from reactor.client import do_request
 
@@ -23,15 +26,6 @@ pytestmark = [
 
 TESTS = Path(__file__).resolve().parent
 HANDLER = "worker_handlers:PidServer"
-
-
-def wait_for(predicate: Callable[[], object], seconds: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until it holds; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {seconds} s")
-        time.sleep(0.01)  # sleep-ok: polling other processes (the supervisor, its workers), bounded
 
 
 def gone(pid: int) -> bool:
@@ -46,7 +40,15 @@ def gone(pid: int) -> bool:
 class Supervisor:
     """``python -m reactor serve --workers N`` in a subprocess, its output in files."""
 
-    def __init__(self, tmp: Path, workers: int, *extra: str, address: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        workers: int,
+        *extra: str,
+        address: str = "127.0.0.1:0",
+        handler: str = HANDLER,
+        cwd: Path | None = None,
+    ) -> None:
         self.out_path, self.err_path = tmp / "stdout", tmp / "stderr"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
@@ -59,14 +61,22 @@ class Supervisor:
                     "--workers",
                     str(workers),
                     "--handler",
-                    HANDLER,
+                    handler,
                     *extra,
                     address,
                 ],
                 stdout=out,
                 stderr=err,
                 env=env,
+                cwd=cwd,
             )
+        try:
+            self._wait_until_serving(workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_until_serving(self, workers: int) -> None:
         wait_for(lambda: "serving" in self.stdout(), what="the listening line")
         self.address = re.search(r" on (\S+) with", self.stdout()).group(1)  # type: ignore[union-attr]
         expected = workers or len(os.sched_getaffinity(0))
@@ -104,8 +114,8 @@ class Supervisor:
 def supervise(tmp_path: Path) -> Iterator[Callable[..., Supervisor]]:
     started: list[Supervisor] = []
 
-    def start(workers: int, *extra: str, address: str = "127.0.0.1:0") -> Supervisor:
-        sup = Supervisor(tmp_path, workers, *extra, address=address)
+    def start(workers: int, *extra: str, **options: Any) -> Supervisor:
+        sup = Supervisor(tmp_path, workers, *extra, **options)
         started.append(sup)
         return sup
 
@@ -240,5 +250,111 @@ def test_reuse_port_workers_each_bind_the_port(supervise: Callable[..., Supervis
     replies = concurrently(16, lambda i: [sup.ask("block 0.02") for _ in range(2)])
     pids = {int(reply) for pair in replies for reply in pair}  # type: ignore[attr-defined]
     assert pids <= set(sup.started()) and len(pids) >= 1
+    sup.signal(signal.SIGTERM)
+    assert sup.proc.wait(10) == 0
+
+
+def connect_refused(address: str) -> bool:
+    """True if a connection to ``address`` is refused; a connection the kernel accepts is closed again."""
+    host, port = address.rsplit(":", 1)
+    try:
+        probe = socket.create_connection((host, int(port)), timeout=1)  # socket-ok: a raw late client
+    except ConnectionRefusedError:
+        return True
+    probe.close()
+    return False
+
+
+def test_sigterm_refuses_late_clients_at_once_while_requests_in_flight_finish(
+    supervise: Callable[..., Supervisor], tmp_path: Path
+) -> None:
+    """After SIGTERM every process closes its listening socket: a late client is refused, a slow request completes."""
+    sup = supervise(2, "--grace", "10")
+    marker = tmp_path / "in-flight"
+    replies: list[str | None] = []
+    client = threading.Thread(target=lambda: replies.append(sup.ask(f"sleep 2 {marker}", timeout=10)))
+    client.start()
+    try:
+        wait_for(marker.exists, what="the request in flight")
+        sup.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_for(lambda: connect_refused(sup.address), seconds=1.0, what="late clients refused")
+        refused_after = time.monotonic() - signalled
+        assert not replies and sup.proc.poll() is None  # the slow request is still being served
+    finally:
+        client.join(10)
+    assert replies and (replies[0] or "").isdigit()
+    assert sup.proc.wait(10) == 0
+    assert refused_after < 1.0
+
+
+def test_a_second_sigterm_kills_the_draining_workers(supervise: Callable[..., Supervisor], tmp_path: Path) -> None:
+    """A second SIGTERM during the drain kills the workers and exits at once, with 143 and a line saying so."""
+    sup = supervise(1, "--grace", "30")
+    marker = tmp_path / "in-flight"
+    client = threading.Thread(target=lambda: sup.ask(f"sleep 20 {marker}", timeout=30))
+    client.start()
+    try:
+        wait_for(marker.exists, what="the request in flight")
+        sup.signal(signal.SIGTERM)
+        wait_for(lambda: "draining 1 workers" in sup.stderr(), what="the drain")
+        sup.signal(signal.SIGTERM)
+        assert sup.proc.wait(5) == 143
+    finally:
+        client.join(10)
+    assert "second SIGTERM during the drain: killing the workers and exiting at once" in sup.stderr()
+    assert all(gone(pid) for pid in sup.started())
+
+
+def test_workers_that_cannot_boot_close_the_port_and_exit_3(tmp_path: Path) -> None:
+    """A handler whose construction raises: after a few failed boots the port is closed and serve exits 3."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "serve", "--workers", "2", "--handler", "worker_handlers:Unbootable",
+             "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=err, env=env, text=True,
+        )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        address = line.split(" on ", 1)[-1].split()[0]
+        assert line.startswith("serving Unbootable on ") and line.endswith(" with 2 workers\n"), line
+        status = proc.wait(20)
+    finally:
+        end_process(proc, signal.SIGKILL)
+    stderr = err_path.read_text()
+    assert status == 3, stderr
+    assert stderr.count("Traceback") == 1 and stderr.count("failed to boot") == 1, stderr  # the cause, once
+    assert "no worker could boot, giving up: RuntimeError: no database here" in stderr
+    assert connect_refused(address)
+    started = [int(pid) for pid in re.findall(r"worker (\d+) started", stderr)]
+    assert len(started) >= 5 and all(gone(pid) for pid in started)
+
+
+DEPLOYED = """\
+from reactor import RequestServer
+
+class Deployed(RequestServer):
+    def handle_request(self, request):
+        return {reply!r}
+"""
+
+
+def test_sighup_runs_the_handler_code_as_it_is_on_disk(supervise: Callable[..., Supervisor], tmp_path: Path) -> None:
+    """Each new worker imports the handler: after editing its file, the next SIGHUP serves the new code."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "deployed.py").write_text(DEPLOYED.format(reply="v1"))
+    sup = supervise(1, handler="deployed:Deployed", cwd=app)
+    assert sup.ask("x") == "v1"
+    sup.signal(signal.SIGHUP)  # a restart with nothing changed: still v1
+    wait_for(lambda: sup.stderr().count("exited after draining") >= 1, seconds=10, what="the first restart")
+    assert sup.ask("x") == "v1" and len(sup.started()) == 2
+    (app / "deployed.py").write_text(DEPLOYED.format(reply="version 2"))  # another size: no stale .pyc
+    sup.signal(signal.SIGHUP)
+    wait_for(lambda: sup.stderr().count("exited after draining") >= 2, seconds=10, what="the second restart")
+    assert sup.ask("x") == "version 2"
     sup.signal(signal.SIGTERM)
     assert sup.proc.wait(10) == 0

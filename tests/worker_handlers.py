@@ -31,3 +31,10 @@ class PidServer(RequestServer):
             self.reactor.call_later(float(seconds), reply.set_result, str(os.getpid()))
             return reply
         return str(os.getpid())
+
+
+class Unbootable(PidServer):
+    """A handler that cannot be built: its construction raises, in every worker."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("no database here")
