@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
+from .client import ReplyTooLarge, RequestError, RequestFailed, RequestRefused, RequestReset, do_request
 from .core import Handle, ManualClock, Reactor, TimerHandle, get_default_reactor
 from .futures import Future, InvalidStateError
 from .reqrep import RequestServer
@@ -45,6 +45,7 @@ __all__ = [
     "RequestRefused",
     "RequestFailed",
     "RequestReset",
+    "ReplyTooLarge",
     "do_request",
     "Protocol",
     "LineProtocol",

@@ -56,6 +56,7 @@ __all__ = [
     "RequestRefused",
     "RequestFailed",
     "RequestReset",
+    "ReplyTooLarge",
     "ReplyProtocol",
     "DEFAULT_MAX_REPLY_SIZE",
 ]
@@ -93,6 +94,20 @@ class RequestReset(ConnectionResetError, RequestFailed):
     closes with the request unread makes its kernel send a reset) and a
     `ConnectionResetError`, the OS error underneath.
     """
+
+
+class ReplyTooLarge(RequestError, MessageTooLarge):
+    """The reply is longer than the client's ``max_reply_size``; the connection was closed.
+
+    A `RequestError`, like every failure of a request on the client side, and
+    still a `reactor.framing.MessageTooLarge` (a `ValueError`), which is what
+    it was before: ``max_size`` is the limit, ``size`` the reply bytes seen
+    when the client gave up.
+    """
+
+    def __init__(self, address: str, max_size: int, size: int) -> None:
+        MessageTooLarge.__init__(self, max_size, size)
+        self.args = (f"the reply from {address} exceeds max_reply_size={max_size} bytes ({size} bytes received)",)
 
 
 #: What a connection that the server closed without reading says on our side:
@@ -163,7 +178,7 @@ class ReplyProtocol:
         try:
             messages = self.parser.feed(data)
         except MessageTooLarge as exc:
-            self._fail(exc)
+            self._fail(ReplyTooLarge(self.address, exc.max_size, exc.size))
             return
         if messages:
             self._finish(messages[0])
@@ -174,7 +189,7 @@ class ReplyProtocol:
         try:
             reply = self.parser.feed_eof()
         except MessageTooLarge as exc:
-            self._fail(exc)
+            self._fail(ReplyTooLarge(self.address, exc.max_size, exc.size))
             return
         if reply is None and not received:
             self._fail(RequestFailed(f"{self.address} closed the connection without replying"))
@@ -236,7 +251,8 @@ def request(
     callbacks.  The future fails with `TimeoutError` after ``timeout``
     seconds, with `RequestRefused` when nothing listens, with
     `RequestFailed` when the server closes without replying (it refused the
-    request or its handler failed), and with the `OSError` of any other
+    request or its handler failed), with `ReplyTooLarge` when the reply is
+    longer than ``max_reply_size``, and with the `OSError` of any other
     network failure (a host that does not resolve: ``socket.gaierror``).
     Cancelling the future closes the connection.  ``address`` is parsed at
     once: a bad one raises `ValueError` here.
@@ -368,7 +384,8 @@ def do_request(
     in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
     default), ``0`` and ``None`` wait as long as the exchange takes.  Raises
     `RequestRefused` when nothing listens at the address, `RequestFailed`
-    when the server closes without replying (never an empty reply), and the
+    when the server closes without replying (never an empty reply),
+    `ReplyTooLarge` for a reply longer than ``max_reply_size``, and the
     `OSError` of any other network failure.
     Runs on a private reactor for the length of the call; starts no thread.
     ``ssl``/``server_hostname``: over TLS, as for `request`.
