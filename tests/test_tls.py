@@ -405,3 +405,55 @@ def test_cli_serve_and_request_over_tls(certs: Certs, tmp_path: Any) -> None:
         assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     finally:
         end_process(proc)
+
+
+# ------------------------------------------------------------------ handshakes in the statistics
+
+
+def test_silent_tls_clients_are_counted_as_timeouts(
+    reactor: Reactor, clock: ManualClock, tls_server: RequestServer
+) -> None:
+    """Clients that open a TLS connection and stay silent are closed at the handshake deadline and counted."""
+    silent = [socket.create_connection(tls_server.server_address, timeout=5) for _ in range(3)]
+    try:
+        run_until(reactor, lambda: tls_server.stats.active == 3)
+        clock.advance(10.5)
+        run_until(reactor, lambda: tls_server.stats.active == 0)
+        stats = tls_server.statistics()
+        assert (stats["timeouts"], stats["rejected"], stats["errors"], stats["completed"]) == (3, 0, 0, 0)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_failed_handshakes_are_counted_as_rejected(reactor: Reactor, tls_server: RequestServer, certs: Certs) -> None:
+    """Clear text and half a ClientHello are rejected; a connect-and-close health check is not counted."""
+    engine = certs.client().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        engine.do_handshake()
+    hello = outgoing.read()
+    for payload in (b"", b"hello in clear text\r\n", hello[: len(hello) // 2]):
+        with socket.create_connection(tls_server.server_address, timeout=5) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            accepted = tls_server.stats.accepted
+            run_until(reactor, lambda n=accepted: tls_server.stats.accepted == n + 1 and tls_server.stats.active == 0)
+    stats = tls_server.statistics()
+    assert (stats["rejected"], stats["timeouts"], stats["errors"]) == (2, 0, 0)
+    still_answered(reactor, tls_server, certs)
+    assert tls_server.statistics()["completed"] == 1
+
+
+def test_refused_client_certificate_is_counted_as_rejected(reactor: Reactor, certs: Certs) -> None:
+    """A server that requires a client certificate counts a client without one as rejected."""
+    server = Big("localhost:0", reactor=reactor, ssl=certs.server(require_client_cert=True))
+    try:
+        bad = reactor.request(server.address, "bad", timeout=5, ssl=certs.client())
+        run_until(reactor, lambda: bad.done() and server.stats.active == 0)
+        run_until(reactor, client_rows_gone(reactor))
+        assert isinstance(bad.exception(), ssl.SSLError)
+        assert server.statistics()["rejected"] == 1 and server.statistics()["completed"] == 0
+    finally:
+        server.close()
+        for _ in range(3):
+            reactor.run_once(0)

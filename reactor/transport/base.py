@@ -46,6 +46,24 @@ def _writable_bytes(data: Any) -> bytearray | memoryview:
         raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
     return data.cast("B") if type(data) is memoryview else data
 
+def _count_for_owner(transport: Any, counter: str) -> None:
+    """Add one to ``counter`` of the server that owns ``transport``, if it has statistics.
+
+    How a layer above the transport (TLS, PROXY) counts what only it can
+    tell: a ``rejected`` handshake or header, a handshake that ran into its
+    deadline (``timeouts``).  ``transport`` may be a layer's facade over the
+    row (a `ProxiedTransport`); an outgoing connection's owner keeps no
+    statistics, so nothing is counted for it.
+    """
+    owner = getattr(transport, "owner", None)
+    while owner is None and transport is not None:
+        transport = getattr(transport, "_transport", None)  # a facade: look at the transport below
+        owner = getattr(transport, "owner", None)
+    stats = getattr(owner, "stats", None)
+    if stats is not None:
+        setattr(stats, counter, getattr(stats, counter) + 1)
+
+
 #: Seconds a peer may take to complete a TLS handshake (default).  Here, not in
 #: `reactor.transport.tls`, so that surfaces name the default without importing `ssl`.
 HANDSHAKE_TIMEOUT = 10.0

@@ -125,8 +125,10 @@ class ServerStatistics:
         self.active = 0  #: connections open now (rows in the table owned by this server)
         self.completed = 0  #: exchanges finished in full (counted by the protocol layer)
         self.errors = 0  #: handler and protocol errors, and peer I/O errors
-        self.timeouts = 0  #: connections closed by a deadline
-        self.rejected = 0  #: oversized or malformed input (counted by the protocol layer)
+        self.timeouts = 0  #: connections closed by a deadline (a TLS handshake's included)
+        #: input refused: a failed TLS handshake, a bad PROXY header, an oversized
+        #: or malformed request (counted by the layer or protocol that refused it)
+        self.rejected = 0
         self.accept_pauses = 0  #: times accepting paused (limit reached or EMFILE)
         #: connections whose first read found nothing, so they were registered
         #: with the selector (accepted - waited took the fast path)

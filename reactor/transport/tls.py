@@ -19,7 +19,12 @@ completes then too.  A reactor timer (``handshake_timeout``, 10 s by default)
 aborts a peer that connects and never finishes.  A failed handshake (a plain
 TCP client, an untrusted certificate, a wrong name, a missing client
 certificate, a reset) closes only that connection, sends the TLS alert when
-there is one, and is logged once at INFO with the peer and the reason.
+there is one, and is logged once at INFO with the peer and the reason.  The
+server's statistics count it as the PROXY layer counts a bad header: a
+handshake that ran out of time in ``timeouts``, one that failed (bad bytes,
+a refused certificate, an EOF after part of a ClientHello) in ``rejected``;
+a peer that closes without sending a byte (a TCP health check) is not
+counted, and a reset is counted by the transport below, in ``errors``.
 With TLS 1.3 the client finishes its handshake before the server has checked
 the client's certificate: a refused client certificate reaches the client as
 an `ssl.SSLError` in ``connection_lost`` (and in a pending request's future).
@@ -61,7 +66,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..futures import Future
-from .base import HANDSHAKE_TIMEOUT, MAX_READ, _writable_bytes
+from .base import HANDSHAKE_TIMEOUT, MAX_READ, _count_for_owner, _writable_bytes
 from .errors import report_user_error
 from .table import State
 
@@ -226,7 +231,9 @@ class TLSProtocol:
     def eof_received(self) -> bool:
         """The peer closed its write side of the connection below."""
         if self.state == _HANDSHAKING:
-            self._handshake_failed(ConnectionResetError("the peer closed the connection during the TLS handshake"))
+            exc = ConnectionResetError("the peer closed the connection during the TLS handshake")
+            # A peer that closes without sending a byte (a TCP health check) is not a failed handshake.
+            self._handshake_failed(exc, counted=bool(self.transport.bytes_in))
             return False
         if self.state != _WRAPPED or self._closing:
             return False  # closing: this is the EOF we waited for; the application has said goodbye
@@ -293,12 +300,16 @@ class TLSProtocol:
         self._timer = None
         if self.state == _HANDSHAKING:
             exc = TimeoutError(f"TLS handshake not complete within {self.handshake_timeout} s")
-            self._handshake_failed(exc, abort=True)
+            _count_for_owner(self.transport, "timeouts")
+            self._handshake_failed(exc, abort=True, counted=False)
 
-    def _handshake_failed(self, exc: BaseException, abort: bool = False) -> None:
+    def _handshake_failed(self, exc: BaseException, abort: bool = False, counted: bool = True) -> None:
+        """The handshake cannot complete: log, fail the waiter, close; ``counted``: as ``rejected``."""
         self._cancel_timer()
         self.state = _FAILED
         logger.info("TLS handshake with %s failed: %s", self._peer(), _reason(exc))
+        if counted:
+            _count_for_owner(self.transport, "rejected")
         self._fail_waiter(exc)
         if abort:
             self.transport.abort()
