@@ -368,6 +368,27 @@ def _exchange(
     return future
 
 
+#: Seconds `do_request` lets a TLS connection finish its close after the reply, at most.
+_CLOSE_WAIT = 1.0
+
+
+def _finish_closing(reactor: Reactor, seconds: float) -> None:
+    """Run ``reactor`` until its connections have closed, for at most ``seconds``.
+
+    After the reply the exchange closes its connection.  In plain TCP that is
+    done at once; over TLS the close sends ``close_notify`` and waits for the
+    server's, which is already on its way.  Aborting instead would close
+    with that unread, so the kernel would reset the connection and the server
+    would see its own, successful, exchange fail.
+    """
+    deadline = reactor.time() + seconds
+    while reactor.connections:
+        left = deadline - reactor.time()
+        if left <= 0:
+            return
+        reactor.run_once(left)
+
+
 def do_request(
     address: str,
     request: str,
@@ -394,11 +415,15 @@ def do_request(
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
     with Reactor() as reactor:
-        future = _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
+        seconds = _seconds(timeout)
+        future = _exchange(reactor, parsed, payload, seconds, max_reply_size, tls)
         try:
-            return reactor.run_until_complete(future)
+            reply = reactor.run_until_complete(future)
         except TimeoutError:
             return None
+        else:
+            _finish_closing(reactor, _CLOSE_WAIT if seconds is None else min(_CLOSE_WAIT, seconds))
+            return reply
         finally:
             for row in list(reactor.connections.values()):
                 row.abort()

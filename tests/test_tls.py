@@ -8,6 +8,8 @@ thread while the test drives the reactor with bounded turns.
 
 from __future__ import annotations
 
+import _socket
+import errno
 import logging
 import socket
 import socketserver as stdlib_socketserver
@@ -16,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +28,7 @@ from conftest import end_process, run_until
 from reactor import ManualClock, Reactor, RequestServer, do_request
 from reactor import socketserver as ss
 from reactor.streams import Protocol
+from reactor.transport import listener as listener_module
 from reactor.transport.connect import Connector
 
 trustme = pytest.importorskip("trustme")
@@ -457,3 +461,43 @@ def test_refused_client_certificate_is_counted_as_rejected(reactor: Reactor, cer
         server.close()
         for _ in range(3):
             reactor.run_once(0)
+
+
+# ------------------------------------------------------------------ a successful exchange is never an error
+
+
+class ShutdownFails(_socket.socket):
+    """An accepted socket whose shutdown() fails as after the client's reset (ENOTCONN)."""
+
+    def shutdown(self, how: int) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+
+def test_failed_shutdown_after_the_reply_is_not_an_error(
+    reactor: Reactor, tls_server: RequestServer, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOTCONN from the server's shutdown after its reply and close_notify: completed, not errors."""
+    monkeypatch.setattr(listener_module, "_socket", types.SimpleNamespace(socket=ShutdownFails))
+    fut = reactor.request(tls_server.address, "ping", timeout=5, ssl=certs.client())
+    run_until(reactor, lambda: fut.done() and tls_server.stats.active == 0)
+    run_until(reactor, client_rows_gone(reactor))
+    assert fut.result() == "PING"
+    stats = tls_server.statistics()
+    assert (stats["completed"], stats["errors"]) == (1, 0)
+
+
+def test_blocking_tls_requests_all_complete(certs: Certs) -> None:
+    """do_request over TLS against a server in a thread: every exchange completes, none is an error."""
+    exchanges = 40
+    with Reactor() as reactor:
+        server = Big("127.0.0.1:0", reactor=reactor, ssl=certs.server())
+        server.start()
+        try:
+            for i in range(exchanges):
+                assert do_request(server.address, f"ping {i}", 10, ssl=certs.client()) == f"PING {i}"
+        finally:
+            server.stop()
+            server.join(5)
+            server.close()
+        stats = server.statistics()
+    assert (stats["completed"], stats["errors"], stats["accepted"]) == (exchanges, 0, exchanges)

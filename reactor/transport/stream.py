@@ -25,7 +25,10 @@ of memory for a slow reader.
 *Half-close, both ways.*  The peer's EOF calls ``eof_received()``; a protocol
 that returns True keeps its write side open (``READ_CLOSED``).  ``write_eof()``
 shuts our side down once the buffer is flushed (``WRITE_CLOSED``) and keeps
-reading.  When both sides are done the connection closes.
+reading.  When both sides are done the connection closes.  A ``shutdown()``
+that fails comes after everything was handed to the kernel and means the
+peer has already gone: the connection closes as after ``close()``
+(``connection_lost(None)``), not as a fault.
 
 *Close.*  ``close()`` stops reading, flushes what is buffered (``CLOSING``)
 and then closes; ``abort()`` closes at once and drops the buffer.  Closing
@@ -314,7 +317,13 @@ class StreamTransport(Connection, TransportBase):
         try:
             self.sock.shutdown(_SHUT_WR)
         except OSError as exc:
-            self._fatal(exc, inline)
+            # Everything written is in the kernel's hands by now: the shutdown
+            # fails only because the peer has already gone (ENOTCONN after its
+            # reset), typically a client that read its reply and closed at once.
+            # Not a fault (Twisted's _closeWriteConnection ignores it too): the
+            # connection is over, closed as if by close(), not counted in errors.
+            logger.debug("%r: shutdown of the write side failed (%s); the peer has gone", self, exc)
+            self._close_now(None, inline)
 
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by `write` and not yet handed to the kernel."""
