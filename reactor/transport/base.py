@@ -290,7 +290,11 @@ class TransportBase:
         idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
         what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
         logger.info("%s timed out (%s) in state %s", self._describe(), what, self.state)
+        self._reset_unsent()
         self._close_now(TimeoutError(f"connection {what}"), True)
+
+    def _reset_unsent(self) -> None:
+        """Make the coming close a reset if output is still unsent (a socket); nothing by default."""
 
     def _protocol_failed(self, exc: Exception, where: str) -> None:
         report_user_error(

@@ -59,6 +59,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import sys
 from typing import Any
 
 from ..core import Reactor
@@ -78,6 +80,11 @@ __all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
 logger = logging.getLogger("reactor.transport")
 
 _DONTWAIT = int(socket.MSG_DONTWAIT)
+#: SO_LINGER on with a timeout of 0: close() then resets the connection and drops unsent output.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+#: The families whose close can be a reset (SO_LINGER means nothing to a Unix socket).
+_TCP_FAMILIES = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
+
 _SHUT_WR = socket.SHUT_WR
 _OPEN = State.OPEN
 _READ_CLOSED = State.READ_CLOSED
@@ -338,6 +345,28 @@ class StreamTransport(Connection, TransportBase):
             self._closed_by_call = True
         self._close_now(None)
 
+    def _reset_unsent(self) -> None:
+        """At a deadline: if output is still unsent, make the close a reset (``SO_LINGER`` 0).
+
+        A closed socket's unsent output stays with the kernel, which goes on
+        offering it to the peer: up to megabytes per connection for a client
+        that never reads, held long after we gave up on it.  So, as nginx's
+        ``reset_timedout_connection`` does, a connection closed by a deadline
+        with bytes not yet taken by the peer (our buffer, or the kernel's send
+        queue) is reset, which frees them at once.  One with nothing in
+        flight (a silent client) still gets an orderly close: its peer reads
+        an EOF.
+        """
+        sock = self.sock
+        if sock.family not in _TCP_FAMILIES or not (self._buffer or _unsent_in_kernel(sock)):
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError as exc:  # the connection is already gone: the close frees everything anyway
+            logger.debug("%r: cannot set SO_LINGER for a reset (%s)", self, exc)
+            return
+        logger.debug("%r: closing with a reset: output unsent at the deadline", self)
+
     def _fatal(self, exc: BaseException, inline: bool = True) -> None:
         logger.debug("%r: closing after %r", self, exc)
         self._close_now(exc, inline)
@@ -447,3 +476,24 @@ class StreamTransport(Connection, TransportBase):
         snapshot["reading"] = self.is_reading()
         snapshot["writing_paused"] = self._writing_paused
         return snapshot
+
+
+def _unsent_in_kernel(sock: Any) -> bool:
+    """True when the kernel still holds bytes of ``sock``'s output that the peer has not acknowledged.
+
+    ``SIOCOUTQ`` (Linux; the same number as ``TIOCOUTQ``).  Where that
+    cannot be asked, False: then only our own buffer decides.  The modules
+    are imported here, at a deadline, not with the package.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import array
+    import fcntl
+    import termios
+
+    queued = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued)
+    except OSError:
+        return False
+    return queued[0] > 0
