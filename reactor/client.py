@@ -6,8 +6,9 @@ and ``\\r\\n``; ``shutdown(SHUT_WR)``; read until ``\\r\\n`` or EOF; close.
 `request` is the non-blocking form.  It returns a reactor `Future` at once;
 the exchange is a `ReplyProtocol` on the transport layer's `open_connection`,
 so the outgoing connection is a row in `Reactor.connections` (``CONNECTING``,
-``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed)
-until it closes.  A timeout covers the whole exchange, connect included: it
+``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed;
+over TLS ``HANDSHAKING`` before ``OPEN`` and ``SHUTTING_DOWN`` while the TLS
+close finishes) until it closes.  A timeout covers the whole exchange, connect included: it
 closes the row and fails the future with `TimeoutError`.  It is also
 `Reactor.request`.
 

@@ -501,3 +501,50 @@ def test_blocking_tls_requests_all_complete(certs: Certs) -> None:
             server.close()
         stats = server.statistics()
     assert (stats["completed"], stats["errors"], stats["accepted"]) == (exchanges, 0, exchanges)
+
+
+# ------------------------------------------------------------------ the TLS states are rows' states
+
+
+def test_a_connection_mid_handshake_shows_as_handshaking(
+    reactor: Reactor, clock: ManualClock, tls_server: RequestServer, certs: Certs
+) -> None:
+    """A TLS connection that has not finished its handshake is HANDSHAKING in the table and the statistics."""
+    with socket.create_connection(tls_server.server_address, timeout=5):
+        run_until(reactor, lambda: tls_server.stats.active == 1)
+        (row,) = tls_server.connections()
+        assert row.state == "HANDSHAKING" and row.as_dict()["state"] == "HANDSHAKING"
+        stats = reactor.statistics()
+        assert stats["connections_handshaking"] == 1 and "connections_open" not in stats
+        still_answered(reactor, tls_server, certs)
+        assert row.state == "HANDSHAKING"
+        clock.advance(10.5)
+        run_until(reactor, lambda: tls_server.stats.active == 0)
+    assert row.state == "CLOSED"
+
+
+def test_a_closing_tls_connection_shows_as_shutting_down(reactor: Reactor, certs: Certs) -> None:
+    """After the handshake the row is OPEN; close() makes it SHUTTING_DOWN until the peer's close_notify."""
+    made: list[Any] = []
+
+    class Keep(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            made.append(transport)
+
+    server = reactor.create_server(Keep, "localhost:0", ssl=certs.server())
+    try:
+        fut = reactor.create_connection(Keep, server.address, ssl=certs.client())
+        run_until(reactor, lambda: fut.done() and len(made) == 2)
+        client, _ = fut.result()
+        (row,) = [r for r in reactor.connections.values() if isinstance(r.owner, Connector)]
+        assert row.state == "OPEN" and client.state == "OPEN"
+        client.close()
+        assert row.state == "SHUTTING_DOWN"
+        assert reactor.statistics()["connections_shutting_down"] == 1
+        run_until(reactor, lambda: not reactor.connections)
+        assert row.state == "CLOSED"
+    finally:
+        server.close()
+        for _ in range(3):
+            reactor.run_once(0)

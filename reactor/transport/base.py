@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core import Reactor
 from .errors import report_user_error
-from .table import State
+from .table import READABLE_STATES, WRITE_DONE_STATES, State, change_state
 
 __all__ = [
     "TransportBase",
@@ -85,7 +85,9 @@ _CLOSED = State.CLOSED
 _CLOSING = State.CLOSING
 _CONNECTING = State.CONNECTING
 _WRITE_CLOSED = State.WRITE_CLOSED
-_READABLE = frozenset({State.OPEN, _WRITE_CLOSED})
+_HANDSHAKING = State.HANDSHAKING
+_READABLE = READABLE_STATES
+_WRITE_DONE = WRITE_DONE_STATES
 
 
 class _Alive:
@@ -174,9 +176,8 @@ class TransportBase:
         """Bytes accepted by `write` and not yet handed on (implemented by the concrete transport)."""
         raise NotImplementedError
 
-    def _set_state(self, new: str) -> None:
-        """Change the state along the table (`reactor.transport.table`); provided by the row class."""
-        raise NotImplementedError
+    #: Change the state along the table (`reactor.transport.table.change_state`).
+    _set_state = change_state
 
     def _stop_reading(self) -> None:
         """Stop taking input from below (a socket: unregister the reader).  Nothing by default."""
@@ -193,7 +194,7 @@ class TransportBase:
             self._close_now(None)
             return
         self._stop_reading()
-        if state == _OPEN:
+        if state == _OPEN or state == _HANDSHAKING:
             self._set_state(_READ_CLOSED)
         self._dispatching = True
         try:
@@ -203,7 +204,7 @@ class TransportBase:
             self._protocol_failed(exc, "eof_received")
         self._dispatching = False
         state = self.state
-        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
+        if state in _WRITE_DONE or (state == _READ_CLOSED and not keep_open):
             self.close()  # both directions are done (or the protocol wants no more)
             self._closed_by_call = False  # the peer finished it: later writes are dropped, not errors
         if self._lost is not _ALIVE and self._lost is not _DELIVERED:
@@ -225,7 +226,7 @@ class TransportBase:
     def write_eof(self) -> None:
         """Close the write side once the buffer is flushed; keep reading (half-close)."""
         state = self.state
-        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
+        if state in _WRITE_DONE or state == _CLOSING or state == _CLOSED:
             return
         if state == _CONNECTING:
             raise RuntimeError("the transport is not connected yet")
@@ -376,7 +377,7 @@ class TransportBase:
             return
         if state == _CONNECTING:
             raise RuntimeError("the transport is not connected yet")
-        if state == _WRITE_CLOSED:
+        if state in _WRITE_DONE:
             raise RuntimeError("cannot write after write_eof()")
         if state == _CLOSED:
             raise RuntimeError("cannot write to a transport that was closed with close() or abort()")

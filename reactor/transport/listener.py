@@ -108,6 +108,8 @@ ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 
 _STREAM = int(socket.SOCK_STREAM)
 _OPEN = State.OPEN
+#: The states of a connection that may be idle (nothing received yet): open, or waiting for a ClientHello.
+_IDLE = frozenset({State.OPEN, State.HANDSHAKING})
 #: Resource errors that one free descriptor relieves (the reserve is of no use for memory).
 _DESCRIPTOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -670,7 +672,7 @@ class Listener:
         self.stop_accepting()
         self._close_socket()
         rows = self.connections()
-        idle = [row for row in rows if row.state == _OPEN and not row.bytes_in and not row.get_write_buffer_size()]
+        idle = [row for row in rows if row.state in _IDLE and not row.bytes_in and not row.get_write_buffer_size()]
         for row in idle:
             row._close_now(None)  # as in close(): the server ended it, so later writes are dropped quietly
         fut = self._no_rows_left()

@@ -306,6 +306,10 @@ class ProxiedTransport:
         """The state of the transport below (a `State`)."""
         return str(self._transport.state)
 
+    def _set_state(self, new: str) -> None:
+        # A layer above (TLS) puts its states in the row below.
+        self._transport._set_state(new)
+
     @property
     def bytes_in(self) -> int:
         """Bytes received below (the header included)."""

@@ -73,7 +73,7 @@ from .base import (
     TransportLimits,
     _writable_bytes,
 )
-from .table import Connection, State
+from .table import READABLE_STATES, WRITABLE_STATES, Connection, State
 
 __all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
 
@@ -93,8 +93,8 @@ _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _CONNECTING = State.CONNECTING
 #: States in which the transport accepts writes / reads from its socket.
-_WRITABLE = frozenset({_OPEN, _READ_CLOSED})
-_READABLE = frozenset({_OPEN, _WRITE_CLOSED})
+_WRITABLE = WRITABLE_STATES
+_READABLE = READABLE_STATES
 #: Registered selector events (a bitmask of our own, not the selector's).
 _EV_READ = 1
 _EV_WRITE = 2
@@ -380,10 +380,7 @@ class StreamTransport(Connection, TransportBase):
         """
         if self.state == _CLOSED:
             return
-        # Every live state may go to CLOSED (see TRANSITIONS), so this is
-        # the one transition not routed through _set_state: it runs once per
-        # connection on the hot path.
-        self.state = _CLOSED
+        self._set_state(_CLOSED)
         reactor = self.reactor
         events = self._events
         if events:

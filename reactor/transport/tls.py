@@ -15,7 +15,10 @@ limit, deadline and fault fix of the transport below still applies.
 
 *The handshake comes first.*  The application's ``connection_made`` runs
 only once the handshake is complete; for a client the connect future
-completes then too.  A reactor timer (``handshake_timeout``, 10 s by default)
+completes then too.  Meanwhile the row below is ``HANDSHAKING`` in the
+connection table (and ``SHUTTING_DOWN`` while a close waits for the peer's
+``close_notify``): the layer keeps its own engine state, but what an
+operator sees is the row's.  A reactor timer (``handshake_timeout``, 10 s by default)
 aborts a peer that connects and never finishes.  A failed handshake (a plain
 TCP client, an untrusted certificate, a wrong name, a missing client
 certificate, a reset) closes only that connection, sends the TLS alert when
@@ -68,7 +71,7 @@ from typing import Any
 from ..futures import Future
 from .base import HANDSHAKE_TIMEOUT, MAX_READ, _count_for_owner, _writable_bytes
 from .errors import report_user_error
-from .table import State
+from .table import WRITE_DONE_STATES, State
 
 __all__ = ["TLSProtocol", "TLSTransport", "HANDSHAKE_TIMEOUT", "SHUTDOWN_TIMEOUT", "default_server_hostname"]
 
@@ -215,6 +218,8 @@ class TLSProtocol:
         )
         if self.handshake_timeout is not None:
             self._timer = transport.reactor.call_later(self.handshake_timeout, self._handshake_timed_out)
+        if transport.state == State.OPEN:
+            transport._set_state(State.HANDSHAKING)  # the table shows it (see reactor.transport.table)
         self._do_handshake()
 
     def data_received(self, data: bytes) -> None:
@@ -324,6 +329,8 @@ class TLSProtocol:
     def _handshake_done(self) -> None:
         self._cancel_timer()
         self.state = _WRAPPED
+        if self.transport.state == State.HANDSHAKING:
+            self.transport._set_state(State.OPEN)
         if logger.isEnabledFor(logging.DEBUG):
             assert self.sslobj is not None
             logger.debug("%r: TLS handshake done (%s, %s)", self, self.sslobj.version(), self.sslobj.cipher())
@@ -430,7 +437,7 @@ class TLSProtocol:
         if not self._outgoing.pending:
             return
         data = self._outgoing.read()
-        if not self.transport.is_closing() and self.transport.state != State.WRITE_CLOSED:
+        if not self.transport.is_closing() and self.transport.state not in WRITE_DONE_STATES:
             self.transport.write(data)
 
     def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
@@ -485,6 +492,8 @@ class TLSProtocol:
             return
         # Wait for the peer's close_notify or EOF (see the module docstring).
         transport.write_eof()
+        if transport.state == State.WRITE_CLOSED:
+            transport._set_state(State.SHUTTING_DOWN)  # the table shows the closing exchange
         if not transport.is_closing():
             transport.resume_reading()
             self._cancel_timer()
