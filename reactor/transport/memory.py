@@ -55,8 +55,6 @@ logger = logging.getLogger("reactor.transport")
 DEFAULT_WINDOW = 64 * 1024
 
 _OPEN = State.OPEN
-_READ_CLOSED = State.READ_CLOSED
-_WRITE_CLOSED = State.WRITE_CLOSED
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _WRITABLE = WRITABLE_STATES

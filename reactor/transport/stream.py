@@ -87,8 +87,6 @@ _TCP_FAMILIES = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
 
 _SHUT_WR = socket.SHUT_WR
 _OPEN = State.OPEN
-_READ_CLOSED = State.READ_CLOSED
-_WRITE_CLOSED = State.WRITE_CLOSED
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _CONNECTING = State.CONNECTING
