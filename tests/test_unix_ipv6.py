@@ -226,3 +226,16 @@ def test_a_directory_is_reported_as_one(reactor: Reactor, tmp_path: Path) -> Non
     with pytest.raises(FileExistsError, match="is a directory"):
         RequestServer(f"unix:{path}", reactor=reactor)
     assert path.is_dir()
+
+
+def test_a_relative_path_is_released_where_it_was_claimed(
+    reactor: Reactor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server on a relative path removes its socket and lock files even after the working directory changed."""
+    monkeypatch.chdir(tmp_path)
+    server = RequestServer("unix:rel.sock", reactor=reactor)
+    assert (tmp_path / "rel.sock").exists() and (tmp_path / "rel.sock.lock").exists()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    server.close()
+    assert not (tmp_path / "rel.sock").exists() and not (tmp_path / "rel.sock.lock").exists()

@@ -300,6 +300,8 @@ def _claim_unix_path(path: str) -> UnixPathClaim:
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"directory for unix socket does not exist: {directory!r}")
+    # Absolute, so that the claim is released at the same place if the working directory changes.
+    path = os.path.abspath(path)
     lock_path = path + ".lock"
     claim = UnixPathClaim(path, lock_path, _take_lock(path, lock_path))
     try:
