@@ -46,6 +46,7 @@ def _writable_bytes(data: Any) -> bytearray | memoryview:
         raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
     return data.cast("B") if type(data) is memoryview else data
 
+
 def _count_for_owner(transport: Any, counter: str) -> None:
     """Add one to ``counter`` of the server that owns ``transport``, if it has statistics.
 

@@ -18,8 +18,8 @@ only once the handshake is complete; for a client the connect future
 completes then too.  Meanwhile the row below is ``HANDSHAKING`` in the
 connection table (and ``SHUTTING_DOWN`` while a close waits for the peer's
 ``close_notify``): the layer keeps its own engine state, but what an
-operator sees is the row's.  A reactor timer (``handshake_timeout``, 10 s by default)
-aborts a peer that connects and never finishes.  A failed handshake (a plain
+operator sees is the row's.  A reactor timer (``handshake_timeout``, 10 s
+by default) aborts a peer that connects and never finishes.  A failed handshake (a plain
 TCP client, an untrusted certificate, a wrong name, a missing client
 certificate, a reset) closes only that connection, sends the TLS alert when
 there is one, and is logged once at INFO with the peer and the reason.  The
@@ -96,6 +96,17 @@ def default_server_hostname(address: str, family: int) -> str | None:
         return address[1 : address.find("]")]
     host = address.rpartition(":")[0]
     return host or None
+
+
+def _move_row(transport: Any, old: str, new: str) -> None:
+    """Move the row below from ``old`` to ``new`` (if it is in ``old``), along the table's transitions.
+
+    The transport below is a row (or a facade that forwards to one, or a
+    memory transport of a test); a transport without states of its own is
+    left alone.
+    """
+    if transport.state == old and hasattr(transport, "_set_state"):
+        transport._set_state(new)
 
 
 def _reason(exc: BaseException) -> str:
@@ -218,8 +229,7 @@ class TLSProtocol:
         )
         if self.handshake_timeout is not None:
             self._timer = transport.reactor.call_later(self.handshake_timeout, self._handshake_timed_out)
-        if transport.state == State.OPEN:
-            transport._set_state(State.HANDSHAKING)  # the table shows it (see reactor.transport.table)
+        _move_row(transport, State.OPEN, State.HANDSHAKING)  # the table shows the handshake
         self._do_handshake()
 
     def data_received(self, data: bytes) -> None:
@@ -329,8 +339,7 @@ class TLSProtocol:
     def _handshake_done(self) -> None:
         self._cancel_timer()
         self.state = _WRAPPED
-        if self.transport.state == State.HANDSHAKING:
-            self.transport._set_state(State.OPEN)
+        _move_row(self.transport, State.HANDSHAKING, State.OPEN)
         if logger.isEnabledFor(logging.DEBUG):
             assert self.sslobj is not None
             logger.debug("%r: TLS handshake done (%s, %s)", self, self.sslobj.version(), self.sslobj.cipher())
@@ -492,8 +501,7 @@ class TLSProtocol:
             return
         # Wait for the peer's close_notify or EOF (see the module docstring).
         transport.write_eof()
-        if transport.state == State.WRITE_CLOSED:
-            transport._set_state(State.SHUTTING_DOWN)  # the table shows the closing exchange
+        _move_row(transport, State.WRITE_CLOSED, State.SHUTTING_DOWN)  # the table shows the closing exchange
         if not transport.is_closing():
             transport.resume_reading()
             self._cancel_timer()
