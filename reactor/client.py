@@ -8,8 +8,8 @@ the exchange is a `ReplyProtocol` on the transport layer's `open_connection`,
 so the outgoing connection is a row in `Reactor.connections` (``CONNECTING``,
 ``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed;
 over TLS ``HANDSHAKING`` before ``OPEN`` and ``SHUTTING_DOWN`` while the TLS
-close finishes) until it closes.  A timeout covers the whole exchange, connect included: it
-closes the row and fails the future with `TimeoutError`.  It is also
+close finishes) until it closes.  A timeout covers the whole exchange,
+connect included: it closes the row and fails the future with `TimeoutError`.  It is also
 `Reactor.request`.
 
 `do_request` is yoton's blocking call.  It runs the same exchange on a
@@ -100,10 +100,10 @@ class RequestReset(ConnectionResetError, RequestFailed):
 class ReplyTooLarge(RequestError, MessageTooLarge):
     """The reply is longer than the client's ``max_reply_size``; the connection was closed.
 
-    A `RequestError`, like every failure of a request on the client side, and
-    still a `reactor.framing.MessageTooLarge` (a `ValueError`), which is what
-    it was before: ``max_size`` is the limit, ``size`` the reply bytes seen
-    when the client gave up.
+    A `RequestError` (so ``except RequestError`` catches it with the refused
+    and failed requests) and still a `reactor.framing.MessageTooLarge` (a
+    `ValueError`), which is what it was before: ``max_size`` is the limit,
+    ``size`` the reply bytes seen when the client gave up.
     """
 
     def __init__(self, address: str, max_size: int, size: int) -> None:
