@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .client import RequestError, RequestFailed, RequestRefused, RequestReset, do_request
+from .client import ReplyTooLarge, RequestError, RequestFailed, RequestRefused, RequestReset, do_request
 from .core import Handle, ManualClock, Reactor, ReactorClosedError, TimerHandle, get_default_reactor
 from .futures import Future, InvalidStateError, to_asyncio, to_concurrent
 from .reqrep import RequestServer
@@ -64,6 +64,7 @@ __all__ = [
     "RequestRefused",
     "RequestFailed",
     "RequestReset",
+    "ReplyTooLarge",
     "do_request",
     "Protocol",
     "LineProtocol",

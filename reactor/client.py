@@ -6,9 +6,10 @@ and ``\\r\\n``; ``shutdown(SHUT_WR)``; read until ``\\r\\n`` or EOF; close.
 `request` is the non-blocking form.  It returns a reactor `Future` at once;
 the exchange is a `ReplyProtocol` on the transport layer's `~reactor.transport.connect.open_connection`,
 so the outgoing connection is a row in `Reactor.connections` (``CONNECTING``,
-``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed)
-until it closes.  A timeout covers the whole exchange, connect included: it
-closes the row and fails the future with `TimeoutError`.  It is also
+``OPEN``, then ``WRITE_CLOSED`` once the request is sent and half-closed;
+over TLS ``HANDSHAKING`` before ``OPEN`` and ``SHUTTING_DOWN`` while the TLS
+close finishes) until it closes.  A timeout covers the whole exchange,
+connect included: it closes the row and fails the future with `TimeoutError`.  It is also
 `Reactor.request`.
 
 `do_request` is yoton's blocking call.  It runs the same exchange on a
@@ -62,6 +63,7 @@ __all__ = [
     "RequestRefused",
     "RequestFailed",
     "RequestReset",
+    "ReplyTooLarge",
     "ReplyProtocol",
     "DEFAULT_MAX_REPLY_SIZE",
 ]
@@ -99,6 +101,20 @@ class RequestReset(ConnectionResetError, RequestFailed):
     closes with the request unread makes its kernel send a reset) and a
     `ConnectionResetError`, the OS error underneath.
     """
+
+
+class ReplyTooLarge(RequestError, MessageTooLarge):
+    """The reply is longer than the client's ``max_reply_size``; the connection was closed.
+
+    A `RequestError` (so ``except RequestError`` catches it with the refused
+    and failed requests) and still a `reactor.framing.MessageTooLarge` (a
+    `ValueError`), which is what it was before: ``max_size`` is the limit,
+    ``size`` the reply bytes seen when the client gave up.
+    """
+
+    def __init__(self, address: str, max_size: int, size: int) -> None:
+        MessageTooLarge.__init__(self, max_size, size)
+        self.args = (f"the reply from {address} exceeds max_reply_size={max_size} bytes ({size} bytes received)",)
 
 
 #: What a connection that the server closed without reading says on our side:
@@ -178,7 +194,7 @@ class ReplyProtocol:
         try:
             messages = self.parser.feed(data)
         except MessageTooLarge as exc:
-            self._fail(exc)
+            self._fail(ReplyTooLarge(self.address, exc.max_size, exc.size))
             return
         if messages:
             self._finish(messages[0])
@@ -189,7 +205,7 @@ class ReplyProtocol:
         try:
             reply = self.parser.feed_eof()
         except MessageTooLarge as exc:
-            self._fail(exc)
+            self._fail(ReplyTooLarge(self.address, exc.max_size, exc.size))
             return
         if reply is None and not received:
             self._fail(RequestFailed(f"{self.address} closed the connection without replying"))
@@ -253,7 +269,8 @@ def request(
     callbacks.  The future fails with `TimeoutError` after ``timeout``
     seconds, with `RequestRefused` when nothing listens, with
     `RequestFailed` when the server closes without replying (it refused the
-    request or its handler failed), and with the `OSError` of any other
+    request or its handler failed), with `ReplyTooLarge` when the reply is
+    longer than ``max_reply_size``, and with the `OSError` of any other
     network failure (a host that does not resolve: ``socket.gaierror``).
     A host name is looked up off the reactor's thread (`Reactor.getaddrinfo`),
     within ``timeout``; IP literals need no lookup.
@@ -371,6 +388,27 @@ def _exchange(
     return future
 
 
+#: Seconds `do_request` lets a TLS connection finish its close after the reply, at most.
+_CLOSE_WAIT = 1.0
+
+
+def _finish_closing(reactor: Reactor, seconds: float) -> None:
+    """Run ``reactor`` until its connections have closed, for at most ``seconds``.
+
+    After the reply the exchange closes its connection.  In plain TCP that is
+    done at once; over TLS the close sends ``close_notify`` and waits for the
+    server's, which is already on its way.  Aborting instead would close
+    with that unread, so the kernel would reset the connection and the server
+    would see its own, successful, exchange fail.
+    """
+    deadline = reactor.time() + seconds
+    while reactor.connections:
+        left = deadline - reactor.time()
+        if left <= 0:
+            return
+        reactor.run_once(left)
+
+
 def do_request(
     address: str,
     request: str,
@@ -387,7 +425,8 @@ def do_request(
     in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
     default), ``0`` and ``None`` wait as long as the exchange takes.  Raises
     `RequestRefused` when nothing listens at the address, `RequestFailed`
-    when the server closes without replying (never an empty reply), and the
+    when the server closes without replying (never an empty reply),
+    `ReplyTooLarge` for a reply longer than ``max_reply_size``, and the
     `OSError` of any other network failure.
     Runs on a private reactor for the length of the call; starts no thread
     but a worker to look up a host name (the timeout covers the lookup).
@@ -397,11 +436,15 @@ def do_request(
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
     with Reactor() as reactor:
-        future = _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
+        seconds = _seconds(timeout)
+        future = _exchange(reactor, parsed, payload, seconds, max_reply_size, tls)
         try:
-            return reactor.run_until_complete(future)
+            reply = reactor.run_until_complete(future)
         except TimeoutError:
             return None
+        else:
+            _finish_closing(reactor, _CLOSE_WAIT if seconds is None else min(_CLOSE_WAIT, seconds))
+            return reply
         finally:
             for row in list(reactor.connections.values()):
                 row.abort()

@@ -85,7 +85,7 @@ from .addresses import Address, parse_address
 from .core import Reactor
 from .futures import Future
 from .reqrep import stop_when_drained
-from .transport.listener import bind_listening_socket, listening_socket_source
+from .transport.listener import UnixPathClaim, bind_listening_socket, listening_socket_source
 
 __all__ = [
     "run_workers",
@@ -171,7 +171,7 @@ class _Shared:
 
     address: Address
     sock: socket.socket
-    inode: tuple[int, int] | None
+    inode: UnixPathClaim | None
     reuse_port: bool  # the socket only reserves the port; each worker binds its own
 
 
@@ -204,13 +204,7 @@ def _close_shared(shared: Sequence[_Shared]) -> None:
     for item in shared:
         item.sock.close()
         if item.inode is not None:
-            path = str(item.address.sockaddr)
-            try:
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) == item.inode:
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
+            item.inode.release()  # the socket file if still ours, and the lock beside it
 
 
 def shared_address(item: _Shared) -> str:

@@ -816,3 +816,55 @@ def test_stop_when_drained_waits_for_every_drain_and_no_longer_than_grace_plus_a
         r.run()
         assert not stuck.future.done()
         assert 3.0 <= r.time() - start <= 3.5  # grace + 1 s
+
+
+class Huge(RequestServer):
+    """Replies with 16 MiB: more than the kernel buffers hold for a client that does not read."""
+
+    def handle_request(self, request: str) -> str:
+        return "x" * (16 << 20)
+
+
+def read_until_closed(sock: socket.socket) -> tuple[int, BaseException | None]:
+    """Read a blocking socket to its end: the bytes received, and the error that ended it (None: an EOF)."""
+    received = 0
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except OSError as exc:
+            return received, exc
+        if not data:
+            return received, None
+        received += len(data)
+
+
+def test_deadline_resets_a_client_that_never_reads(reactor: Reactor, clock: ManualClock) -> None:
+    """At the deadline a reply the client never read is dropped with a reset, not left to the kernel."""
+    s = Huge("localhost:0", reactor=reactor, timeout=5)
+    c = connect(s)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    c.sendall(b"give\r\n")
+    run_until(reactor, lambda: s.stats.accepted == 1 and reactor.connections != {})
+    (row,) = reactor.connections.values()
+    assert row.get_write_buffer_size() > 0  # the rest of the reply waits for a reader that never comes
+    clock.advance(5.1)
+    reactor.run_once(0)
+    assert s.stats.timeouts == 1 and reactor.connections == {}
+    received, error = read_until_closed(c)
+    assert isinstance(error, ConnectionResetError), (received, error)
+    assert received < 16 << 20
+    c.close()
+    s.close()
+
+
+def test_deadline_of_a_silent_client_is_still_an_orderly_close(reactor: Reactor, clock: ManualClock) -> None:
+    """A client that sent nothing and is owed nothing gets an EOF at the deadline, not a reset."""
+    s = Huge("localhost:0", reactor=reactor, timeout=5)
+    c = connect(s)
+    run_until(reactor, lambda: s.stats.accepted == 1)
+    clock.advance(5.1)
+    reactor.run_once(0)
+    assert s.stats.timeouts == 1
+    assert read_until_closed(c) == (0, None)
+    c.close()
+    s.close()

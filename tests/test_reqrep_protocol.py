@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from conftest import run_until
 
-from reactor import Future, ManualClock, Protocol, Reactor, RequestServer
+from reactor import Future, ManualClock, Protocol, Reactor, ReplyTooLarge, RequestError, RequestServer
 from reactor.client import ReplyProtocol
+from reactor.framing import MessageTooLarge
 from reactor.reqrep import RequestProtocol
 from reactor.transport.memory import memory_pair
 
@@ -131,4 +132,22 @@ def test_reply_over_the_limit_fails_the_future(reactor: Reactor) -> None:
     b.write(b"y" * 64)
     with pytest.raises(ValueError, match="8"):
         reactor.run_until_complete(future, 1)
+    run_until(reactor, lambda: raw.lost)
+
+
+@pytest.mark.parametrize("ending", ["data", "eof"])
+def test_reply_over_the_limit_is_a_request_error(reactor: Reactor, ending: str) -> None:
+    """A reply over max_reply_size (in data or at EOF) fails with ReplyTooLarge: a RequestError and a ValueError."""
+    future: Future[str] = reactor.create_future()
+    client = ReplyProtocol(future, b"q\r\n", 8, "memory", None)
+    raw = Raw()
+    _, b = memory_pair(reactor, client, raw)
+    b.write(b"y" * (64 if ending == "data" else 9))
+    if ending == "eof":
+        b.close()
+    with pytest.raises(RequestError) as info:
+        reactor.run_until_complete(future, 1)
+    assert isinstance(info.value, ReplyTooLarge) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, MessageTooLarge) and info.value.max_size == 8
+    assert "max_reply_size=8" in str(info.value) and "memory" in str(info.value)
     run_until(reactor, lambda: raw.lost)

@@ -8,6 +8,8 @@ thread while the test drives the reactor with bounded turns.
 
 from __future__ import annotations
 
+import _socket
+import errno
 import logging
 import socket
 import socketserver as stdlib_socketserver
@@ -16,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +28,7 @@ from conftest import end_process, run_until
 from reactor import ManualClock, Reactor, RequestServer, do_request
 from reactor import socketserver as ss
 from reactor.streams import Protocol
+from reactor.transport import listener as listener_module
 from reactor.transport.connect import Connector
 
 trustme = pytest.importorskip("trustme")
@@ -405,3 +409,142 @@ def test_cli_serve_and_request_over_tls(certs: Certs, tmp_path: Any) -> None:
         assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     finally:
         end_process(proc)
+
+
+# ------------------------------------------------------------------ handshakes in the statistics
+
+
+def test_silent_tls_clients_are_counted_as_timeouts(
+    reactor: Reactor, clock: ManualClock, tls_server: RequestServer
+) -> None:
+    """Clients that open a TLS connection and stay silent are closed at the handshake deadline and counted."""
+    silent = [socket.create_connection(tls_server.server_address, timeout=5) for _ in range(3)]
+    try:
+        run_until(reactor, lambda: tls_server.stats.active == 3)
+        clock.advance(10.5)
+        run_until(reactor, lambda: tls_server.stats.active == 0)
+        stats = tls_server.statistics()
+        assert (stats["timeouts"], stats["rejected"], stats["errors"], stats["completed"]) == (3, 0, 0, 0)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_failed_handshakes_are_counted_as_rejected(reactor: Reactor, tls_server: RequestServer, certs: Certs) -> None:
+    """Clear text and half a ClientHello are rejected; a connect-and-close health check is not counted."""
+    engine = certs.client().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        engine.do_handshake()
+    hello = outgoing.read()
+    for payload in (b"", b"hello in clear text\r\n", hello[: len(hello) // 2]):
+        with socket.create_connection(tls_server.server_address, timeout=5) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            accepted = tls_server.stats.accepted
+            run_until(reactor, lambda n=accepted: tls_server.stats.accepted == n + 1 and tls_server.stats.active == 0)
+    stats = tls_server.statistics()
+    assert (stats["rejected"], stats["timeouts"], stats["errors"]) == (2, 0, 0)
+    still_answered(reactor, tls_server, certs)
+    assert tls_server.statistics()["completed"] == 1
+
+
+def test_refused_client_certificate_is_counted_as_rejected(reactor: Reactor, certs: Certs) -> None:
+    """A server that requires a client certificate counts a client without one as rejected."""
+    server = Big("localhost:0", reactor=reactor, ssl=certs.server(require_client_cert=True))
+    try:
+        bad = reactor.request(server.address, "bad", timeout=5, ssl=certs.client())
+        run_until(reactor, lambda: bad.done() and server.stats.active == 0)
+        run_until(reactor, client_rows_gone(reactor))
+        assert isinstance(bad.exception(), ssl.SSLError)
+        assert server.statistics()["rejected"] == 1 and server.statistics()["completed"] == 0
+    finally:
+        server.close()
+        for _ in range(3):
+            reactor.run_once(0)
+
+
+# ------------------------------------------------------------------ a successful exchange is never an error
+
+
+class ShutdownFails(_socket.socket):
+    """An accepted socket whose shutdown() fails as after the client's reset (ENOTCONN)."""
+
+    def shutdown(self, how: int) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+
+def test_failed_shutdown_after_the_reply_is_not_an_error(
+    reactor: Reactor, tls_server: RequestServer, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOTCONN from the server's shutdown after its reply and close_notify: completed, not errors."""
+    monkeypatch.setattr(listener_module, "_socket", types.SimpleNamespace(socket=ShutdownFails))
+    fut = reactor.request(tls_server.address, "ping", timeout=5, ssl=certs.client())
+    run_until(reactor, lambda: fut.done() and tls_server.stats.active == 0)
+    run_until(reactor, client_rows_gone(reactor))
+    assert fut.result() == "PING"
+    stats = tls_server.statistics()
+    assert (stats["completed"], stats["errors"]) == (1, 0)
+
+
+def test_blocking_tls_requests_all_complete(certs: Certs) -> None:
+    """do_request over TLS against a server in a thread: every exchange completes, none is an error."""
+    exchanges = 40
+    with Reactor() as reactor:
+        server = Big("127.0.0.1:0", reactor=reactor, ssl=certs.server())
+        server.start()
+        try:
+            for i in range(exchanges):
+                assert do_request(server.address, f"ping {i}", 10, ssl=certs.client()) == f"PING {i}"
+        finally:
+            server.stop()
+            server.join(5)
+            server.close()
+        stats = server.statistics()
+    assert (stats["completed"], stats["errors"], stats["accepted"]) == (exchanges, 0, exchanges)
+
+
+# ------------------------------------------------------------------ the TLS states are rows' states
+
+
+def test_a_connection_mid_handshake_shows_as_handshaking(
+    reactor: Reactor, clock: ManualClock, tls_server: RequestServer, certs: Certs
+) -> None:
+    """A TLS connection that has not finished its handshake is HANDSHAKING in the table and the statistics."""
+    with socket.create_connection(tls_server.server_address, timeout=5):
+        run_until(reactor, lambda: tls_server.stats.active == 1)
+        (row,) = tls_server.connections()
+        assert row.state == "HANDSHAKING" and row.as_dict()["state"] == "HANDSHAKING"
+        stats = reactor.statistics()
+        assert stats["connections_handshaking"] == 1 and "connections_open" not in stats
+        still_answered(reactor, tls_server, certs)
+        assert row.state == "HANDSHAKING"
+        clock.advance(10.5)
+        run_until(reactor, lambda: tls_server.stats.active == 0)
+    assert row.state == "CLOSED"
+
+
+def test_a_closing_tls_connection_shows_as_shutting_down(reactor: Reactor, certs: Certs) -> None:
+    """After the handshake the row is OPEN; close() makes it SHUTTING_DOWN until the peer's close_notify."""
+    made: list[Any] = []
+
+    class Keep(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            made.append(transport)
+
+    server = reactor.create_server(Keep, "localhost:0", ssl=certs.server())
+    try:
+        fut = reactor.create_connection(Keep, server.address, ssl=certs.client())
+        run_until(reactor, lambda: fut.done() and len(made) == 2)
+        client, _ = fut.result()
+        (row,) = [r for r in reactor.connections.values() if isinstance(r.owner, Connector)]
+        assert row.state == "OPEN" and client.state == "OPEN"
+        client.close()
+        assert row.state == "SHUTTING_DOWN"
+        assert reactor.statistics()["connections_shutting_down"] == 1
+        run_until(reactor, lambda: not reactor.connections)
+        assert row.state == "CLOSED"
+    finally:
+        server.close()
+        for _ in range(3):
+            reactor.run_once(0)

@@ -8,11 +8,13 @@ Reactors run on a manual clock: deadlines move with ``clock.advance`` and a
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
 import socket
 import struct
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from conftest import EmfileSocket, run_until
 
 from reactor import ManualClock, Reactor
 from reactor.streams import Protocol, Server, create_connection, create_server
+from reactor.transport import listener as listener_module
 from reactor.transport.connect import attach_socket
 from reactor.transport.memory import memory_pair
 from reactor.transport.stream import StreamTransport, TransportLimits
@@ -661,3 +664,28 @@ def test_cancelled_connect_never_starts_its_protocol(reactor: Reactor) -> None:
     assert all(row in server.connections() for row in reactor.connections.values())
     server.close()
     run_until(reactor, lambda: not reactor.connections)
+
+
+class ShutdownFails(_socket.socket):
+    """An accepted socket whose shutdown() fails as when the peer has already reset (ENOTCONN)."""
+
+    def shutdown(self, how: int) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+
+def test_a_failed_shutdown_after_the_data_is_a_normal_close(
+    reactor: Reactor, factory: Recorders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_eof() whose shutdown fails (the peer is gone) closes the connection as close() does: no error."""
+    monkeypatch.setattr(listener_module, "_socket", types.SimpleNamespace(socket=ShutdownFails))
+    with create_server(reactor, factory, "localhost:0") as server:
+        c = client(server)
+        run_until(reactor, lambda: len(factory.made) == 1)
+        p = factory.made[0]
+        p.transport.write(b"all of it")
+        p.transport.write_eof()
+        run_until(reactor, lambda: bool(p.lost))
+        assert p.lost == [None]
+        assert (server.stats.errors, server.stats.active) == (0, 0) and reactor.connections == {}
+        assert c.recv(100) == b"all of it"
+        c.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core import Reactor
 from .errors import report_user_error
-from .table import State
+from .table import READABLE_STATES, WRITE_DONE_STATES, State, change_state
 
 __all__ = [
     "TransportBase",
@@ -46,6 +46,25 @@ def _writable_bytes(data: Any) -> bytearray | memoryview:
         raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
     return data.cast("B") if type(data) is memoryview else data
 
+
+def _count_for_owner(transport: Any, counter: str) -> None:
+    """Add one to ``counter`` of the server that owns ``transport``, if it has statistics.
+
+    How a layer above the transport (TLS, PROXY) counts what only it can
+    tell: a ``rejected`` handshake or header, a handshake that ran into its
+    deadline (``timeouts``).  ``transport`` may be a layer's facade over the
+    row (a `ProxiedTransport`); an outgoing connection's owner keeps no
+    statistics, so nothing is counted for it.
+    """
+    owner = getattr(transport, "owner", None)
+    while owner is None and transport is not None:
+        transport = getattr(transport, "_transport", None)  # a facade: look at the transport below
+        owner = getattr(transport, "owner", None)
+    stats = getattr(owner, "stats", None)
+    if stats is not None:
+        setattr(stats, counter, getattr(stats, counter) + 1)
+
+
 #: Seconds a peer may take to complete a TLS handshake (default).  Here, not in
 #: `reactor.transport.tls`, so that surfaces name the default without importing `ssl`.
 HANDSHAKE_TIMEOUT = 10.0
@@ -67,7 +86,9 @@ _CLOSED = State.CLOSED
 _CLOSING = State.CLOSING
 _CONNECTING = State.CONNECTING
 _WRITE_CLOSED = State.WRITE_CLOSED
-_READABLE = frozenset({State.OPEN, _WRITE_CLOSED})
+_HANDSHAKING = State.HANDSHAKING
+_READABLE = READABLE_STATES
+_WRITE_DONE = WRITE_DONE_STATES
 
 
 class _Alive:
@@ -156,9 +177,8 @@ class TransportBase:
         """Bytes accepted by `write` and not yet handed on (implemented by the concrete transport)."""
         raise NotImplementedError
 
-    def _set_state(self, new: str) -> None:
-        """Change the state along the table (`reactor.transport.table`); provided by the row class."""
-        raise NotImplementedError
+    #: Change the state along the table (`reactor.transport.table.change_state`).
+    _set_state = change_state
 
     def _stop_reading(self) -> None:
         """Stop taking input from below (a socket: unregister the reader).  Nothing by default."""
@@ -175,7 +195,7 @@ class TransportBase:
             self._close_now(None)
             return
         self._stop_reading()
-        if state == _OPEN:
+        if state == _OPEN or state == _HANDSHAKING:
             self._set_state(_READ_CLOSED)
         self._dispatching = True
         try:
@@ -185,7 +205,7 @@ class TransportBase:
             self._protocol_failed(exc, "eof_received")
         self._dispatching = False
         state = self.state
-        if state == _WRITE_CLOSED or (state == _READ_CLOSED and not keep_open):
+        if state in _WRITE_DONE or (state == _READ_CLOSED and not keep_open):
             self.close()  # both directions are done (or the protocol wants no more)
             self._closed_by_call = False  # the peer finished it: later writes are dropped, not errors
         if self._lost is not _ALIVE and self._lost is not _DELIVERED:
@@ -207,7 +227,7 @@ class TransportBase:
     def write_eof(self) -> None:
         """Close the write side once the buffer is flushed; keep reading (half-close)."""
         state = self.state
-        if state == _WRITE_CLOSED or state == _CLOSING or state == _CLOSED:
+        if state in _WRITE_DONE or state == _CLOSING or state == _CLOSED:
             return
         if state == _CONNECTING:
             raise RuntimeError("the transport is not connected yet")
@@ -272,7 +292,11 @@ class TransportBase:
         idle = limits.idle_timeout is not None and (limits.timeout is None or due < self.started + limits.timeout)
         what = f"idle for {limits.idle_timeout} s" if idle else f"open for {limits.timeout} s"
         logger.info("%s timed out (%s) in state %s", self._describe(), what, self.state)
+        self._reset_unsent()
         self._close_now(TimeoutError(f"connection {what}"), True)
+
+    def _reset_unsent(self) -> None:
+        """Make the coming close a reset if output is still unsent (a socket); nothing by default."""
 
     def _protocol_failed(self, exc: Exception, where: str) -> None:
         report_user_error(
@@ -355,7 +379,7 @@ class TransportBase:
             return
         if state == _CONNECTING:
             raise RuntimeError("the transport is not connected yet")
-        if state == _WRITE_CLOSED:
+        if state in _WRITE_DONE:
             raise RuntimeError("cannot write after write_eof()")
         if state == _CLOSED:
             raise RuntimeError("cannot write to a transport that was closed with close() or abort()")

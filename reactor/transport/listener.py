@@ -45,10 +45,22 @@ received, nothing to send), lets the others finish, and aborts what is left
 when a reactor timer fires ``grace`` seconds later.  `Listener.drain` only
 stops accepting and keeps the socket (its callers rely on that).
 
-*Unix sockets.*  A stale socket file left by a dead server is replaced only
-after a probe connect is refused; a live listener gives ``EADDRINUSE`` and a
-regular file is never replaced.  On close the listener unlinks the path only
-if it is still its own inode.
+*Unix sockets.*  A socket file left behind by a dead server must be
+replaced, and a live server's must not.  Connecting to find out (what this
+module did once) sends the live server a connection it counts and hands to
+its protocol as an empty request.  So each listener holds a lock file next
+to its socket, ``<path>.lock`` (``flock``, for as long as it listens, with
+its pid inside for the operator), as PostgreSQL does with
+``.s.PGSQL.<port>.lock`` and Twisted with ``listenUNIX(wantPID=True)``: a
+lock held by someone else means ``EADDRINUSE``; a lock we could take means no
+listener of ours lives there, and the socket file is stale and replaced,
+unless the kernel lists a listening socket bound to that path (Linux
+``/proc/net/unix``: a server that keeps no lock file), which is again
+``EADDRINUSE``.  Anything else at the path is never followed, replaced or
+removed: a symbolic link (dangling or not) is reported as one, with its
+target, and a regular file, a directory or a pipe as what it is.  On close
+the listener unlinks the socket file only if it is still its own inode,
+then removes the lock file and drops the lock.
 """
 
 from __future__ import annotations
@@ -79,6 +91,7 @@ __all__ = [
     "ACCEPT_BACKOFF",
     "ACCEPT_RESOURCE_ERRNOS",
     "bind_listening_socket",
+    "UnixPathClaim",
     "listening_socket_source",
     "accept_failed_is_resource_error",
 ]
@@ -95,6 +108,8 @@ ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 
 _STREAM = int(socket.SOCK_STREAM)
 _OPEN = State.OPEN
+#: The states of a connection that may be idle (nothing received yet): open, or waiting for a ClientHello.
+_IDLE = frozenset({State.OPEN, State.HANDSHAKING})
 #: Resource errors that one free descriptor relieves (the reserve is of no use for memory).
 _DESCRIPTOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -125,8 +140,10 @@ class ServerStatistics:
         self.active = 0  #: connections open now (rows in the table owned by this server)
         self.completed = 0  #: exchanges finished in full (counted by the protocol layer)
         self.errors = 0  #: handler and protocol errors, and peer I/O errors
-        self.timeouts = 0  #: connections closed by a deadline
-        self.rejected = 0  #: oversized or malformed input (counted by the protocol layer)
+        self.timeouts = 0  #: connections closed by a deadline (a TLS handshake's included)
+        #: input refused: a failed TLS handshake, a bad PROXY header, an oversized
+        #: or malformed request (counted by the layer or protocol that refused it)
+        self.rejected = 0
         self.accept_pauses = 0  #: times accepting paused (limit reached or EMFILE)
         #: connections whose first read found nothing, so they were registered
         #: with the selector (accepted - waited took the fast path)
@@ -152,33 +169,171 @@ def _open_reserve() -> int:
         return -1
 
 
-def _prepare_unix_path(path: str) -> None:
+class UnixPathClaim:
+    """This process's claim on a Unix socket path: the lock held beside it, and the socket file's inode.
+
+    Made by `bind_listening_socket`; `release` (when the listener closes)
+    unlinks the socket file if it is still the one we bound, removes the lock
+    file and drops the lock.  See the module docstring for why a lock file.
+    """
+
+    __slots__ = ("path", "lock_path", "inode", "_lock_fd")
+
+    def __init__(self, path: str, lock_path: str, lock_fd: int) -> None:
+        #: The socket's path, and the lock file beside it (``<path>.lock``).
+        self.path = path
+        self.lock_path = lock_path
+        #: ``(st_dev, st_ino)`` of the socket file once it is bound (None before).
+        self.inode: tuple[int, int] | None = None
+        self._lock_fd = lock_fd
+
+    def __repr__(self) -> str:
+        held = "held" if self._lock_fd >= 0 else "released"
+        return f"<UnixPathClaim {self.path!r} lock {held}>"
+
+    def release(self) -> None:
+        """Unlink the socket file if it is still ours, remove the lock file, drop the lock; idempotent."""
+        fd = self._lock_fd
+        if fd < 0:
+            return
+        self._lock_fd = -1
+        try:
+            if self.inode is not None and _inode(self.path) == self.inode:
+                os.unlink(self.path)
+            # Unlinked while still locked: a server starting now locks a new file.
+            if _inode(self.lock_path) == _fd_inode(fd):
+                os.unlink(self.lock_path)
+        except OSError as exc:  # the directory went away, or its permissions changed
+            logger.warning("could not remove unix socket %s or its lock file: %s", self.path, exc.strerror)
+        finally:
+            os.close(fd)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _fd_inode(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _describe_file(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a socket"
+
+
+def _take_lock(path: str, lock_path: str) -> int:
+    """Open and lock ``lock_path``; the descriptor.  EADDRINUSE when another listener holds it."""
+    import fcntl  # here, not at import: only a Unix listener needs it
+
+    for _ in range(8):
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FileExistsError(
+                    errno.EEXIST, f"the lock file {lock_path!r} of unix:{path} is a symbolic link; refusing it"
+                ) from None
+            message = f"cannot create the lock file {lock_path!r} of unix:{path}: {exc.strerror}"
+            raise OSError(exc.errno, message) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OSError(
+                errno.EADDRINUSE, f"a server is already listening on unix:{path} (it holds {lock_path})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _inode(lock_path) == _fd_inode(fd):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise FileExistsError(errno.EEXIST, f"the lock file {lock_path!r} of unix:{path} is not a regular file")
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # for the operator who finds it
+            return fd
+        os.close(fd)  # its owner removed it between our open and our lock: take the new one
+    raise OSError(errno.EADDRINUSE, f"unix:{path}: its lock file {lock_path!r} keeps being replaced")
+
+
+def _listening_on(path: str) -> bool:
+    """True when the kernel lists a listening Unix socket bound to ``path`` (Linux ``/proc/net/unix``).
+
+    A socket file with no lock beside it was bound by something else than
+    a `Listener`, or by one that died.  This tells the two apart without
+    connecting; where ``/proc/net/unix`` cannot be read, False.
+    """
+    names = {path, os.path.abspath(path)}
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="surrogateescape") as table:
+            next(table, None)  # the header
+            for line in table:
+                fields = line.rstrip("\n").split(None, 7)
+                if len(fields) == 8 and fields[7] in names and int(fields[3], 16) & _SO_ACCEPTCON:
+                    return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+#: The flag ``/proc/net/unix`` shows for a listening socket (``__SO_ACCEPTCON``).
+_SO_ACCEPTCON = 0x10000
+
+
+def _claim_unix_path(path: str) -> UnixPathClaim:
+    """Lock ``<path>.lock``, then make sure nothing but a stale socket file is at ``path`` (removed)."""
     if len(os.fsencode(path)) >= 108:
         raise ValueError(f"unix socket path too long ({len(os.fsencode(path))} bytes, max 107): {path!r}")
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"directory for unix socket does not exist: {directory!r}")
+    # Absolute, so that the claim is released at the same place if the working directory changes.
+    path = os.path.abspath(path)
+    lock_path = path + ".lock"
+    claim = UnixPathClaim(path, lock_path, _take_lock(path, lock_path))
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise FileExistsError(errno.EEXIST, f"{path!r} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)  # a stale socket file: nothing listens there
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return claim
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            dangling = "" if os.path.exists(path) else ", which does not exist"
+            raise FileExistsError(
+                errno.EEXIST,
+                f"unix:{path} is a symbolic link to {target!r}{dangling}; "
+                "refusing to bind there or to remove it (bind the target's path, or remove the link)",
+            )
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileExistsError(
+                errno.EEXIST, f"unix:{path} exists and is {_describe_file(st.st_mode)}; refusing to replace it"
+            )
+        if _listening_on(path):
+            raise OSError(errno.EADDRINUSE, f"a server that holds no {lock_path} is listening on unix:{path}")
+        os.unlink(path)  # a stale socket file: we hold its lock, and nothing listens on it
         logger.info("replaced stale unix socket %s", path)
-        return
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"a server is already listening on unix:{path}")
+        return claim
+    except BaseException:
+        claim.release()
+        raise
 
 
-#: What a listening socket source answers: a socket and its Unix inode (None:
-#: not ours to unlink), or None to let the address be bound as usual.
-ListeningSocketSource = Callable[[Address, int, bool], "tuple[socket.socket, tuple[int, int] | None] | None"]
+#: What a listening socket source answers: a socket and our claim on its Unix
+#: path (None: not ours to unlink), or None to let the address be bound as usual.
+ListeningSocketSource = Callable[[Address, int, bool], "tuple[socket.socket, UnixPathClaim | None] | None"]
 _sources: list[ListeningSocketSource] = []
 
 
@@ -201,11 +356,12 @@ def listening_socket_source(source: ListeningSocketSource) -> Iterator[None]:
 
 def bind_listening_socket(
     address: Address, backlog: int = socket.SOMAXCONN, reuse_port: bool = False, *, adopt: bool = True
-) -> tuple[socket.socket, tuple[int, int] | None]:
+) -> tuple[socket.socket, UnixPathClaim | None]:
     """A non-blocking listening stream socket bound to ``address``.
 
-    Returns the socket and, for a Unix path, its ``(st_dev, st_ino)`` so that
-    the owner unlinks only its own file.  A ``bind()`` error is raised again
+    Returns the socket and, for a Unix path, the `UnixPathClaim` (the lock
+    held beside the path, and the socket file's inode) whose ``release()``
+    the owner calls when it closes the socket.  A ``bind()`` error is raised again
     naming the address (``cannot bind 127.0.0.1:8000: Address already in
     use``), with the same ``errno`` and the original error as ``__cause__``.
     Inside `listening_socket_source` the source is asked first (unless
@@ -217,10 +373,10 @@ def bind_listening_socket(
             adopted[0].setblocking(False)
             return adopted
     sock = socket.socket(address.family, socket.SOCK_STREAM)
-    inode = None
+    claim = None
     try:
         if address.family == socket.AF_UNIX:
-            _prepare_unix_path(str(address.sockaddr))
+            claim = _claim_unix_path(str(address.sockaddr))
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
@@ -229,9 +385,8 @@ def bind_listening_socket(
             sock.bind(address.sockaddr)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot bind {address.text}: {exc.strerror}") from exc
-        if address.family == socket.AF_UNIX:
-            st = os.stat(str(address.sockaddr))
-            inode = (st.st_dev, st.st_ino)
+        if claim is not None:
+            claim.inode = _inode(claim.path)
         try:
             sock.listen(backlog)
         except OSError as exc:
@@ -239,8 +394,10 @@ def bind_listening_socket(
         sock.setblocking(False)
     except BaseException:
         sock.close()
+        if claim is not None:
+            claim.release()
         raise
-    return sock, inode
+    return sock, claim
 
 
 class Listener:
@@ -293,11 +450,10 @@ class Listener:
         self._exhausted = False  # in an episode of accept failing for lack of resources
         self._refused_before = 0  # stats.refused when the episode began
         self._reserve = -1
-        self._sock, self._unix_inode = bind_listening_socket(address, backlog, reuse_port)
+        self._sock, self._unix_claim = bind_listening_socket(address, backlog, reuse_port)
         self._reserve = _open_reserve()
         self._fd = self._sock.fileno()
         self._family = int(address.family)
-        self._unix_path = str(address.sockaddr) if address.family == socket.AF_UNIX else None
         #: The bound socket address (the real port when 0 was asked).
         self.sockaddr: Any = self._sock.getsockname()
         #: The bound address as a string that `parse_address` accepts.
@@ -518,7 +674,7 @@ class Listener:
         self.stop_accepting()
         self._close_socket()
         rows = self.connections()
-        idle = [row for row in rows if row.state == _OPEN and not row.bytes_in and not row.get_write_buffer_size()]
+        idle = [row for row in rows if row.state in _IDLE and not row.bytes_in and not row.get_write_buffer_size()]
         for row in idle:
             row._close_now(None)  # as in close(): the server ended it, so later writes are dropped quietly
         fut = self._no_rows_left()
@@ -587,19 +743,17 @@ class Listener:
         if self._sock.fileno() < 0:
             return
         self._sock.close()
-        if self._unix_path is not None:
-            try:
-                st = os.stat(self._unix_path)
-                if (st.st_dev, st.st_ino) == self._unix_inode:
-                    os.unlink(self._unix_path)
-            except FileNotFoundError:
-                pass
+        if self._unix_claim is not None:
+            self._unix_claim.release()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         sock = getattr(self, "_sock", None)
         if sock is not None and sock.fileno() >= 0:
             _warn(f"unclosed {self!r}", ResourceWarning, source=self)
             sock.close()
+            claim = getattr(self, "_unix_claim", None)
+            if claim is not None:
+                claim.release()
         reserve = getattr(self, "_reserve", -1)
         if reserve >= 0:
             self._reserve = -1

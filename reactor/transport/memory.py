@@ -45,7 +45,7 @@ from typing import Any
 
 from ..core import Reactor
 from .base import _ALIVE, _DELIVERED, DEFAULT_LIMITS, TransportBase, TransportLimits, _writable_bytes
-from .table import TRANSITIONS, State
+from .table import READABLE_STATES, WRITABLE_STATES, State
 
 __all__ = ["MemoryTransport", "memory_pair", "DEFAULT_WINDOW"]
 
@@ -55,12 +55,10 @@ logger = logging.getLogger("reactor.transport")
 DEFAULT_WINDOW = 64 * 1024
 
 _OPEN = State.OPEN
-_READ_CLOSED = State.READ_CLOSED
-_WRITE_CLOSED = State.WRITE_CLOSED
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
-_WRITABLE = frozenset({_OPEN, _READ_CLOSED})
-_READABLE = frozenset({_OPEN, _WRITE_CLOSED})
+_WRITABLE = WRITABLE_STATES
+_READABLE = READABLE_STATES
 
 
 class MemoryTransport(TransportBase):
@@ -142,11 +140,6 @@ class MemoryTransport(TransportBase):
     def in_flight(self) -> int:
         """Bytes written by this end that the peer has not read yet (at most ``window``)."""
         return len(self.peer._inbox)
-
-    def _set_state(self, new: str) -> None:
-        if (self.state, new) not in TRANSITIONS:
-            raise RuntimeError(f"memory transport {self.name}: no transition from {self.state} to {new}")
-        self.state = new
 
     # ---------------------------------------------------------------- reading
 

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..proxyproto import MAX_V2_LENGTH, ProxyHeader, ProxyProtocolError, parse_header
-from .base import HANDSHAKE_TIMEOUT
+from .base import HANDSHAKE_TIMEOUT, _count_for_owner
 from .errors import report_user_error
 
 __all__ = ["ProxyProtocolLayer", "ProxiedTransport", "TrustedProxies", "proxy_protocol_factory", "UNTRUSTED_POLICIES"]
@@ -123,9 +123,7 @@ class TrustedProxies:
 
 
 def _count_rejected(transport: Any) -> None:
-    stats = getattr(getattr(transport, "owner", None), "stats", None)
-    if stats is not None:
-        stats.rejected += 1
+    _count_for_owner(transport, "rejected")
 
 
 class ProxyProtocolLayer:
@@ -307,6 +305,10 @@ class ProxiedTransport:
     def state(self) -> str:
         """The state of the transport below (a `State`)."""
         return str(self._transport.state)
+
+    def _set_state(self, new: str) -> None:
+        # A layer above (TLS) puts its states in the row below.
+        self._transport._set_state(new)
 
     @property
     def bytes_in(self) -> int:

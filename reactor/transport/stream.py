@@ -25,7 +25,10 @@ of memory for a slow reader.
 *Half-close, both ways.*  The peer's EOF calls ``eof_received()``; a protocol
 that returns True keeps its write side open (``READ_CLOSED``).  ``write_eof()``
 shuts our side down once the buffer is flushed (``WRITE_CLOSED``) and keeps
-reading.  When both sides are done the connection closes.
+reading.  When both sides are done the connection closes.  A ``shutdown()``
+that fails comes after everything was handed to the kernel and means the
+peer has already gone: the connection closes as after ``close()``
+(``connection_lost(None)``), not as a fault.
 
 *Close.*  ``close()`` stops reading, flushes what is buffered (``CLOSING``)
 and then closes; ``abort()`` closes at once and drops the buffer.  Closing
@@ -56,6 +59,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import sys
 from typing import Any
 
 from ..core import Reactor
@@ -68,23 +73,26 @@ from .base import (
     TransportLimits,
     _writable_bytes,
 )
-from .table import Connection, State
+from .table import READABLE_STATES, WRITABLE_STATES, Connection, State
 
 __all__ = ["StreamTransport", "TransportLimits", "DEFAULT_LIMITS", "MAX_READ"]
 
 logger = logging.getLogger("reactor.transport")
 
 _DONTWAIT = int(socket.MSG_DONTWAIT)
+#: SO_LINGER on with a timeout of 0: close() then resets the connection and drops unsent output.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+#: The families whose close can be a reset (SO_LINGER means nothing to a Unix socket).
+_TCP_FAMILIES = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
+
 _SHUT_WR = socket.SHUT_WR
 _OPEN = State.OPEN
-_READ_CLOSED = State.READ_CLOSED
-_WRITE_CLOSED = State.WRITE_CLOSED
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _CONNECTING = State.CONNECTING
 #: States in which the transport accepts writes / reads from its socket.
-_WRITABLE = frozenset({_OPEN, _READ_CLOSED})
-_READABLE = frozenset({_OPEN, _WRITE_CLOSED})
+_WRITABLE = WRITABLE_STATES
+_READABLE = READABLE_STATES
 #: Registered selector events (a bitmask of our own, not the selector's).
 _EV_READ = 1
 _EV_WRITE = 2
@@ -314,7 +322,13 @@ class StreamTransport(Connection, TransportBase):
         try:
             self.sock.shutdown(_SHUT_WR)
         except OSError as exc:
-            self._fatal(exc, inline)
+            # Everything written is in the kernel's hands by now: the shutdown
+            # fails only because the peer has already gone (ENOTCONN after its
+            # reset), typically a client that read its reply and closed at once.
+            # Not a fault (Twisted's _closeWriteConnection ignores it too): the
+            # connection is over, closed as if by close(), not counted in errors.
+            logger.debug("%r: shutdown of the write side failed (%s); the peer has gone", self, exc)
+            self._close_now(None, inline)
 
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by `write` and not yet handed to the kernel."""
@@ -333,6 +347,28 @@ class StreamTransport(Connection, TransportBase):
         """`Reactor.close` with this connection open: close at once, ``connection_lost(exc)`` follows."""
         self._close_now(exc)
 
+    def _reset_unsent(self) -> None:
+        """At a deadline: if output is still unsent, make the close a reset (``SO_LINGER`` 0).
+
+        A closed socket's unsent output stays with the kernel, which goes on
+        offering it to the peer: up to megabytes per connection for a client
+        that never reads, held long after we gave up on it.  So, as nginx's
+        ``reset_timedout_connection`` does, a connection closed by a deadline
+        with bytes not yet taken by the peer (our buffer, or the kernel's send
+        queue) is reset, which frees them at once.  One with nothing in
+        flight (a silent client) still gets an orderly close: its peer reads
+        an EOF.
+        """
+        sock = self.sock
+        if sock.family not in _TCP_FAMILIES or not (self._buffer or _unsent_in_kernel(sock)):
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError as exc:  # the connection is already gone: the close frees everything anyway
+            logger.debug("%r: cannot set SO_LINGER for a reset (%s)", self, exc)
+            return
+        logger.debug("%r: closing with a reset: output unsent at the deadline", self)
+
     def _fatal(self, exc: BaseException, inline: bool = True) -> None:
         logger.debug("%r: closing after %r", self, exc)
         self._close_now(exc, inline)
@@ -346,10 +382,7 @@ class StreamTransport(Connection, TransportBase):
         """
         if self.state == _CLOSED:
             return
-        # Every live state may go to CLOSED (see TRANSITIONS), so this is
-        # the one transition not routed through _set_state: it runs once per
-        # connection on the hot path.
-        self.state = _CLOSED
+        self._set_state(_CLOSED)
         reactor = self.reactor
         events = self._events
         if events:
@@ -442,3 +475,24 @@ class StreamTransport(Connection, TransportBase):
         snapshot["reading"] = self.is_reading()
         snapshot["writing_paused"] = self._writing_paused
         return snapshot
+
+
+def _unsent_in_kernel(sock: Any) -> bool:
+    """True when the kernel still holds bytes of ``sock``'s output that the peer has not acknowledged.
+
+    ``SIOCOUTQ`` (Linux; the same number as ``TIOCOUTQ``).  Where that
+    cannot be asked, False: then only our own buffer decides.  The modules
+    are imported here, at a deadline, not with the package.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import array
+    import fcntl
+    import termios
+
+    queued = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued)
+    except OSError:
+        return False
+    return queued[0] > 0

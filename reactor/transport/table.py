@@ -21,38 +21,49 @@ datagram socket that is never connected) and ``LISTENING``.
 
 States and transitions
 ----------------------
-A row's state changes in one place, `Connection._set_state`, which refuses a
-transition that is not in `TRANSITIONS`.  The single exception is the
-transport's close path (`StreamTransport._close_now`), which sets ``CLOSED``
-directly because it runs once per connection on the hot path and every live
-state may go to ``CLOSED`` (a test checks that the table says so):
+A row's state changes in one place, `change_state` (a row's ``_set_state``,
+for the `Connection` rows and for the memory transports of tests alike),
+which refuses a transition that is not in `TRANSITIONS`; the transport's
+close path goes through it too.  A layer above the transport that has
+states of its own puts them in the row, so that the table shows them: the
+TLS layer's handshake (``HANDSHAKING``) and its closing exchange of
+``close_notify`` (``SHUTTING_DOWN``).
 
-============  ==============  =============================================
-from          to              when
-============  ==============  =============================================
-(new)         CONNECTING      an outgoing connect was started
-(new)         OPEN            a connection was accepted
-(new)         HANDLING        a socketserver request was accepted
-(new)         UNCONNECTED     a dispatcher took a socket that is not connected
-(new)         LISTENING       a dispatcher took a listening socket
-UNCONNECTED   CONNECTING      a dispatcher's ``connect()`` was started
-UNCONNECTED   OPEN            the dispatcher's socket turned out connected
-UNCONNECTED   LISTENING       a dispatcher's ``listen()``
-UNCONNECTED   CLOSED          the dispatcher was closed
-LISTENING     CLOSED          the dispatcher was closed
-CONNECTING    OPEN            the connect completed
-CONNECTING    CLOSED          the connect failed, timed out or was aborted
-OPEN          READ_CLOSED     the peer sent EOF and the protocol keeps writing
-OPEN          WRITE_CLOSED    ``write_eof()``: no more writing, still reading
-OPEN          CLOSING         ``close()`` with output still buffered
-OPEN          CLOSED          closed, aborted, failed or timed out
-READ_CLOSED   CLOSING         ``close()`` with output still buffered
-READ_CLOSED   CLOSED          closed (also: ``write_eof()`` on this side)
-WRITE_CLOSED  CLOSING         ``close()`` with the EOF not yet flushed
-WRITE_CLOSED  CLOSED          the peer's EOF arrived, or closed
-CLOSING       CLOSED          the buffer was flushed, or aborted/failed
-HANDLING      CLOSED          the request's socket was shut down
-============  ==============  =============================================
+==============  ==============  =============================================
+from            to              when
+==============  ==============  =============================================
+(new)           CONNECTING      an outgoing connect was started
+(new)           OPEN            a connection was accepted
+(new)           HANDLING        a socketserver request was accepted
+(new)           UNCONNECTED     a dispatcher took a socket that is not connected
+(new)           LISTENING       a dispatcher took a listening socket
+UNCONNECTED     CONNECTING      a dispatcher's ``connect()`` was started
+UNCONNECTED     OPEN            the dispatcher's socket turned out connected
+UNCONNECTED     LISTENING       a dispatcher's ``listen()``
+UNCONNECTED     CLOSED          the dispatcher was closed
+LISTENING       CLOSED          the dispatcher was closed
+CONNECTING      OPEN            the connect completed
+CONNECTING      CLOSED          the connect failed, timed out or was aborted
+OPEN            READ_CLOSED     the peer sent EOF and the protocol keeps writing
+OPEN            WRITE_CLOSED    ``write_eof()``: no more writing, still reading
+OPEN            CLOSING         ``close()`` with output still buffered
+OPEN            CLOSED          closed, aborted, failed or timed out
+READ_CLOSED     CLOSING         ``close()`` with output still buffered
+READ_CLOSED     CLOSED          closed (also: ``write_eof()`` on this side)
+WRITE_CLOSED    CLOSING         ``close()`` with the EOF not yet flushed
+WRITE_CLOSED    CLOSED          the peer's EOF arrived, or closed
+CLOSING         CLOSED          the buffer was flushed, or aborted/failed
+HANDLING        CLOSED          the request's socket was shut down
+OPEN            HANDSHAKING     a TLS layer started its handshake
+HANDSHAKING     OPEN            the handshake completed
+HANDSHAKING     READ_CLOSED     the peer sent EOF in the middle of it
+HANDSHAKING     CLOSING         it failed; the TLS alert is still being sent
+HANDSHAKING     CLOSED          it failed, timed out, or the peer reset
+WRITE_CLOSED    SHUTTING_DOWN   TLS ``close()``: our ``close_notify`` is sent,
+                                the peer's awaited (input is discarded)
+SHUTTING_DOWN   CLOSING         the peer's came; ours is still being sent
+SHUTTING_DOWN   CLOSED          the peer's came, or it closed, or time ran out
+==============  ==============  =============================================
 
 Which selector events a row waits for is derived from its state (and, for a
 transport, from whether the protocol paused reading and whether output is
@@ -64,7 +75,16 @@ from __future__ import annotations
 import _socket
 from typing import Any
 
-__all__ = ["Connection", "State", "TRANSITIONS", "connection_stats"]
+__all__ = [
+    "Connection",
+    "State",
+    "TRANSITIONS",
+    "READABLE_STATES",
+    "WRITABLE_STATES",
+    "WRITE_DONE_STATES",
+    "change_state",
+    "connection_stats",
+]
 
 
 class State:
@@ -79,6 +99,8 @@ class State:
     UNCONNECTED = "UNCONNECTED"
     LISTENING = "LISTENING"
     CLOSED = "CLOSED"
+    HANDSHAKING = "HANDSHAKING"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
 
 
 _S = State
@@ -102,8 +124,32 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         (_S.UNCONNECTED, _S.LISTENING),
         (_S.UNCONNECTED, _S.CLOSED),
         (_S.LISTENING, _S.CLOSED),
+        (_S.OPEN, _S.HANDSHAKING),
+        (_S.HANDSHAKING, _S.OPEN),
+        (_S.HANDSHAKING, _S.READ_CLOSED),
+        (_S.HANDSHAKING, _S.CLOSING),
+        (_S.HANDSHAKING, _S.CLOSED),
+        (_S.WRITE_CLOSED, _S.SHUTTING_DOWN),
+        (_S.SHUTTING_DOWN, _S.CLOSING),
+        (_S.SHUTTING_DOWN, _S.CLOSED),
     }
 )
+#: The states in which a transport reads from its peer.
+READABLE_STATES: frozenset[str] = frozenset({_S.OPEN, _S.WRITE_CLOSED, _S.HANDSHAKING, _S.SHUTTING_DOWN})
+#: The states in which a transport takes writes (during a handshake, the TLS layer's).
+WRITABLE_STATES: frozenset[str] = frozenset({_S.OPEN, _S.READ_CLOSED, _S.HANDSHAKING})
+#: The states in which our side has finished writing and the transport still reads.
+WRITE_DONE_STATES: frozenset[str] = frozenset({_S.WRITE_CLOSED, _S.SHUTTING_DOWN})
+
+
+def change_state(row: Any, new: str) -> None:
+    """Move ``row`` (a table row, or a transport with a ``state``) to ``new``: the one place a state changes.
+
+    RuntimeError, naming the row, for a pair that is not in `TRANSITIONS`.
+    """
+    if (row.state, new) not in TRANSITIONS:
+        raise RuntimeError(f"{row!r}: no transition from {row.state} to {new}")
+    row.state = new
 
 
 class Connection:
@@ -132,11 +178,8 @@ class Connection:
         self.deadline: float | None = None
         self.timer: Any = None
 
-    def _set_state(self, new: str) -> None:
-        """The one place a row's state changes."""
-        if (self.state, new) not in TRANSITIONS:
-            raise RuntimeError(f"connection fd={self.fd}: no transition from {self.state} to {new}")
-        self.state = new
+    #: Change the state along the table (`change_state`).
+    _set_state = change_state
 
     def get_write_buffer_size(self) -> int:
         """Bytes accepted for sending and not yet handed to the kernel (0 for a plain row)."""

@@ -15,11 +15,19 @@ limit, deadline and fault fix of the transport below still applies.
 
 *The handshake comes first.*  The application's ``connection_made`` runs
 only once the handshake is complete; for a client the connect future
-completes then too.  A reactor timer (``handshake_timeout``, 10 s by default)
-aborts a peer that connects and never finishes.  A failed handshake (a plain
+completes then too.  Meanwhile the row below is ``HANDSHAKING`` in the
+connection table (and ``SHUTTING_DOWN`` while a close waits for the peer's
+``close_notify``): the layer keeps its own engine state, but what an
+operator sees is the row's.  A reactor timer (``handshake_timeout``, 10 s
+by default) aborts a peer that connects and never finishes.  A failed handshake (a plain
 TCP client, an untrusted certificate, a wrong name, a missing client
 certificate, a reset) closes only that connection, sends the TLS alert when
-there is one, and is logged once at INFO with the peer and the reason.
+there is one, and is logged once at INFO with the peer and the reason.  The
+server's statistics count it as the PROXY layer counts a bad header: a
+handshake that ran out of time in ``timeouts``, one that failed (bad bytes,
+a refused certificate, an EOF after part of a ClientHello) in ``rejected``;
+a peer that closes without sending a byte (a TCP health check) is not
+counted, and a reset is counted by the transport below, in ``errors``.
 With TLS 1.3 the client finishes its handshake before the server has checked
 the client's certificate: a refused client certificate reaches the client as
 an `ssl.SSLError` in ``connection_lost`` (and in a pending request's future).
@@ -61,9 +69,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..futures import Future
-from .base import HANDSHAKE_TIMEOUT, MAX_READ, _writable_bytes
+from .base import HANDSHAKE_TIMEOUT, MAX_READ, _count_for_owner, _writable_bytes
 from .errors import report_user_error
-from .table import State
+from .table import WRITE_DONE_STATES, State
 
 __all__ = ["TLSProtocol", "TLSTransport", "HANDSHAKE_TIMEOUT", "SHUTDOWN_TIMEOUT", "default_server_hostname"]
 
@@ -88,6 +96,17 @@ def default_server_hostname(address: str, family: int) -> str | None:
         return address[1 : address.find("]")]
     host = address.rpartition(":")[0]
     return host or None
+
+
+def _move_row(transport: Any, old: str, new: str) -> None:
+    """Move the row below from ``old`` to ``new`` (if it is in ``old``), along the table's transitions.
+
+    The transport below is a row (or a facade that forwards to one, or a
+    memory transport of a test); a transport without states of its own is
+    left alone.
+    """
+    if transport.state == old and hasattr(transport, "_set_state"):
+        transport._set_state(new)
 
 
 def _reason(exc: BaseException) -> str:
@@ -210,6 +229,7 @@ class TLSProtocol:
         )
         if self.handshake_timeout is not None:
             self._timer = transport.reactor.call_later(self.handshake_timeout, self._handshake_timed_out)
+        _move_row(transport, State.OPEN, State.HANDSHAKING)  # the table shows the handshake
         self._do_handshake()
 
     def data_received(self, data: bytes) -> None:
@@ -226,7 +246,9 @@ class TLSProtocol:
     def eof_received(self) -> bool:
         """The peer closed its write side of the connection below."""
         if self.state == _HANDSHAKING:
-            self._handshake_failed(ConnectionResetError("the peer closed the connection during the TLS handshake"))
+            exc = ConnectionResetError("the peer closed the connection during the TLS handshake")
+            # A peer that closes without sending a byte (a TCP health check) is not a failed handshake.
+            self._handshake_failed(exc, counted=bool(self.transport.bytes_in))
             return False
         if self.state != _WRAPPED or self._closing:
             return False  # closing: this is the EOF we waited for; the application has said goodbye
@@ -293,12 +315,16 @@ class TLSProtocol:
         self._timer = None
         if self.state == _HANDSHAKING:
             exc = TimeoutError(f"TLS handshake not complete within {self.handshake_timeout} s")
-            self._handshake_failed(exc, abort=True)
+            _count_for_owner(self.transport, "timeouts")
+            self._handshake_failed(exc, abort=True, counted=False)
 
-    def _handshake_failed(self, exc: BaseException, abort: bool = False) -> None:
+    def _handshake_failed(self, exc: BaseException, abort: bool = False, counted: bool = True) -> None:
+        """The handshake cannot complete: log, fail the waiter, close; ``counted``: as ``rejected``."""
         self._cancel_timer()
         self.state = _FAILED
         logger.info("TLS handshake with %s failed: %s", self._peer(), _reason(exc))
+        if counted:
+            _count_for_owner(self.transport, "rejected")
         self._fail_waiter(exc)
         if abort:
             self.transport.abort()
@@ -313,6 +339,7 @@ class TLSProtocol:
     def _handshake_done(self) -> None:
         self._cancel_timer()
         self.state = _WRAPPED
+        _move_row(self.transport, State.HANDSHAKING, State.OPEN)
         if logger.isEnabledFor(logging.DEBUG):
             assert self.sslobj is not None
             logger.debug("%r: TLS handshake done (%s, %s)", self, self.sslobj.version(), self.sslobj.cipher())
@@ -419,7 +446,7 @@ class TLSProtocol:
         if not self._outgoing.pending:
             return
         data = self._outgoing.read()
-        if not self.transport.is_closing() and self.transport.state != State.WRITE_CLOSED:
+        if not self.transport.is_closing() and self.transport.state not in WRITE_DONE_STATES:
             self.transport.write(data)
 
     def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
@@ -474,6 +501,7 @@ class TLSProtocol:
             return
         # Wait for the peer's close_notify or EOF (see the module docstring).
         transport.write_eof()
+        _move_row(transport, State.WRITE_CLOSED, State.SHUTTING_DOWN)  # the table shows the closing exchange
         if not transport.is_closing():
             transport.resume_reading()
             self._cancel_timer()
