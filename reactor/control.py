@@ -39,9 +39,11 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import stat
 import sys
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -66,6 +68,8 @@ __all__ = [
     "serve_metrics",
     "start_merged_endpoints",
     "MergedEndpoints",
+    "WorkerObservers",
+    "worker_control_path",
     "SNAPSHOT_CHUNK",
     "CONTROL_COMMANDS",
 ]
@@ -111,8 +115,14 @@ def _owner_name(owner: Any) -> str:
     return type(owner).__name__
 
 
+def _observers(reactor: Reactor) -> dict[int, str]:
+    """The control and metrics listeners of ``reactor`` (their rows are left out of a snapshot), by id."""
+    found = listeners_of(reactor)
+    return {id(listener): "" for listener in found if isinstance(listener.protocol_factory, _ObserverFactory)}
+
+
 def _rows_json(rows: Sequence[Any], now: float, pid: int, owners: dict[int, str]) -> list[dict[str, Any]]:
-    """Format rows of the table (skipping closed ones) as plain dicts."""
+    """Format rows of the table as plain dicts, skipping closed ones and those of an owner named ``''``."""
     out = []
     for row in rows:
         state = row.state
@@ -122,6 +132,8 @@ def _rows_json(rows: Sequence[Any], now: float, pid: int, owners: dict[int, str]
         name = owners.get(id(owner))
         if name is None:
             name = owners[id(owner)] = _owner_name(owner)
+        if not name:
+            continue  # the observers' own connections
         deadline = row.deadline
         out.append(
             {
@@ -149,9 +161,11 @@ def _header(reactor: Reactor, pid: int) -> dict[str, Any]:
         if key.startswith("connections_"):
             continue
         info[key] = value
+    observers = _observers(reactor)
     for row in list(reactor.connections.values()):
-        state = str(row.state)
-        states[state] = states.get(state, 0) + 1
+        if id(row.owner) not in observers:
+            state = str(row.state)
+            states[state] = states.get(state, 0) + 1
     info["states"] = states
     servers = []
     for listener in listeners_of(reactor):
@@ -193,7 +207,7 @@ def snapshot(reactor: Reactor, *, connections: bool = True) -> dict[str, Any]:
     head = _header(reactor, pid)
     rows: list[dict[str, Any]] = []
     if connections:
-        rows = _rows_json(list(reactor.connections.values()), reactor.time(), pid, {})
+        rows = _rows_json(list(reactor.connections.values()), reactor.time(), pid, _observers(reactor))
     count = len(rows) if connections else sum(head["reactor"]["states"].values())
     return {**head, "connections": rows, "workers": [_worker_entry(head, count)]}
 
@@ -207,7 +221,7 @@ def _snapshot_chunks(reactor: Reactor, connections: bool, chunk: int) -> Iterato
     encode = _JSON.encode
     text = encode(head)
     yield (text[:-1] + ',"connections":[').encode()
-    owners: dict[int, str] = {}
+    owners = _observers(reactor)
     written = 0
     for start in range(0, len(rows), chunk):
         formatted = _rows_json(rows[start : start + chunk], now, pid, owners)
@@ -449,7 +463,7 @@ class _ControlProtocol:
     def _command(self, line: bytes) -> None:
         if self.transport.is_closing():
             return
-        text = line.rstrip(b"\r").decode("ascii", "replace").strip()
+        text = line.rstrip(b"\r").decode("ascii", "backslashreplace").strip()
         if not text:
             return
         self.queue.append(text)
@@ -939,3 +953,36 @@ def _merged_main(directory: str, control: str | None, metrics: str | None, statu
             for server in servers:
                 server.close()
     return 0
+
+
+class WorkerObservers:
+    """``--control`` and ``--metrics`` for worker processes: one merged view of them all.
+
+    Makes a private directory (mode 0700) for the workers' control sockets
+    and starts the merging process (`start_merged_endpoints`); each worker
+    calls `serve_worker` with its reactor (in ``run_workers``'s ``build``).
+    `close` stops the process and removes the directory.  Create it before
+    the workers start (it forks).
+    """
+
+    def __init__(self, control: str | None, metrics: str | None) -> None:
+        self.directory = tempfile.mkdtemp(prefix="reactor-control-")
+        self.time_requests = metrics is not None
+        try:
+            self._endpoints = start_merged_endpoints(self.directory, control, metrics)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        self.control = self._endpoints.control
+        self.metrics_url = self._endpoints.metrics_url
+
+    def serve_worker(self, reactor: Reactor) -> ControlServer:
+        """In a worker: serve its private control socket (and time its requests if metrics are on)."""
+        if self.time_requests:
+            enable_request_timing(reactor)
+        return ControlServer(reactor, worker_control_path(self.directory))
+
+    def close(self) -> None:
+        """Stop the merging process and remove the directory; idempotent."""
+        self._endpoints.close()
+        shutil.rmtree(self.directory, ignore_errors=True)

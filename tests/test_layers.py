@@ -27,6 +27,7 @@ LAYER = {
     "workers": 3,
     "control": 3,
     "cli": 4,
+    "top": 4,
     "bench": 4,
     "__init__": 5,
     "__main__": 5,
