@@ -463,7 +463,8 @@ class _ControlProtocol:
     def _command(self, line: bytes) -> None:
         if self.transport.is_closing():
             return
-        text = line.rstrip(b"\r").decode("ascii", "backslashreplace").strip()
+        raw = line.rstrip(b"\r").decode("latin-1").strip()
+        text = "".join(c if c.isprintable() and c < "\x7f" else f"\\x{ord(c):02x}" for c in raw)
         if not text:
             return
         self.queue.append(text)
@@ -522,7 +523,8 @@ def _local_answer(reactor: Reactor, chunk: int) -> Callable[[str], Answer]:
             return _snapshot_chunks(reactor, False, chunk)
         if command == "help":
             return [f"commands: {', '.join(CONTROL_COMMANDS)}\r\n".encode()]
-        raise ValueError(f"unknown command {command[:40]!r}; this socket only reports: {', '.join(CONTROL_COMMANDS)}")
+        known = ", ".join(CONTROL_COMMANDS)
+        raise ValueError(f"unknown command '{command[:40]}'; this socket only reports: {known}")
 
     return answer
 
