@@ -287,7 +287,8 @@ def test_metrics_parse_with_prometheus_client(short_tmp: Path) -> None:
 def worker_snapshot(pid: int, completed: int, rows: int) -> dict[str, Any]:
     """A made-up snapshot of one worker."""
     server = {"name": "S", "address": "127.0.0.1:1", "pid": pid, "accepted": completed, "completed": completed}
-    server["duration"] = {"bounds": [0.1, 1.0], "counts": [completed, 0, 0], "sum": completed * 0.01, "count": completed}
+    counts = [completed, 0, 0]
+    server["duration"] = {"bounds": [0.1, 1.0], "counts": counts, "sum": completed * 0.01, "count": completed}
     row = {"fd": 9, "state": "OPEN", "peer": "127.0.0.1:2", "age": 1.0, "bytes_in": 0, "bytes_out": 0}
     return {
         "reactor": {"pid": pid, "time": 0.0, "turns": 10, "slowest_callback": pid / 1000, "states": {"OPEN": rows}},
