@@ -42,6 +42,7 @@ PUBLIC_MODULES = [
     "reactor.socketserver",
     "reactor.embed",
     "reactor.workers",
+    "reactor.control",
     "reactor.transport",
     "reactor.transport.table",
     "reactor.transport.base",
