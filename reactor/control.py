@@ -3,7 +3,7 @@
 The connection table is the one truth about the connections (docs/design.md),
 so it is also what an operator sees.  Three things are built on it here:
 
-- `snapshot`: the table and the counters as a dict that `json` can write
+- `snapshot`: the table and the counters as a dict that ``json`` can write
   (``{"reactor": ..., "servers": [...], "connections": [...], "workers": [...]}``).
 - `ControlServer` (`serve_control`): a Unix socket, created mode 0600, that
   answers ``snapshot`` with that dict as one JSON line.  It only reports:
