@@ -247,7 +247,8 @@ def serve(
 
 def _observe(reactor: Reactor, observers: list[Any], control: str | None, metrics: str | None) -> bool:
     """Serve ``--control`` and ``--metrics`` into ``observers``; False (reported) if one cannot listen."""
-    from .control import ControlServer, serve_metrics
+    from .control import ControlServer
+    from .metrics import serve_metrics
 
     try:
         if control is not None:
@@ -307,7 +308,7 @@ def serve_workers(
 
     observed = None
     if control is not None or metrics is not None:
-        from .control import WorkerObservers
+        from ._workers_control import WorkerObservers
 
         try:
             observed = WorkerObservers(control, metrics)

@@ -1106,8 +1106,8 @@ class Reactor:
         return serve_control(self, path)
 
     def serve_metrics(self, address: str) -> Any:
-        """Serve ``GET /metrics`` (Prometheus text) on ``address``; see `reactor.control.serve_metrics`."""
-        from .control import serve_metrics
+        """Serve ``GET /metrics`` (Prometheus text) on ``address``; see `reactor.metrics.serve_metrics`."""
+        from .metrics import serve_metrics
 
         return serve_metrics(self, address)
 

@@ -17,14 +17,8 @@ from conftest import run_until
 
 from reactor import ManualClock, Reactor, RequestServer
 from reactor.client import do_request
-from reactor.control import (
-    ControlServer,
-    merge_snapshots,
-    metrics_text,
-    serve_control,
-    serve_metrics,
-    snapshot,
-)
+from reactor.control import ControlServer, merge_snapshots, serve_control, snapshot
+from reactor.metrics import metrics_text, serve_metrics
 from reactor.transport.listener import RequestDurations, ServerStatistics, listeners_of
 
 

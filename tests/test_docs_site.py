@@ -43,6 +43,7 @@ PUBLIC_MODULES = [
     "reactor.embed",
     "reactor.workers",
     "reactor.control",
+    "reactor.metrics",
     "reactor.transport",
     "reactor.transport.table",
     "reactor.transport.base",
