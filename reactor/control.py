@@ -58,6 +58,7 @@ __all__ = [
     "SNAPSHOT_CHUNK",
     "CONTROL_COMMANDS",
     "MAX_COMMAND",
+    "MAX_QUEUED",
     "IDLE_TIMEOUT",
 ]
 
@@ -69,6 +70,8 @@ SNAPSHOT_CHUNK = 500
 CONTROL_COMMANDS = ("snapshot", "summary", "help")
 #: The longest command line the control socket reads.
 MAX_COMMAND = 256
+#: Commands one control connection may have waiting for their answers.
+MAX_QUEUED = 16
 #: Seconds a control or metrics connection may stay idle.
 IDLE_TIMEOUT = 30.0
 
@@ -351,7 +354,10 @@ class _ControlProtocol:
 
     def _refuse(self, reason: str) -> None:
         self.queue.clear()
-        self.transport.write(f"error: {reason}\r\n".encode())
+        cut = self.pieces is not None  # an answer cut short: end its line, so the error is a line of its own
+        self.pieces = None
+        ending = b"\r\n" if cut else b""
+        self.transport.write(ending + f"error: {reason}\r\n".encode())
         self.transport.close()
 
     def _command(self, line: bytes) -> None:
@@ -360,6 +366,9 @@ class _ControlProtocol:
         raw = line.rstrip(b"\r").decode("latin-1").strip()
         text = "".join(c if c.isprintable() and c < "\x7f" else f"\\x{ord(c):02x}" for c in raw)
         if not text:
+            return
+        if len(self.queue) >= MAX_QUEUED:
+            self._refuse(f"more than {MAX_QUEUED} commands waiting; read the answers first")
             return
         self.queue.append(text)
         self._next()

@@ -89,6 +89,8 @@ def test_garbage_gets_an_error_line_and_serving_goes_on(real_reactor: Reactor, s
         assert lines[3] == "commands: snapshot, summary, help"
         too_long = raw_exchange(path, real_reactor, b"x" * 10_000)
         assert too_long.startswith(b"error: a command is at most")
+        flood = raw_exchange(path, real_reactor, b"snapshot\n" * 100)
+        assert flood.endswith(b"error: more than 16 commands waiting; read the answers first\r\n")
         fut = real_reactor.request(server.address, "still here", timeout=5)
         real_reactor.run_until_complete(fut, timeout=5)
         assert fut.result() == "Requested: still here"
