@@ -155,6 +155,27 @@ def test_two_workers_are_both_visible_with_distinct_pids_and_summed_totals(
     assert not os.path.exists(server.control)
 
 
+def test_a_worker_killed_is_dropped_and_its_successor_shows(serving: Callable[..., Serving]) -> None:
+    """After kill -9 of a worker, the merged view lists the survivor and the replacement, and no stale socket."""
+    server = serving("--workers", "2")
+
+    def pids() -> set[int]:
+        done = server.top("--once", "--json")
+        assert done.returncode == 0, done.stderr
+        return {worker["pid"] for worker in json.loads(done.stdout)["workers"]}
+
+    wait_for(lambda: len(pids()) == 2, what="both workers answering")
+    before = pids()
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(pids()) == 2 and victim not in pids(), what="the replacement answering")
+    after = pids()
+    assert len(after & before) == 1 and victim not in after
+    sockets = os.listdir(next(Path(tempfile.gettempdir()).glob(f"reactor-control-*/{max(after)}.sock")).parent)
+    assert sorted(sockets) == sorted(f"{pid}.sock" for pid in after)
+    assert server.close() == 0
+
+
 def test_top_once_prints_the_table_and_top_of_nothing_fails(serving: Callable[..., Serving]) -> None:
     """top --once prints the header, the server line and the rows; a socket nobody serves exits 1."""
     server = serving()
@@ -206,6 +227,8 @@ def test_live_view_in_a_real_terminal_refreshes_and_quits_with_q(serving: Callab
         assert "connections 3: OPEN 3" in text
         tmux(tmux_socket, "send-keys", "-t", "top", "s")
         wait_for(lambda: "3 rows, by bytes" in screen(), what="the sort key switched")
+        tmux(tmux_socket, "send-keys", "-t", "top", "f", "READ_CLOSED", "Enter")
+        wait_for(lambda: "0 rows, by bytes  filter 'READ_CLOSED'" in screen(), what="the filter")
         tmux(tmux_socket, "send-keys", "-t", "top", "q")
         wait_for(lambda: tmux(tmux_socket, "has-session", "-t", "top").returncode != 0, what="top quitting on q")
     finally:
