@@ -1,7 +1,7 @@
 """Observability: the connection table as plain data, a control socket, and ``/metrics``.
 
 The connection table is the one truth about the connections (docs/design.md),
-so it is also what an operator sees.  Three things are built on it here:
+so it is also what an operator sees.  Built on it here, and in `reactor.metrics`:
 
 - `snapshot`: the table and the counters as a dict that ``json`` can write
   (``{"reactor": ..., "servers": [...], "connections": [...], "workers": [...]}``).
