@@ -11,6 +11,12 @@
     balancer, ``--proxy-protocol [--trusted-proxy ADDR ...]`` reads the
     client's address from its PROXY header (``docs/deploy.md``).
     ``--handler`` modules are looked up in the current directory first.
+``serve ... --control PATH --metrics HOST:PORT``
+    Also report the connection table on a Unix socket (mode 0600) that
+    ``top`` reads, and serve ``GET /metrics`` (Prometheus text); with
+    ``--workers``, for every worker (`reactor.control`).
+``top PATH [--once [--json]]``
+    The connection table of a serving process, live (`reactor.top`).
 ``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
     Print the reply (over TLS with ``--cafile``, trusting that CA, or with
     ``--tls``, trusting the system's CAs).  ``--timeout 0`` waits as long as
@@ -238,6 +244,8 @@ def serve(
     keyfile: str | None = None,
     proxy_protocol: bool = False,
     trusted_proxies: Sequence[str] = (),
+    control: str | None = None,
+    metrics: str | None = None,
 ) -> int:
     """Serve ``addresses`` in this thread until SIGINT/SIGTERM; then drain and return 0.
 
@@ -250,6 +258,7 @@ def serve(
     proxy = _proxy_options(proxy_protocol, trusted_proxies)
     with Reactor() as reactor:
         servers: list[RequestServer] = []
+        observers: list[Any] = []  # the control socket and the metrics endpoint
         try:
             for address in addresses:
                 try:
@@ -262,11 +271,13 @@ def serve(
             for given, parsed_address, server in zip(addresses, parsed, servers, strict=True):
                 line = _serving_line(cls.__name__, context is not None, given, parsed_address, server.address)
                 print(line, flush=True)
+            if not _observe(reactor, observers, control, metrics):
+                return EXIT_FAILURE
             status = _ShutdownOnSignals(reactor, lambda: stop_when_drained(reactor, servers, grace))
             reactor.run()
             print("stopped", flush=True)
         finally:
-            for server in servers:
+            for server in [*servers, *observers]:
                 server.close()
     return status.exit_status
 
@@ -307,6 +318,27 @@ class _ShutdownOnSignals:
             self.reactor.stop()
 
 
+def _observe(reactor: Reactor, observers: list[Any], control: str | None, metrics: str | None) -> bool:
+    """Serve ``--control`` and ``--metrics`` into ``observers``; False (reported) if one cannot listen."""
+    from .control import ControlServer
+    from .metrics import serve_metrics
+
+    try:
+        if control is not None:
+            observers.append(ControlServer(reactor, control))
+            print(f"control socket on {control}", flush=True)
+        if metrics is not None:
+            server = serve_metrics(reactor, metrics)
+            observers.append(server)
+            print(f"metrics on {server.url}", flush=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        print(f"reactor serve: cannot listen: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def serve_workers(
     addresses: list[str],
     workers: int,
@@ -318,6 +350,8 @@ def serve_workers(
     reuse_port: bool = False,
     proxy_protocol: bool = False,
     trusted_proxies: Sequence[str] = (),
+    control: str | None = None,
+    metrics: str | None = None,
 ) -> int:
     """Serve ``addresses`` from ``workers`` processes under a supervisor until SIGINT/SIGTERM; print totals."""
     from .workers import WorkerBootError, run_workers, worker_count
@@ -332,16 +366,36 @@ def serve_workers(
         raise UsageError(f"--workers: {exc}") from None
     logging.getLogger("reactor.workers").setLevel(logging.INFO)
 
-    def build(reactor: Reactor) -> list[RequestServer]:
+    def build(reactor: Reactor) -> list[Any]:
         # In each new worker: a rolling restart (SIGHUP) loads the handler as it is on disk then.
         cls = _load_handler(handler) if handler else RequestServer
-        return [cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy) for address in addresses]
+        servers: list[Any] = [
+            cls(address, verbose=verbose, reactor=reactor, ssl=context, **proxy) for address in addresses
+        ]
+        if observed is not None:
+            servers.append(observed.serve_worker(reactor))
+        return servers
 
     def listening(bound: list[str]) -> None:
         for given, parsed_address, where in zip(addresses, parsed, bound, strict=False):
             line = _serving_line(name, context is not None, given, parsed_address, where, f" with {count} workers")
             print(line, flush=True)
 
+    observed = None
+    if control is not None or metrics is not None:
+        from ._workers_control import WorkerObservers
+
+        try:
+            observed = WorkerObservers(control, metrics)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            print(f"reactor serve: cannot listen: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if control is not None:
+            print(f"control socket on {control}", flush=True)
+        if observed.metrics_url is not None:
+            print(f"metrics on {observed.metrics_url}", flush=True)
     try:
         totals = run_workers(
             build, count, addresses=addresses, grace=grace, reuse_port=reuse_port, on_listening=listening
@@ -354,6 +408,9 @@ def serve_workers(
     except OSError as exc:
         print(f"reactor serve: cannot listen: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if observed is not None:
+            observed.close()
     print(
         f"stopped: {totals.get('completed', 0)} requests completed, {totals.get('accepted', 0)} connections "
         f"accepted, {totals.get('errors', 0)} errors, {totals.get('timeouts', 0)} timeouts, "
@@ -457,6 +514,32 @@ def request(
     return EXIT_OK
 
 
+def top(
+    path: str,
+    once: bool = False,
+    as_json: bool = False,
+    sort: str = "age",
+    filter_text: str = "",
+    interval: float = 1.0,
+) -> int:
+    """Show the connection table behind the control socket ``path``; 1 if it cannot be read."""
+    from .top import TopError, run_live, run_once
+
+    if as_json and not once:
+        raise UsageError("--json needs --once")
+    if not interval > 0:
+        raise UsageError(f"--interval must be positive, got {interval!r}")
+    try:
+        if once:
+            print(run_once(path, as_json, sort=sort, filter_text=filter_text))
+        else:
+            run_live(path, interval, sort=sort, filter_text=filter_text)
+    except TopError as exc:
+        print(f"reactor top: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 class _Upper(RequestServer):
     """A demo handler: answers in upper case."""
 
@@ -546,6 +629,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="ADDR",
         help="with --proxy-protocol: a balancer's address or network, or 'unix' (repeatable; default: loopback)",
     )
+    p_serve.add_argument(
+        "--control",
+        metavar="PATH",
+        help="report the connection table on a Unix socket at PATH (mode 0600), for 'reactor top PATH'",
+    )
+    p_serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve GET /metrics (Prometheus text format) on HOST:PORT; times each request",
+    )
     p_req = sub.add_parser(
         "request",
         help="send one request and print the reply",
@@ -566,9 +659,22 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p_req.add_argument(
         "--server-hostname", help="the name the server's certificate must carry (default: ADDRESS's host)"
     )
+    p_top = sub.add_parser(
+        "top",
+        help="the connection table of a serving process, live (serve --control PATH)",
+        description="The connection table of 'reactor serve --control PATH', live: q quits, s sorts, f filters.",
+        epilog=EXIT_STATUS,
+        formatter_class=formatter,
+    )
+    p_top.add_argument("path", metavar="PATH", help="the control socket of 'reactor serve --control PATH'")
+    p_top.add_argument("--once", action="store_true", help="print one table and exit (for scripts)")
+    p_top.add_argument("--json", action="store_true", help="with --once: print the snapshot as one JSON object")
+    p_top.add_argument("--sort", choices=("age", "bytes", "state"), default="age", help="sort the rows by")
+    p_top.add_argument("--filter", default="", metavar="TEXT", help="only rows in state TEXT or with TEXT in the peer")
+    p_top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     p_demo = sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
     sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
-    return parser, {"serve": p_serve, "request": p_req, "demo": p_demo}
+    return parser, {"serve": p_serve, "request": p_req, "demo": p_demo, "top": p_top}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -613,6 +719,8 @@ def _run(args: argparse.Namespace, command: argparse.ArgumentParser) -> int:
             args.reuse_port,
             proxy_protocol=args.proxy_protocol,
             trusted_proxies=args.trusted_proxy,
+            control=args.control,
+            metrics=args.metrics,
         )
     if args.command == "serve":
         if args.reuse_port:
@@ -626,7 +734,11 @@ def _run(args: argparse.Namespace, command: argparse.ArgumentParser) -> int:
             args.keyfile,
             proxy_protocol=args.proxy_protocol,
             trusted_proxies=args.trusted_proxy,
+            control=args.control,
+            metrics=args.metrics,
         )
+    if args.command == "top":
+        return top(args.path, args.once, args.json, args.sort, args.filter, args.interval)
     if args.command == "request":
         return request(args.address, args.text, args.timeout, args.cafile, args.tls, args.server_hostname)
     return demo()

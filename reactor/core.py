@@ -1146,6 +1146,26 @@ class Reactor:
 
         return getaddrinfo(self, host, port, family, type, proto, flags)
 
+    # ------------------------------------------------ observability (late-bound)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The connection table and the counters as plain data; see `reactor.control.snapshot`."""
+        from .control import snapshot
+
+        return snapshot(self)
+
+    def serve_control(self, path: str) -> Any:
+        """Report `snapshot` on a Unix socket at ``path`` (mode 0600); see `reactor.control.ControlServer`."""
+        from .control import serve_control
+
+        return serve_control(self, path)
+
+    def serve_metrics(self, address: str) -> Any:
+        """Serve ``GET /metrics`` (Prometheus text) on ``address``; see `reactor.metrics.serve_metrics`."""
+        from .metrics import serve_metrics
+
+        return serve_metrics(self, address)
+
     # --------------------------------------------------------------- errors
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:

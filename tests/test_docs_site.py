@@ -43,6 +43,8 @@ PUBLIC_MODULES = [
     "reactor.socketserver",
     "reactor.embed",
     "reactor.workers",
+    "reactor.control",
+    "reactor.metrics",
     "reactor.transport",
     "reactor.transport.table",
     "reactor.transport.base",

@@ -27,7 +27,10 @@ LAYER = {
     "easy": 3,
     "compat": 3,
     "workers": 3,
+    "control": 3,
+    "metrics": 3,
     "cli": 4,
+    "top": 4,
     "bench": 4,
     "__init__": 5,
     "__main__": 5,
@@ -105,7 +108,7 @@ def module_level_imports(path: Path) -> set[str]:
 
 #: The Reactor methods that reach a surface (or the transport layer's worker
 #: pool, for run_in_executor and getaddrinfo) through a function-level import.
-LATE_BOUND = {"streams", "client", "tasks", "transport"}
+LATE_BOUND = {"streams", "client", "tasks", "transport", "control", "metrics"}
 
 #: futures.to_asyncio / to_concurrent load their bridges from embed when called.
 FUTURES_LATE_BOUND = {"embed"}

@@ -6,6 +6,8 @@ written the way that library is meant to be used, as fast as it honestly
 goes, with the same listen backlog (``socket.SOMAXCONN``) for all of them:
 
 - ``reactor``: `RequestServer` with its default handler, ``run()``.
+- ``reactor-timed``: the same with the request-duration histogram on, as
+  ``serve --metrics`` has it (metrics on against off).
 - ``embedded``: the same `RequestServer`, its reactor driven from an asyncio
   loop through ``fileno()`` (`reactor.embed.attach_asyncio`).
 - ``asyncio`` / ``uvloop``: an `asyncio.Protocol` that accumulates data until
@@ -94,11 +96,17 @@ def _bench_request_server(reactor: Any, port: int, tls: ssl.SSLContext | None = 
     return RequestServer(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0, ssl=tls)
 
 
-def serve_reactor(port: int, tls: ssl.SSLContext | None = None) -> None:
-    """`RequestServer` with the default handler (over TLS with ``tls``), served by ``run()``."""
+def serve_reactor(port: int, tls: ssl.SSLContext | None = None, *, timed: bool = False) -> None:
+    """`RequestServer` with the default handler (over TLS with ``tls``), served by ``run()``.
+
+    ``timed``: with the request-duration histogram on, as ``serve --metrics`` has it.
+    """
     from ..core import Reactor
+    from ..transport.listener import enable_request_timing
 
     with Reactor() as reactor:
+        if timed:
+            enable_request_timing(reactor)
         server = _bench_request_server(reactor, port, tls)
         # stop() from a signal handler writes the wakeup a blocked select() needs.
         _stop_on_signals(reactor.stop)
@@ -107,6 +115,11 @@ def serve_reactor(port: int, tls: ssl.SSLContext | None = None) -> None:
             server.run()
         finally:
             server.close()
+
+
+def serve_reactor_timed(port: int) -> None:
+    """`serve_reactor` with each request timed (``serve --metrics``): what metrics cost, against ``reactor``."""
+    serve_reactor(port, timed=True)
 
 
 def serve_embedded(port: int) -> None:
@@ -370,6 +383,7 @@ def serve_asynchat_backport(port: int) -> None:
 #: kind -> (function, short description); the functions of `TLS_SERVERS` take a second argument, the TLS context.
 SERVERS: dict[str, tuple[Callable[..., None], str]] = {
     "reactor": (serve_reactor, "reactor RequestServer"),
+    "reactor-timed": (serve_reactor_timed, "reactor RequestServer, requests timed (serve --metrics)"),
     "asyncio": (serve_asyncio, "asyncio Protocol (selector loop)"),
     "uvloop": (serve_uvloop, "uvloop Protocol"),
     "tcpserver": (serve_tcpserver, "stdlib socketserver.TCPServer"),
