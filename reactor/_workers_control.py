@@ -67,8 +67,9 @@ class _WorkerCollector:
             remaining -= 1
             exc = fut.exception()
             if isinstance(exc, ConnectionRefusedError | FileNotFoundError):
-                with contextlib.suppress(FileNotFoundError):  # a worker that died without removing it
-                    os.unlink(path)
+                for leftover in (path, path + ".lock"):  # a worker that died without removing them
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
             elif exc is not None:
                 logger.warning("control: worker socket %s did not answer: %s", path, exc)
             else:

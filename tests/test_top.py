@@ -172,7 +172,8 @@ def test_a_worker_killed_is_dropped_and_its_successor_shows(serving: Callable[..
     after = pids()
     assert len(after & before) == 1 and victim not in after
     sockets = os.listdir(next(Path(tempfile.gettempdir()).glob(f"reactor-control-*/{max(after)}.sock")).parent)
-    assert sorted(sockets) == sorted(f"{pid}.sock" for pid in after)
+    # Each live worker's socket and the lock file beside it; nothing of the victim's.
+    assert sorted(sockets) == sorted(f"{pid}.sock{lock}" for pid in after for lock in ("", ".lock"))
     assert server.close() == 0
 
 
