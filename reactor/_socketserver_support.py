@@ -20,13 +20,13 @@ import io
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .core import Reactor, TimerHandle
 from .transport.listener import ACCEPT_BACKOFF, ACCEPT_BATCH, accept_failed_is_resource_error
 from .transport.table import Connection, State
+from .transport.threads import claim_turns, release_turns
 
 if TYPE_CHECKING:
     import socket
@@ -41,11 +41,6 @@ logger = logging.getLogger("reactor.socketserver")
 # or memory.  Only the accepting itself stays here, because the stdlib's
 # get_request() hook must keep doing it.
 __all__ = ["ACCEPT_BATCH", "ServerBinding", "Threads", "NoThreads", "RequestThread", "SocketWriter"]
-
-# Which thread runs the turns of a reactor through serve_forever()/handle_request().
-_drivers: weakref.WeakKeyDictionary[Reactor, int] = weakref.WeakKeyDictionary()
-_drivers_lock = threading.Lock()
-
 
 class ServerBinding:
     """All the reactor-side state of one server, and the operations on it."""
@@ -154,31 +149,32 @@ class ServerBinding:
 
     @contextlib.contextmanager
     def drive(self, batch: int) -> Iterator[Reactor]:
-        """Claim the turns of the reactor for this thread while the block runs."""
+        """Claim the turns of the reactor for this thread while the block runs.
+
+        The claim is `reactor.transport.threads`' (`claim_turns`), the one
+        record of who drives a reactor: a ``RequestServer.run()`` or a
+        background thread on the same reactor waits until it is given back.
+        """
         reactor = self.reactor
-        me = threading.get_ident()
-        with _drivers_lock:
+        try:
+            claim_turns(reactor)
+        except RuntimeError as exc:
             if reactor.is_running():
                 raise RuntimeError(
-                    "this server's reactor is already running (reactor.run()), and that serves "
+                    f"{exc}: this server's reactor is already running (reactor.run()), and that serves "
                     "this server already; stop it with reactor.stop(), not shutdown()"
-                )
-            owner = _drivers.get(reactor)
-            if owner is not None and owner != me:
-                raise RuntimeError(
-                    "another thread is already serving this server's reactor; serve_forever() "
-                    "on one server serves every server that shares its reactor"
-                )
-            _drivers[reactor] = me
+                ) from None
+            raise RuntimeError(
+                f"{exc}: another thread is already serving this server's reactor; serve_forever() "
+                "on one server serves every server that shares its reactor"
+            ) from None
         saved = self.driving, self.batch
         self.driving, self.batch = True, batch
         try:
             yield reactor
         finally:
             self.driving, self.batch = saved
-            if owner is None:
-                with _drivers_lock:
-                    _drivers.pop(reactor, None)
+            release_turns(reactor)
 
     def defer_or_raise(self, exc: Exception) -> None:
         """An exception escaped the server's hooks inside a reactor callback.

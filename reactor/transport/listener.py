@@ -60,7 +60,6 @@ import logging
 import os
 import socket
 import stat
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -71,6 +70,7 @@ from ..futures import Future
 from .errors import report_user_error
 from .stream import DEFAULT_LIMITS, StreamTransport, TransportLimits
 from .table import State
+from .threads import in_reactor_thread
 
 __all__ = [
     "Listener",
@@ -302,10 +302,10 @@ class Listener:
         self.sockaddr: Any = self._sock.getsockname()
         #: The bound address as a string that `parse_address` accepts.
         self.address: str = format_address(address.family, self.sockaddr)
-        if reactor.thread_ident not in (None, threading.get_ident()):
-            reactor.call_soon_threadsafe(self._start_accepting)
-        else:
+        if in_reactor_thread(reactor):
             self._start_accepting()
+        else:
+            reactor.call_soon_threadsafe(self._start_accepting)
 
     def __repr__(self) -> str:
         state = " closed" if self._sock.fileno() < 0 else ""
