@@ -68,7 +68,12 @@ def on_reactor(r: Reactor, function: Callable[[], Any]) -> Any:
     """Call ``function()`` in a turn of ``r``'s driving thread (from another thread) and return its result."""
     result: list[Any] = []
     done = threading.Event()
-    r.call_soon_threadsafe(lambda: (result.append(function()), done.set()))
+
+    def call() -> None:
+        result.append(function())
+        done.set()
+
+    r.call_soon_threadsafe(call)
     assert done.wait(5), "the driving thread did not run a turn"
     return result[0]
 
@@ -89,10 +94,10 @@ def driven(r: Reactor, mode: str) -> Iterator[int | None]:
             t.join(5)
     elif mode == "background":
         token = ServeToken("test")
-        t = start_background(r, token)
-        assert t is not None
+        background = start_background(r, token)
+        assert background is not None
         try:
-            yield t.ident
+            yield background.ident
         finally:
             stop_serving(r, token)
             assert join_background(r, 5)
@@ -127,9 +132,11 @@ def driven(r: Reactor, mode: str) -> Iterator[int | None]:
 
 def host_turns(r: Reactor, mode: str) -> Callable[[], None]:
     """What lets a handed-over call run: a turn in this (host) thread, or nothing when another thread drives."""
-    if mode.startswith("host_"):
-        return lambda: r.run_once(0.5)
-    return lambda: None
+    def turn() -> None:
+        if mode.startswith("host_"):
+            r.run_once(0.5)
+
+    return turn
 
 
 @pytest.mark.parametrize("mode", MODES)
