@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -78,56 +78,51 @@ def on_reactor(r: Reactor, function: Callable[[], Any]) -> Any:
     return result[0]
 
 
+def thread_in_a_turn(r: Reactor, target: Callable[[], object]) -> threading.Thread:
+    """Start a thread running ``target`` (a loop that runs ``r``'s turns); return it once it ran a turn."""
+    turned = threading.Event()
+    r.call_soon(turned.set)
+    t = threading.Thread(target=target)
+    t.start()
+    assert turned.wait(5)
+    return t
+
+
 @contextmanager
 def driven(r: Reactor, mode: str) -> Iterator[int | None]:
     """Drive ``r`` as ``mode`` says while the block runs; yield the ident of the driving thread (None: undriven)."""
-    if mode == "run_in_thread":
-        started = threading.Event()
-        r.call_soon(started.set)
-        t = threading.Thread(target=r.run)
-        t.start()
-        assert started.wait(5)
-        try:
-            yield t.ident
-        finally:
-            r.stop()
-            t.join(5)
-    elif mode == "background":
-        token = ServeToken("test")
-        background = start_background(r, token)
-        assert background is not None
-        try:
-            yield background.ident
-        finally:
-            stop_serving(r, token)
-            assert join_background(r, 5)
-    elif mode == "serve_forever":
-        server = socketserver.TCPServer((LOOPBACK, 0), socketserver.BaseRequestHandler, reactor=r)
-        serving = threading.Event()
-        r.call_soon(serving.set)
-        t = threading.Thread(target=server.serve_forever)
-        t.start()
-        assert serving.wait(5)
-        try:
-            yield t.ident
-        finally:
-            server.shutdown()
-            t.join(5)
-            server.server_close()
-    elif mode == "host_claim":
-        with driving(r):
+    with ExitStack() as undo:  # undone last-in first-out: stop the driver, then wait for it
+        driver: int | None = None
+        if mode == "run_in_thread":
+            t = thread_in_a_turn(r, r.run)
+            undo.callback(t.join, 5)
+            undo.callback(r.stop)
+            driver = t.ident
+        elif mode == "background":
+            token = ServeToken("test")
+            background = start_background(r, token)
+            assert background is not None
+            undo.callback(join_background, r, 5)
+            undo.callback(stop_serving, r, token)
+            driver = background.ident
+        elif mode == "serve_forever":
+            server = socketserver.TCPServer((LOOPBACK, 0), socketserver.BaseRequestHandler, reactor=r)
+            undo.callback(server.server_close)
+            t = thread_in_a_turn(r, server.serve_forever)
+            undo.callback(t.join, 5)
+            undo.callback(server.shutdown)
+            driver = t.ident
+        elif mode == "host_claim":
+            undo.enter_context(driving(r))
             r.run_once(0)
-            yield threading.get_ident()
-    elif mode == "host_seen":
-        # A host loop that claims nothing, seen by a datagram endpoint it created.
-        endpoint = DatagramEndpoint(r, LOOPBACK, 0, lambda b, n, a: None)
-        r.run_once(0)
-        try:
-            yield threading.get_ident()
-        finally:
-            endpoint.close()
-    else:
-        yield None
+            driver = threading.get_ident()
+        elif mode == "host_seen":
+            # A host loop that claims nothing, seen by a datagram endpoint it created.
+            endpoint = DatagramEndpoint(r, LOOPBACK, 0, lambda b, n, a: None)
+            undo.callback(endpoint.close)
+            r.run_once(0)
+            driver = threading.get_ident()
+        yield driver
 
 
 def host_turns(r: Reactor, mode: str) -> Callable[[], None]:
@@ -229,11 +224,7 @@ def test_serve_forever_keeps_a_background_thread_waiting_until_it_ends(real_reac
     """While serve_forever() runs a reactor's turns, a started server's thread waits, then takes over."""
     r = real_reactor
     server = socketserver.TCPServer((LOOPBACK, 0), socketserver.BaseRequestHandler, reactor=r)
-    serving = threading.Event()
-    r.call_soon(serving.set)
-    loop = threading.Thread(target=server.serve_forever)
-    loop.start()
-    assert serving.wait(5)
+    loop = thread_in_a_turn(r, server.serve_forever)
     token = ServeToken("started")
     background = start_background(r, token)
     assert background is not None and background is not loop
@@ -262,15 +253,9 @@ def test_claims_nest_and_refuse_a_second_thread(real_reactor: Reactor) -> None:
     release_turns(r)
     assert reactor_thread(r) is None
     seen: list[BaseException] = []
-
-    def inside_run() -> None:
-        try:
-            claim_turns(r)
-        except RuntimeError as exc:
-            seen.append(exc)
-        r.stop()
-
-    r.call_soon(inside_run)
+    r.set_exception_handler(lambda reactor, context: seen.append(context["exception"]))
+    r.call_soon(claim_turns, r)  # inside run(): refused
+    r.call_soon(r.stop)
     r.run()
     assert len(seen) == 1 and "reactor.run()" in str(seen[0])
 
