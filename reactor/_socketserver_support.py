@@ -179,14 +179,14 @@ class ServerBinding:
         reactor = self.reactor
         try:
             claim_turns(reactor)
-        except RuntimeError as exc:
+        except RuntimeError:
             if reactor.is_running():
                 raise RuntimeError(
-                    f"{exc}: this server's reactor is already running (reactor.run()), and that serves "
+                    "this server's reactor is already running (reactor.run()), and that serves "
                     "this server already; stop it with reactor.stop(), not shutdown()"
                 ) from None
             raise RuntimeError(
-                f"{exc}: another thread is already serving this server's reactor; serve_forever() "
+                "another thread is already serving this server's reactor; serve_forever() "
                 "on one server serves every server that shares its reactor"
             ) from None
         saved = self.driving, self.batch

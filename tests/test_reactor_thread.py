@@ -36,6 +36,7 @@ from reactor.transport.threads import (
     join_background,
     reactor_thread,
     release_turns,
+    serve_until_stopped,
     start_background,
     stop_serving,
 )
@@ -258,6 +259,14 @@ def test_claims_nest_and_refuse_a_second_thread(real_reactor: Reactor) -> None:
     r.call_soon(r.stop)
     r.run()
     assert len(seen) == 1 and "reactor.run()" in str(seen[0])
+
+
+def test_serving_inside_ones_own_claim_raises_instead_of_waiting_for_ever(real_reactor: Reactor) -> None:
+    """A server's run() from the thread that holds the turns (a serve_forever handler) raises at once."""
+    r = real_reactor
+    with driving(r), pytest.raises(RuntimeError, match="already runs the reactor's turns"):
+        serve_until_stopped(r, ServeToken("inside"))
+    assert reactor_thread(r) is None
 
 
 def test_each_place_hands_over_when_the_one_answer_says_another_thread_drives(

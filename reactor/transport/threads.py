@@ -171,6 +171,8 @@ def _participate(
     cond = state.cond
     with cond:
         generation = state.generation
+        if state.claimed == me:  # waiting for our own claim to end would never return
+            raise RuntimeError("this thread already runs the reactor's turns (serve_forever() or a host loop)")
     while True:
         with cond:
             while True:
