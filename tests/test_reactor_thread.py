@@ -17,10 +17,12 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import reactor
 import reactor.transport.threads as threads_module
 from reactor import Reactor, socketserver
 from reactor.addresses import parse_address
@@ -306,3 +308,15 @@ def test_each_place_hands_over_when_the_one_answer_says_another_thread_drives(
     udp.close()
     listener.close()
     assert udp.closed
+
+
+def test_only_the_owner_reads_which_thread_runs_a_reactor() -> None:
+    """Outside core.py and transport/threads.py no module reads Reactor.thread_ident: they ask reactor_thread()."""
+    package = Path(reactor.__file__).resolve().parent
+    owners = {package / "core.py", package / "transport" / "threads.py"}
+    readers = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path not in owners and "thread_ident" in path.read_text(encoding="utf-8")
+    ]
+    assert readers == []
