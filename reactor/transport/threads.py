@@ -273,9 +273,9 @@ def reactor_thread(reactor: Reactor) -> int | None:
     In this order: a participant of the registry inside `Reactor.run`; a
     plain `Reactor.run`; a thread that claimed the turns for its own loop of
     `Reactor.run_once` (`claim_turns`); a background thread started and not
-    yet inside `Reactor.run`; the host loop last seen running a turn
-    (`note_host`), while that thread lives.  None: nobody drives it, so the
-    caller may touch it itself.
+    yet inside `Reactor.run`; the thread last taken for the host loop
+    (`note_host`), while it lives.  None: nobody drives it, so the caller
+    may touch it itself.
     """
     state = _state(reactor)
     with state.cond:
