@@ -19,33 +19,38 @@ import contextlib
 import io
 import logging
 import os
+import socket
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .core import Reactor, TimerHandle
-from .transport.listener import ACCEPT_BACKOFF, ACCEPT_BATCH, accept_failed_is_resource_error
+from .transport.listener import (
+    ACCEPT_BACKOFF,
+    ACCEPT_BATCH,
+    AcceptExhaustion,
+    ServerStatistics,
+    accept_failed_is_resource_error,
+)
 from .transport.table import Connection, State
+from .transport.threads import claim_turns, release_turns
 
 if TYPE_CHECKING:
-    import socket
-
     from .socketserver import BaseServer
 
 logger = logging.getLogger("reactor.socketserver")
+_SOCK_STREAM = int(socket.SOCK_STREAM)
 
 # The accept policy is the transport layer's: at most ACCEPT_BATCH requests
-# per readiness of a listening socket (handle_request() takes one), and
-# ACCEPT_BACKOFF seconds without accepting after running out of descriptors
-# or memory.  Only the accepting itself stays here, because the stdlib's
-# get_request() hook must keep doing it.
+# per readiness of a listening socket (handle_request() takes one), and when
+# accept runs out of descriptors or memory, the listener's AcceptExhaustion:
+# the reserve descriptor given back to refuse the clients waiting in the
+# backlog (EMFILE/ENFILE), one WARNING per episode and one INFO at its end,
+# and ACCEPT_BACKOFF seconds without accepting.  Only the accepting itself
+# stays here, because the stdlib's get_request() hook must keep doing it:
+# the listener's own accept loop cannot serve, since it would bypass that
+# overridable hook (and verify_request() and the mix-ins after it).
 __all__ = ["ACCEPT_BATCH", "ServerBinding", "Threads", "NoThreads", "RequestThread", "SocketWriter"]
-
-# Which thread runs the turns of a reactor through serve_forever()/handle_request().
-_drivers: weakref.WeakKeyDictionary[Reactor, int] = weakref.WeakKeyDictionary()
-_drivers_lock = threading.Lock()
-
 
 class ServerBinding:
     """All the reactor-side state of one server, and the operations on it."""
@@ -60,6 +65,7 @@ class ServerBinding:
         "closed",
         "deferred",
         "driving",
+        "exhaustion",
         "fd",
         "in_child",
         "owned",
@@ -85,6 +91,7 @@ class ServerBinding:
         self.driving = False                  # the server's own loop runs the turns
         self.deferred: BaseException | None = None
         self.serving_thread: int | None = None
+        self.exhaustion: AcceptExhaustion | None = None  # made when the descriptor is first attached
         self.close_pending = False
         self.resume_timer: TimerHandle | None = None
         self.pidfds: dict[int, int] = {}      # ForkingMixIn: child pid -> pidfd
@@ -109,6 +116,13 @@ class ServerBinding:
         if self.fd >= 0 or self.closed or self.in_child:
             return
         self.fd = self.server.fileno()  # type: ignore[attr-defined]
+        if self.exhaustion is None:
+            server = self.server
+            # The reserve descriptor serves stream servers only: a datagram
+            # server accepts no descriptors, so only ENOBUFS/ENOMEM reach it.
+            stream = getattr(server, "socket_type", None) == _SOCK_STREAM
+            name = f"{type(server).__name__} {getattr(server, 'server_address', '')}"
+            self.exhaustion = AcceptExhaustion(name, logger, ServerStatistics(), reserve=stream)
         self.update_interest()
 
     def update_interest(self) -> None:
@@ -134,6 +148,8 @@ class ServerBinding:
         """Detach for good; close the reactor if it is private."""
         self.detach()
         self.closed = True
+        if self.exhaustion is not None:
+            self.exhaustion.close()
         if self.resume_timer is not None:
             self.resume_timer.cancel()
             self.resume_timer = None
@@ -154,31 +170,32 @@ class ServerBinding:
 
     @contextlib.contextmanager
     def drive(self, batch: int) -> Iterator[Reactor]:
-        """Claim the turns of the reactor for this thread while the block runs."""
+        """Claim the turns of the reactor for this thread while the block runs.
+
+        The claim is `reactor.transport.threads`' (`claim_turns`), the one
+        record of who drives a reactor: a ``RequestServer.run()`` or a
+        background thread on the same reactor waits until it is given back.
+        """
         reactor = self.reactor
-        me = threading.get_ident()
-        with _drivers_lock:
+        try:
+            claim_turns(reactor)
+        except RuntimeError:
             if reactor.is_running():
                 raise RuntimeError(
                     "this server's reactor is already running (reactor.run()), and that serves "
                     "this server already; stop it with reactor.stop(), not shutdown()"
-                )
-            owner = _drivers.get(reactor)
-            if owner is not None and owner != me:
-                raise RuntimeError(
-                    "another thread is already serving this server's reactor; serve_forever() "
-                    "on one server serves every server that shares its reactor"
-                )
-            _drivers[reactor] = me
+                ) from None
+            raise RuntimeError(
+                "another thread is already serving this server's reactor; serve_forever() "
+                "on one server serves every server that shares its reactor"
+            ) from None
         saved = self.driving, self.batch
         self.driving, self.batch = True, batch
         try:
             yield reactor
         finally:
             self.driving, self.batch = saved
-            if owner is None:
-                with _drivers_lock:
-                    _drivers.pop(reactor, None)
+            release_turns(reactor)
 
     def defer_or_raise(self, exc: Exception) -> None:
         """An exception escaped the server's hooks inside a reactor callback.
@@ -200,21 +217,30 @@ class ServerBinding:
     # ------------------------------------------------------------ accept errors
 
     def get_request_failed(self, exc: OSError) -> None:
-        """get_request() raised: ignore a spurious wakeup, back off when out of resources."""
+        """get_request() raised: ignore a spurious wakeup; out of resources, the listener's policy."""
         if isinstance(exc, (BlockingIOError, InterruptedError)):
             return  # readiness is only a hint
-        name = type(self.server).__name__
-        if accept_failed_is_resource_error(exc) and not self.backoff and self.fd >= 0:
-            logger.warning("%s: cannot accept (%s); pausing accepts for %.2f s", name, exc, ACCEPT_BACKOFF)
+        exhaustion = self.exhaustion
+        if accept_failed_is_resource_error(exc) and exhaustion is not None and not self.backoff and self.fd >= 0:
+            # Refuses the waiting clients with the reserve descriptor (EMFILE/ENFILE), logs the episode.
+            exhaustion.failed(self.server.socket, exc, ACCEPT_BACKOFF)
             self.backoff = True
             self.update_interest()
             self.resume_timer = self.reactor.call_later(ACCEPT_BACKOFF, self._end_backoff)
         else:
-            logger.debug("%s: get_request() failed: %r", name, exc)
+            logger.debug("%s: get_request() failed: %r", type(self.server).__name__, exc)
+
+    def request_taken(self) -> None:
+        """get_request() worked while out of resources: the episode is over."""
+        exhaustion = self.exhaustion
+        if exhaustion is not None and exhaustion.exhausted:
+            exhaustion.recovered()
 
     def _end_backoff(self) -> None:
         self.backoff = False
         self.resume_timer = None
+        if self.exhaustion is not None:
+            self.exhaustion.retake_reserve()  # lost to someone else at the last refusal: try again
         self.update_interest()
 
     # ------------------------------------------------------------ connection table
@@ -270,6 +296,8 @@ class ServerBinding:
         cannot change the parent's set, and makes any later use fail loudly.
         """
         self.in_child = True
+        if self.exhaustion is not None:
+            self.exhaustion.close()  # the child accepts nothing; the parent keeps its own reserve
         reactor = self._reactor
         if reactor is not None and not reactor.is_closed():
             with contextlib.suppress(OSError, RuntimeError):

@@ -58,7 +58,7 @@ from .transport.threads import (
     ServeToken,
     WorkerPool,
     background_thread,
-    reactor_thread,
+    in_reactor_thread,
     run_in_reactor_thread,
     serve_until_stopped,
     serving_started,
@@ -386,8 +386,7 @@ class _DatagramEndpoint(DatagramEndpoint):
         if token is None or token.stopped():
             return
         reactor = self._reactor
-        owner = reactor_thread(reactor)
-        if owner is None or owner == threading.get_ident() or reactor.is_closed():
+        if in_reactor_thread(reactor):
             stop_serving(reactor, token)
             return
         # Looked up before the stop: a background thread forgets itself as it

@@ -61,6 +61,18 @@ and the package's other servers -- are served by one thread, through
 ``reactor.run()`` or through ``serve_forever()`` of any one of them.  Running
 one reactor's turns from two threads at once raises `RuntimeError`.
 
+*Out of descriptors.*  When ``get_request()`` fails with ``EMFILE`` or
+``ENFILE``, a stream server does what the package's listeners do
+(`reactor.transport.listener.AcceptExhaustion`): it gives back the one
+*reserve descriptor* it keeps open from activation to ``server_close()``,
+accepts and closes the clients waiting in the backlog (they see EOF at once
+instead of a hang), takes the reserve again, and stops accepting for
+``ACCEPT_BACKOFF`` seconds; ``ENOBUFS``/``ENOMEM`` only pause.  One WARNING
+per episode, one INFO when accepting works again.  The listener's own accept
+loop is not used: requests must keep going through the overridable
+``get_request()``, ``verify_request()`` and ``process_request()``, so only
+the policy is shared, not the loop.
+
 *Synchronous means synchronous.*  As in the standard library, the plain
 classes run the handler in the serving thread, one request at a time: a
 handler that blocks blocks every server on that reactor.  Use `ThreadingMixIn`
@@ -331,6 +343,7 @@ class BaseServer:
         except OSError as exc:
             self._reactor_binding.get_request_failed(exc)
             return False
+        self._reactor_binding.request_taken()
         row = self._reactor_track(request, client_address)
         if self.verify_request(request, client_address):
             try:

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import errno
 import inspect
+import logging
 import os
 import select
 import socket
@@ -23,7 +24,7 @@ from conftest import run_until
 from reactor import ManualClock, Reactor
 from reactor import socketserver as ss
 from reactor.embed import attach_asyncio
-from reactor.transport.listener import ACCEPT_BATCH
+from reactor.transport.listener import ACCEPT_BACKOFF, ACCEPT_BATCH
 from reactor.transport.table import State
 
 HOST = "127.0.0.1"
@@ -519,27 +520,104 @@ def test_one_readiness_callback_takes_at_most_one_accept_batch(tcp: ss.TCPServer
     assert [read_all(c) for c in clients] == [b"%d\n" % i for i in range(ACCEPT_BATCH + 1)]
 
 
-def test_out_of_descriptors_pauses_accepting_then_resumes(
-    tcp: ss.TCPServer, reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """EMFILE from accept pauses the listener for a second (no busy loop), then serving resumes."""
-    failures = [OSError(errno.EMFILE, "Too many open files")]
-    real_get_request = tcp.get_request
+class RecordingSocket:
+    """Wraps a server's listening socket; records the reserve descriptor at each raw ``_accept()``."""
+
+    def __init__(self, server: ss.TCPServer) -> None:
+        self.sock = server.socket
+        self.server = server
+        self.reserve_while_accepting: list[int] = []
+
+    def _accept(self) -> tuple[int, object]:
+        exhaustion = self.server._reactor_binding.exhaustion
+        assert exhaustion is not None
+        self.reserve_while_accepting.append(exhaustion.reserve)
+        return self.sock._accept()  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def failing_get_request(server: ss.TCPServer, error: int, times: int = 1) -> list[OSError]:
+    """Make ``server.get_request()`` raise ``error`` for its next ``times`` calls; the failures still due."""
+    failures = [OSError(error, os.strerror(error)) for _ in range(times)]
+    real_get_request = server.get_request
 
     def get_request() -> tuple[Any, Any]:
         if failures:
             raise failures.pop()
         return real_get_request()
 
-    tcp.get_request = get_request  # type: ignore[method-assign]
+    server.get_request = get_request  # type: ignore[method-assign]
+    return failures
+
+
+def is_devnull(fd: int) -> bool:
+    """True if ``fd`` is an open descriptor of the null device."""
+    return fd >= 0 and os.fstat(fd).st_rdev == os.stat(os.devnull).st_rdev
+
+
+def test_out_of_descriptors_refuses_waiting_clients_with_the_reserve(
+    tcp: ss.TCPServer, reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """EMFILE in get_request(): reserve given back, waiting clients refused, accepts paused, then resumed."""
+    caplog.set_level(logging.DEBUG, logger="reactor.socketserver")
+    exhaustion = tcp._reactor_binding.exhaustion
+    assert exhaustion is not None and is_devnull(exhaustion.reserve)
+    reserve = exhaustion.reserve
+    recording = RecordingSocket(tcp)
+    tcp.socket = recording  # type: ignore[assignment]
+    waiting = [send(tcp.server_address, b"") for _ in range(3)]  # nothing unread: a refusal is EOF, not RST
+    failures = failing_get_request(tcp, errno.EMFILE)
+    run_until(reactor, lambda: not failures)
+    assert [read_all(c) for c in waiting] == [b""] * 3  # refused at once: EOF, not a hang until a timeout
+    assert recording.reserve_while_accepting == [-1] * 4  # three refused, then EAGAIN: reserve given back
+    assert is_devnull(exhaustion.reserve) and exhaustion.reserve == reserve  # and taken again
+    assert (exhaustion.stats.exhaustions, exhaustion.stats.refused) == (1, 3)
+    assert registered_fds(reactor) == 0  # paused: no busy loop on a readable socket
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Too many open files" in warnings[0]
+    client = send(tcp.server_address, b"later\n")
+    reactor.run_once(0)
+    assert not _readable(client)
+    clock.advance(ACCEPT_BACKOFF)
+    run_until(reactor, lambda: _readable(client))
+    assert read_all(client) == b"LATER\n"
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and "accepting again (refused 3 clients" in infos[0]
+    tcp.socket = recording.sock
+
+
+def test_out_of_memory_pauses_then_serves_the_waiting_client(
+    tcp: ss.TCPServer, reactor: Reactor, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ENOMEM in get_request() is not relieved by a descriptor: accepting pauses, then the waiting client is served."""
+    failures = failing_get_request(tcp, errno.ENOMEM)
     client = send(tcp.server_address, b"later\n")
     run_until(reactor, lambda: not failures)
     assert registered_fds(reactor) == 0 and "pausing accepts" in caplog.text
     reactor.run_once(0)
     assert not _readable(client)
-    clock.advance(1.0)
+    exhaustion = tcp._reactor_binding.exhaustion
+    assert exhaustion is not None and exhaustion.stats.refused == 0
+    clock.advance(ACCEPT_BACKOFF)
     run_until(reactor, lambda: _readable(client))
     assert read_all(client) == b"LATER\n"
+
+
+def test_reserve_lives_with_a_stream_server_only(reactor: Reactor) -> None:
+    """A stream server holds one reserve descriptor until server_close(); a datagram server holds none."""
+    tcp = ss.TCPServer((HOST, 0), UpperLine, reactor=reactor)
+    udp = ss.UDPServer((HOST, 0), UpperDatagram, reactor=reactor)
+    tcp_policy, udp_policy = tcp._reactor_binding.exhaustion, udp._reactor_binding.exhaustion
+    assert tcp_policy is not None and udp_policy is not None
+    assert is_devnull(tcp_policy.reserve) and udp_policy.reserve == -1
+    reserve = tcp_policy.reserve
+    tcp.server_close()
+    udp.server_close()
+    assert tcp_policy.reserve == -1
+    with pytest.raises(OSError):
+        os.fstat(reserve)  # closed (the fixture's leak check counts descriptors too)
 
 
 def test_private_reactor_is_closed_shared_one_is_left_open(reactor: Reactor) -> None:

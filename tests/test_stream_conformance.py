@@ -285,6 +285,67 @@ def test_lower_limits_pause_at_once(reactor: Reactor, pairs: Pairs) -> None:
     assert p.pa.events.count("pause_writing") == 2
 
 
+def fill_until_paused(reactor: Reactor, pair: Pair) -> int:
+    """Write to ``pair.a`` (whose peer does not read) until ``pause_writing`` comes; the bytes written."""
+    chunk = b"w" * 65536
+    sent = 0
+    pauses = pair.pa.events.count("pause_writing")
+    for _ in range(400):
+        if pair.pa.events.count("pause_writing") > pauses:
+            return sent
+        pair.a.write(chunk)
+        sent += len(chunk)
+        reactor.run_once(0)
+    raise AssertionError("pause_writing never came")
+
+
+def test_water_marks_pause_and_resume_once_per_crossing(reactor: Reactor, pairs: Pairs) -> None:
+    """Three fill-and-drain cycles give exactly pause, resume, pause, resume, pause, resume, and nothing between."""
+    p = pairs.make()
+    sent = 0
+    for cycle in range(1, 4):
+        p.b.pause_reading()
+        sent += fill_until_paused(reactor, p)
+        p.a.write(b"z" * 1000)  # above high already: no second pause
+        sent += 1000
+        for _ in range(3):
+            reactor.run_once(0)
+        assert p.a.get_write_buffer_size() > p.a.get_write_buffer_limits()[1]
+        p.b.resume_reading()
+        run_until(reactor, functools.partial(lambda n: len(p.pb.data) >= n, sent), turns=20_000, timeout=0.01)
+        assert p.a.get_write_buffer_size() == 0
+        signals = [e for e in p.pa.events if e.endswith("_writing")]
+        assert signals == ["pause_writing", "resume_writing"] * cycle
+    assert len(p.pb.data) == sent
+
+
+def test_water_marks_defaults_and_bad_limits(reactor: Reactor, pairs: Pairs) -> None:
+    """asyncio's defaults (64 KiB, high // 4, 4 x low); low > high or a negative mark raise and change nothing."""
+    p = pairs.make()
+    assert p.a.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+    p.a.set_write_buffer_limits(low=1000)
+    assert p.a.get_write_buffer_limits() == (1000, 4000)
+    p.a.set_write_buffer_limits(high=8000)
+    assert p.a.get_write_buffer_limits() == (2000, 8000)
+    for high, low in ((10, 20), (-1, None), (100, -1)):
+        with pytest.raises(ValueError, match="low <= high"):
+            p.a.set_write_buffer_limits(high=high, low=low)
+        assert p.a.get_write_buffer_limits() == (2000, 8000)
+    assert [e for e in p.pa.events if e.endswith("_writing")] == []
+
+
+def test_a_write_sent_at_once_crosses_no_mark(reactor: Reactor, pairs: Pairs) -> None:
+    """With both marks at 0, writes the peer takes at once buffer nothing and signal nothing."""
+    p = pairs.make()
+    p.a.set_write_buffer_limits(high=0, low=0)
+    for i in range(50):
+        p.a.write(b"%d;" % i)
+        assert p.a.get_write_buffer_size() == 0
+        reactor.run_once(0)
+    run_until(reactor, lambda: p.pb.data.endswith(b"49;"))
+    assert [e for e in p.pa.events if e.endswith("_writing")] == []
+
+
 # ------------------------------------------------------------ half-close
 
 

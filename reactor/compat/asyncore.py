@@ -124,6 +124,7 @@ from typing import Any
 
 from ..core import Reactor, get_default_reactor
 from ..transport.table import TRANSITIONS, Connection, State
+from ..transport.threads import in_reactor_thread
 
 # No ``__all__``: asyncore has none, so ``from asyncore import *`` exports
 # every public name (``socket``, ``os``, the errno constants...) and code may
@@ -632,8 +633,7 @@ class _MapDriver:
     def turn(self, timeout: float | None, use_poll: bool) -> None:
         """Ask every dispatcher, then do one turn of the reactor; re-raise what a handler let out."""
         reactor = self.reactor()
-        running = reactor.thread_ident
-        if running is not None and running != threading.get_ident():
+        if not in_reactor_thread(reactor):
             raise RuntimeError(
                 "this asyncore map's reactor is running in another thread (run() or a server's start()); "
                 "call asyncore.loop() from that thread, or give the map its own reactor with set_reactor()"

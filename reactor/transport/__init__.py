@@ -16,8 +16,9 @@ Modules:
   asyncio-style transport (bounded reads, try-send-then-buffer with water
   marks, half-close, deadlines, unregister-then-close).
 - `reactor.transport.listener`: `Listener` (bind, listen, the bounded accept
-  loop with the read-at-accept fast path, ``max_connections`` and
-  ``EMFILE``/``ENFILE``).
+  loop with the read-at-accept fast path, ``max_connections``, and
+  `AcceptExhaustion`, the ``EMFILE``/``ENFILE`` policy that
+  `reactor.socketserver` shares).
 - `reactor.transport.connect`: non-blocking connect with a timeout.
 - `reactor.transport.tls`: TLS as a layer on any stream transport
   (`TLSProtocol` below the application, `TLSTransport` above it; MemoryBIO,
@@ -26,8 +27,8 @@ Modules:
   under the application, for servers behind a load balancer.
 - `reactor.transport.datagram`: `DatagramEndpoint`.
 - `reactor.transport.memory`: an in-memory transport pair for tests.
-- `reactor.transport.threads`: the registry of reactor threads and the one
-  bounded worker pool.
+- `reactor.transport.threads`: the registry of reactor threads (the one
+  answer to which thread drives a reactor) and the one bounded worker pool.
 - `reactor.transport.executor`: work off the reactor's thread in that pool:
   `Reactor.run_in_executor` and `Reactor.getaddrinfo` (names resolved off the loop).
 - `reactor.transport.errors`: the one error policy for user code.

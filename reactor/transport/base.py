@@ -140,7 +140,54 @@ class TransportLimits:
 DEFAULT_LIMITS = TransportLimits()
 
 
-class TransportBase:
+class _WaterMarks:
+    """The write-side flow control, written once for every transport: the water marks and their crossings.
+
+    A transport (or the TLS layer) keeps ``_limits`` (a `TransportLimits`,
+    the one source of the numbers) and ``_writing_paused``, and says how to
+    tell its protocol (``_writing_signal``).  It calls `_follow_water_marks`
+    with its buffered size whenever that size may have crossed a mark --
+    after buffering, after a flush, after new limits -- and never on the
+    fast path, where a write is sent at once and nothing is buffered: then
+    no mark can be crossed, so the fast path pays nothing for this.
+    ``pause_writing()`` comes once as the size rises above ``high``,
+    ``resume_writing()`` once as it falls to ``low``.
+    """
+
+    __slots__ = ()
+
+    _limits: TransportLimits
+    _writing_paused: bool
+
+    def _writing_signal(self, name: str) -> None:
+        """Call ``pause_writing`` or ``resume_writing`` on the protocol (provided by the class)."""
+        raise NotImplementedError
+
+    def _follow_water_marks(self, size: int) -> None:
+        """``size`` bytes are buffered now: pause or resume the protocol if a mark was crossed."""
+        if self._writing_paused:
+            if size <= self._limits.low:
+                self._writing_paused = False
+                self._writing_signal("resume_writing")
+        elif size > self._limits.high:
+            self._writing_paused = True
+            self._writing_signal("pause_writing")
+
+    def _set_water_marks(self, high: int | None, low: int | None) -> None:
+        """New marks, with asyncio's defaults: ``high`` 64 KiB (or 4 x ``low``), ``low`` ``high // 4``.
+
+        Raises ValueError unless ``0 <= low <= high`` (`TransportLimits`
+        checks), and then nothing changed.  The caller follows them with its
+        buffered size.
+        """
+        if high is None:
+            high = HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        self._limits = self._limits.replace(high=high, low=low)
+
+
+class TransportBase(_WaterMarks):
     """The shared half of a transport (see the module docstring); no state of its own."""
 
     __slots__ = ()
@@ -267,6 +314,8 @@ class TransportBase:
         except Exception as exc:
             self._protocol_failed(exc, name)
 
+    _writing_signal = _call_protocol
+
     def _due(self) -> float | None:
         limits = self._limits
         due = None if limits.timeout is None else self.started + limits.timeout
@@ -329,18 +378,8 @@ class TransportBase:
 
         As in asyncio: ``high`` defaults to 64 KiB (or 4 x ``low``), ``low`` to ``high // 4``.
         """
-        if high is None:
-            high = HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        self._limits = self._limits.replace(high=high, low=low)
-        size = self.get_write_buffer_size()
-        if not self._writing_paused and size > high:
-            self._writing_paused = True
-            self._call_protocol("pause_writing")
-        elif self._writing_paused and size <= low:
-            self._writing_paused = False
-            self._call_protocol("resume_writing")
+        self._set_water_marks(high, low)
+        self._follow_water_marks(self.get_write_buffer_size())
 
     def can_write_eof(self) -> bool:
         """True: stream transports support half-close."""

@@ -50,7 +50,6 @@ import contextlib
 import logging
 import socket
 import sys
-import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -59,7 +58,7 @@ from typing import Any
 
 from ..addresses import format_address
 from ..core import Reactor
-from .threads import background_thread
+from .threads import in_reactor_thread, note_host
 
 __all__ = ["Address", "DatagramCallback", "DatagramCounters", "DatagramEndpoint"]
 
@@ -140,7 +139,6 @@ class DatagramEndpoint:
         self.send_queue_size = send_queue_size
         self._reactor = reactor
         self._on_datagram = on_datagram
-        self._driver_thread = threading.get_ident()
         self._buffer = bytearray(receive_size)
         self._send_queue: deque[tuple[bytes, Address]] = deque()
         self._writing = False
@@ -170,10 +168,11 @@ class DatagramEndpoint:
             except OSError as exc:
                 where = format_address(family, (host, port))
                 raise OSError(exc.errno, f"cannot bind UDP {where}: {exc.strerror}") from exc
-            if reactor.thread_ident not in (None, threading.get_ident()):
+            if not in_reactor_thread(reactor):
                 # Created while another thread runs the reactor: register from there.
                 reactor.call_soon_threadsafe(reactor.add_reader, sock, self._on_readable)
             else:
+                note_host(reactor)  # an embedding host creates its endpoints in its own thread
                 reactor.add_reader(sock, self._on_readable)
         except BaseException:
             sock.close()
@@ -227,7 +226,7 @@ class DatagramEndpoint:
 
     def _on_readable(self) -> None:
         # The hot loop: everything it uses per datagram is a local.
-        self._driver_thread = threading.get_ident()
+        note_host(self._reactor)  # a host loop driving run_once() is known from here on
         recvmsg_into = self.socket.recvmsg_into
         buffers = [self._buffer]
         buffer = self._buffer
@@ -287,16 +286,6 @@ class DatagramEndpoint:
 
     # ---------------------------------------------------------------- sending
 
-    def _in_reactor_thread(self) -> bool:
-        # The thread that runs the reactor: the one inside run() if any, else a
-        # background thread about to enter run(), else the one that last drove
-        # our reader (an embedding host), else our creator.
-        owner = self._reactor.thread_ident
-        if owner is None:
-            thread = background_thread(self._reactor)
-            owner = thread.ident if thread is not None else self._driver_thread
-        return threading.get_ident() == owner
-
     def send(self, data: bytes | bytearray | memoryview, address: Address) -> None:
         """Send ``data`` as one datagram to ``address``; never blocks; safe from any thread.
 
@@ -310,7 +299,7 @@ class DatagramEndpoint:
             if not isinstance(data, (bytearray, memoryview)):
                 raise TypeError(f"send() takes bytes, got {type(data).__name__}")
             data = bytes(data)  # the caller may reuse its buffer before we send
-        if self._in_reactor_thread():
+        if in_reactor_thread(self._reactor):
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed; create a new one to send")
             self._send_now(data, address)
@@ -370,13 +359,14 @@ class DatagramEndpoint:
     def close(self) -> None:
         """Unregister, then close the socket; queued datagrams are dropped; idempotent.
 
-        From another thread while the reactor runs, the close is handed to
+        From a thread other than the one that drives the reactor
+        (`reactor.transport.threads.reactor_thread`), the close is handed to
         the reactor's thread (only it may touch the registrations).
         """
         if self._closed:
             return
         reactor = self._reactor
-        if reactor.is_running() and not self._in_reactor_thread():
+        if not in_reactor_thread(reactor):
             reactor.call_soon_threadsafe(self.close)
             return
         self._closed = True

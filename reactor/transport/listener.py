@@ -85,6 +85,7 @@ from ..futures import Future
 from .errors import report_user_error
 from .stream import DEFAULT_LIMITS, StreamTransport, TransportLimits
 from .table import State
+from .threads import in_reactor_thread
 
 __all__ = [
     "Listener",
@@ -100,6 +101,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "listeners_of",
     "enable_request_timing",
+    "AcceptExhaustion",
 ]
 
 logger = logging.getLogger("reactor.transport")
@@ -250,6 +252,114 @@ def _open_reserve() -> int:
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
+
+
+class AcceptExhaustion:
+    """What a listening stream socket does when accept runs out of descriptors or memory.
+
+    ``AcceptExhaustion(name, log, stats, reserve=True)``: the policy of the
+    module docstring ("Out of descriptors"), for any owner of a listening
+    socket that runs its own accept loop -- `Listener`, and
+    ``reactor.socketserver``, whose ``get_request()`` hook must stay the
+    one that accepts.  It holds the *reserve descriptor* (with
+    ``reserve=True``), counts ``exhaustions`` and ``refused`` on ``stats``
+    (any object with those two integer attributes, e.g.
+    `ServerStatistics`), and logs one WARNING per episode on ``log`` (DEBUG
+    within it, one INFO at its end).  Pausing accepts for the back-off is
+    the owner's part, since each owner registers its socket its own way.
+
+    Methods for the owner: `failed` (an accept raised one of
+    `ACCEPT_RESOURCE_ERRNOS`), `recovered` (an accept worked while
+    `exhausted`), `retake_reserve` (when accepting resumes), `close`.
+    """
+
+    __slots__ = ("name", "log", "stats", "reserve", "exhausted", "_keeps_reserve", "_refused_before")
+
+    def __init__(self, name: str, log: logging.Logger, stats: Any, reserve: bool = True) -> None:
+        self.name = name
+        self.log = log
+        self.stats = stats
+        self._keeps_reserve = reserve
+        self._refused_before = 0  # stats.refused when the episode began
+        #: True within an episode of accept failing for lack of resources.
+        self.exhausted = False
+        #: The reserve descriptor (-1: none now).
+        self.reserve = _open_reserve() if reserve else -1
+
+    def failed(self, sock: Any, exc: OSError, backoff: float) -> None:
+        """Accept on ``sock`` failed with a resource error: log once per episode, refuse the waiting clients.
+
+        The owner pauses accepting for ``backoff`` seconds (named in the log).
+        """
+        stats = self.stats
+        if not self.exhausted:
+            self.exhausted = True
+            self._refused_before = stats.refused
+            stats.exhaustions += 1
+            self.log.warning(
+                "%s: accept failed (%s); refusing waiting clients and pausing accepts for %.2f s at a time "
+                "until accepting works again",
+                self.name,
+                exc.strerror,
+                backoff,
+            )
+        else:
+            self.log.debug("%s: accept failed again (%s)", self.name, exc.strerror)
+        if exc.errno in _DESCRIPTOR_ERRNOS:
+            self._refuse_waiting(sock)
+
+    def _refuse_waiting(self, sock: Any) -> None:
+        """Give back the reserve descriptor, accept and close the clients in the backlog, take it again.
+
+        The clients see EOF at once instead of waiting for a timeout.  If the
+        reserve cannot be taken again (another thread took the slot), it is
+        retried when accepting resumes.
+        """
+        accept = getattr(sock, "_accept", None)
+        if self.reserve < 0 or accept is None or sock.gettimeout():
+            # No reserve now, or a socket that cannot be drained without waiting
+            # (no raw accept, or a timeout that would block the reactor): pause only.
+            return
+        os.close(self.reserve)
+        self.reserve = -1
+        refused = 0
+        try:
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    fd, _peer = accept()
+                except OSError as exc:
+                    if exc.errno == errno.ECONNABORTED:
+                        continue
+                    break  # EAGAIN: nobody waits; EMFILE: the slot went elsewhere
+                os.close(fd)
+                refused += 1
+        finally:
+            self.reserve = _open_reserve()
+        if refused:
+            self.stats.refused += refused
+            self.log.debug("%s: out of descriptors; refused %d waiting clients", self.name, refused)
+
+    def retake_reserve(self) -> None:
+        """Open the reserve again if the last refusal could not (call it when accepting resumes)."""
+        if self._keeps_reserve and self.reserve < 0:
+            self.reserve = _open_reserve()
+
+    def recovered(self) -> None:
+        """An accept worked again: the episode is over (one INFO)."""
+        self.exhausted = False
+        self.retake_reserve()
+        self.log.info(
+            "%s: accepting again (refused %d clients while out of resources)",
+            self.name,
+            self.stats.refused - self._refused_before,
+        )
+
+    def close(self) -> None:
+        """Close the reserve descriptor; idempotent (no new one is taken after this)."""
+        self._keeps_reserve = False
+        reserve, self.reserve = self.reserve, -1
+        if reserve >= 0:
+            os.close(reserve)
 
 
 class UnixPathClaim:
@@ -530,30 +640,33 @@ class Listener:
         self._resume_timer: TimerHandle | None = None
         self._drain_futures: list[Future[None]] = []
         self._grace_timer: TimerHandle | None = None
-        self._exhausted = False  # in an episode of accept failing for lack of resources
-        self._refused_before = 0  # stats.refused when the episode began
-        self._reserve = -1
         self._sock, self._unix_claim = bind_listening_socket(address, backlog, reuse_port)
-        self._reserve = _open_reserve()
         self._fd = self._sock.fileno()
         self._family = int(address.family)
         #: The bound socket address (the real port when 0 was asked).
         self.sockaddr: Any = self._sock.getsockname()
         #: The bound address as a string that `parse_address` accepts.
         self.address: str = format_address(address.family, self.sockaddr)
+        #: The out-of-descriptors policy, with the reserve descriptor.
+        self._exhaustion = AcceptExhaustion(self.address, log, self.stats)
         with _registry_lock:
             registered = _registry.setdefault(reactor, _Registered())
             registered.listeners[id(self)] = self
             if registered.timing:
                 self.stats.durations = RequestDurations()
-        if reactor.thread_ident not in (None, threading.get_ident()):
-            reactor.call_soon_threadsafe(self._start_accepting)
-        else:
+        if in_reactor_thread(reactor):
             self._start_accepting()
+        else:
+            reactor.call_soon_threadsafe(self._start_accepting)
 
     def __repr__(self) -> str:
         state = " closed" if self._sock.fileno() < 0 else ""
         return f"<Listener {self.name} {self.address} active={self.stats.active}{state}>"
+
+    @property
+    def _reserve(self) -> int:
+        """The reserve descriptor of the accept policy (-1: none now)."""
+        return self._exhaustion.reserve
 
     @property
     def socket(self) -> socket.socket:
@@ -585,8 +698,7 @@ class Listener:
 
     def _resume_after_backoff(self) -> None:
         self._resume_timer = None
-        if self._reserve < 0:
-            self._reserve = _open_reserve()  # lost to someone else at the last refusal: try again
+        self._exhaustion.retake_reserve()  # lost to someone else at the last refusal: try again
         if self.stats.active < self.max_connections:
             self._start_accepting()
 
@@ -601,7 +713,8 @@ class Listener:
         limits = self.limits
         factory = self.protocol_factory
         now = reactor.time()  # one clock read per readiness event, not per connection
-        exhausted = self._exhausted
+        exhaustion = self._exhaustion
+        exhausted = exhaustion.exhausted
         for _ in range(ACCEPT_BATCH):
             if stats.active >= self.max_connections:
                 self._pause_accepting(None)
@@ -612,14 +725,15 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in ACCEPT_RESOURCE_ERRNOS:
-                    self._out_of_resources(exc)
+                    exhaustion.failed(self._sock, exc, self.accept_backoff)
+                    self._pause_accepting(self.accept_backoff)
                     return
                 if exc.errno == errno.ECONNABORTED:
                     continue
                 raise
             if exhausted:
                 exhausted = False
-                self._resources_recovered()
+                exhaustion.recovered()
             sock = new_socket(family, _STREAM, 0, fd)
             if set_nonblocking:
                 sock.setblocking(False)
@@ -636,65 +750,6 @@ class Listener:
                 transport._close_now(exc)
                 continue
             transport._start(protocol)
-
-    def _out_of_resources(self, exc: OSError) -> None:
-        """Accept failed for lack of descriptors or memory: log once per episode, refuse the waiting, pause."""
-        stats = self.stats
-        if not self._exhausted:
-            self._exhausted = True
-            self._refused_before = stats.refused
-            stats.exhaustions += 1
-            self.log.warning(
-                "%s: accept failed (%s); refusing waiting clients and pausing accepts for %.2f s at a time "
-                "until accepting works again",
-                self.address,
-                exc.strerror,
-                self.accept_backoff,
-            )
-        else:
-            self.log.debug("%s: accept failed again (%s)", self.address, exc.strerror)
-        if exc.errno in _DESCRIPTOR_ERRNOS:
-            self._refuse_waiting()
-        self._pause_accepting(self.accept_backoff)
-
-    def _refuse_waiting(self) -> None:
-        """Give back the reserve descriptor, accept and close the clients in the backlog, take it again.
-
-        The clients see EOF at once instead of waiting for a timeout.  If the
-        reserve cannot be taken again (another thread took the slot), it is
-        retried when accepting resumes.
-        """
-        if self._reserve < 0:
-            return
-        os.close(self._reserve)
-        self._reserve = -1
-        accept = self._sock._accept  # type: ignore[attr-defined]
-        refused = 0
-        try:
-            for _ in range(ACCEPT_BATCH):
-                try:
-                    fd, _peer = accept()
-                except OSError as exc:
-                    if exc.errno == errno.ECONNABORTED:
-                        continue
-                    break  # EAGAIN: nobody waits; EMFILE: the slot went elsewhere
-                os.close(fd)
-                refused += 1
-        finally:
-            self._reserve = _open_reserve()
-        if refused:
-            self.stats.refused += refused
-            self.log.debug("%s: out of descriptors; refused %d waiting clients", self.address, refused)
-
-    def _resources_recovered(self) -> None:
-        self._exhausted = False
-        if self._reserve < 0:
-            self._reserve = _open_reserve()
-        self.log.info(
-            "%s: accepting again (refused %d clients while out of resources)",
-            self.address,
-            self.stats.refused - self._refused_before,
-        )
 
     # ------------------------------------------------------------ rows
 
@@ -825,9 +880,7 @@ class Listener:
 
     def _close_socket(self) -> None:
         """Close the listening socket and the reserve, unlink our Unix path; after `stop_accepting`."""
-        if self._reserve >= 0:
-            os.close(self._reserve)
-            self._reserve = -1
+        self._exhaustion.close()
         if self._sock.fileno() < 0:
             return
         registered = _registry.get(self.reactor)
@@ -846,7 +899,6 @@ class Listener:
             claim = getattr(self, "_unix_claim", None)
             if claim is not None:
                 claim.release()
-        reserve = getattr(self, "_reserve", -1)
-        if reserve >= 0:
-            self._reserve = -1
-            os.close(reserve)
+        exhaustion = getattr(self, "_exhaustion", None)
+        if exhaustion is not None:
+            exhaustion.close()

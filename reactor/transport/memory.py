@@ -229,9 +229,7 @@ class MemoryTransport(TransportBase):
             buffer += data[n:]
         else:
             buffer += data
-        if not self._writing_paused and len(buffer) > self._limits.high:
-            self._writing_paused = True
-            self._call_protocol("pause_writing")
+        self._follow_water_marks(len(buffer))
 
     def _push(self, data: bytes | bytearray) -> int:
         """Move what fits of ``data`` into the peer's inbox; how many bytes moved."""
@@ -269,9 +267,7 @@ class MemoryTransport(TransportBase):
             if self.state == _CLOSED:
                 return
             del buffer[:n]
-            if self._writing_paused and len(buffer) <= self._limits.low:
-                self._writing_paused = False
-                self._call_protocol("resume_writing")
+            self._follow_water_marks(len(buffer))
             if buffer or self.state == _CLOSED:
                 return
         if self.state == _CLOSING:

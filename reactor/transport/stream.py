@@ -286,9 +286,7 @@ class StreamTransport(Connection, TransportBase):
             self._start_writing()
         else:
             buffer += data
-        if not self._writing_paused and len(buffer) > self._limits.high:
-            self._writing_paused = True
-            self._call_protocol("pause_writing")
+        self._follow_water_marks(len(buffer))
 
     def _on_writable(self) -> None:
         buffer = self._buffer
@@ -306,9 +304,7 @@ class StreamTransport(Connection, TransportBase):
         del buffer[:n]
         if n and self._limits.idle_timeout is not None:
             self._active_at = self.reactor.time()
-        if self._writing_paused and len(buffer) <= self._limits.low:
-            self._writing_paused = False
-            self._call_protocol("resume_writing")
+        self._follow_water_marks(len(buffer))
         if buffer:
             return
         self._stop_writing()

@@ -11,9 +11,19 @@ that reactor, and it ends when the last of them is stopped; a ``run()`` in a
 second thread waits while another thread drives, and takes over when that
 one's server is stopped.  `serve_until_stopped`, `start_background` and
 `stop_serving` are that protocol (the comment above them has the details);
-`background_thread` and `reactor_thread` answer "who runs it?" (which is also
-how a thread-safe ``send`` knows whether it is already on the reactor's
-thread), and `join_background` waits for the background thread.
+`join_background` waits for the background thread.
+
+*Who drives, asked in one place.*  `reactor_thread` is the one answer to
+"which thread runs this reactor's turns?", and `in_reactor_thread` the one
+test "may this thread touch the reactor now?" built on it: every surface and
+transport that must hand work to the reactor's thread (a listener built from
+another thread, a thread-safe ``send``, a ``close`` or ``stop`` from any
+thread) asks them, so they cannot disagree.  The answer covers every way a
+reactor is driven: a participant of the registry below, a plain
+`Reactor.run`, a loop of `Reactor.run_once` that claimed the turns
+(`claim_turns`: ``socketserver``'s ``serve_forever()``, or an embedding host
+that says so), a background thread about to start, and a host loop that a
+transport saw touching it (`note_host`).
 
 *Running handlers in threads.*  Surfaces that offer "run the handler in a
 thread" (``threaded=True``, ``async_=True``) hand work to a `WorkerPool`.  A
@@ -29,11 +39,12 @@ reactor's thread, which must never wait for a worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +57,12 @@ __all__ = [
     "ServeToken",
     "WorkerPool",
     "call_in_reactor_thread",
+    "claim_turns",
+    "driving",
+    "in_reactor_thread",
+    "note_host",
     "reactor_thread",
+    "release_turns",
     "run_in_reactor_thread",
     "serve_until_stopped",
     "serving_started",
@@ -94,7 +110,20 @@ class ServeToken:
 class _Serving:
     """The drivers of one reactor."""
 
-    __slots__ = ("cond", "driver", "driver_done", "handoff", "generation", "started", "thread", "ended", "__weakref__")
+    __slots__ = (
+        "cond",
+        "driver",
+        "driver_done",
+        "handoff",
+        "generation",
+        "started",
+        "thread",
+        "ended",
+        "claimed",
+        "claims",
+        "host",
+        "__weakref__",
+    )
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
@@ -107,6 +136,11 @@ class _Serving:
         # The last background thread that left: it is still finishing for a
         # moment after it clears `thread`, and join_background must wait for it.
         self.ended: threading.Thread | None = None
+        # A thread running its own loop of run_once() (claim_turns), and how many claims it holds.
+        self.claimed: int | None = None
+        self.claims = 0
+        # The last thread seen running a turn outside run() and outside a claim (note_host).
+        self.host: threading.Thread | None = None
 
 
 _serving: weakref.WeakKeyDictionary[Reactor, _Serving] = weakref.WeakKeyDictionary()
@@ -114,6 +148,9 @@ _serving_lock = threading.Lock()
 
 
 def _state(reactor: Reactor) -> _Serving:
+    state = _serving.get(reactor)  # a reactor's entry is never replaced: no lock needed to find it
+    if state is not None:
+        return state
     with _serving_lock:
         state = _serving.get(reactor)
         if state is None:
@@ -134,6 +171,8 @@ def _participate(
     cond = state.cond
     with cond:
         generation = state.generation
+        if state.claimed == me:  # waiting for our own claim to end would never return
+            raise RuntimeError("this thread already runs the reactor's turns (serve_forever() or a host loop)")
     while True:
         with cond:
             while True:
@@ -141,8 +180,9 @@ def _participate(
                     if on_exit is not None:
                         on_exit()
                     return done()
-                if state.driver is None and not reactor.is_running():
+                if state.driver is None and state.claimed is None and not reactor.is_running():
                     state.driver, state.driver_done, state.handoff = me, done, False
+                    state.host = None
                     break
                 cond.wait()
         try:
@@ -228,23 +268,107 @@ def serving_started(reactor: Reactor) -> bool:
 
 
 def reactor_thread(reactor: Reactor) -> int | None:
-    """The ident of the thread that runs ``reactor``'s turns now (or is about to), if any."""
+    """The ident of the thread that runs ``reactor``'s turns now (or is about to), if any.
+
+    In this order: a participant of the registry inside `Reactor.run`; a
+    plain `Reactor.run`; a thread that claimed the turns for its own loop of
+    `Reactor.run_once` (`claim_turns`); a background thread started and not
+    yet inside `Reactor.run`; the thread last taken for the host loop
+    (`note_host`), while it lives.  None: nobody drives it, so the caller
+    may touch it itself.
+    """
     state = _state(reactor)
     with state.cond:
         driver = state.driver
+        claimed = state.claimed
         thread = state.thread
+        host = state.host
     if driver is not None:
         return driver
-    if reactor.thread_ident is not None:
-        return reactor.thread_ident
-    # A background thread that was started and has not entered run() yet.
-    return thread.ident if thread is not None and thread.is_alive() else None
+    running = reactor.thread_ident
+    if running is not None:
+        return running
+    if claimed is not None:
+        return claimed
+    if thread is not None and thread.is_alive():
+        return thread.ident
+    return host.ident if host is not None and host.is_alive() else None
+
+
+def in_reactor_thread(reactor: Reactor) -> bool:
+    """True if this thread may touch ``reactor`` now: it drives it, nobody does, or it is closed.
+
+    False means: hand the work to the reactor's thread
+    (``reactor.call_soon_threadsafe``), as `call_in_reactor_thread` does.
+    """
+    owner = reactor_thread(reactor)
+    return owner is None or owner == threading.get_ident() or reactor.is_closed()
+
+
+def claim_turns(reactor: Reactor) -> None:
+    """Claim ``reactor``'s turns for this thread, which runs its own loop of `Reactor.run_once`.
+
+    For a loop that is not `Reactor.run` -- ``socketserver``'s
+    ``serve_forever()`` and ``handle_request()``, or an embedding host --
+    so that `reactor_thread` names it and the registry's ``run()`` and
+    background thread wait until `release_turns`.  Claims nest in one
+    thread.  Raises RuntimeError if the reactor is inside `Reactor.run`, or
+    another thread holds the claim: two threads must never run one
+    reactor's turns.
+    """
+    me = threading.get_ident()
+    state = _state(reactor)
+    with state.cond:
+        if reactor.is_running() or state.driver is not None:
+            raise RuntimeError("this reactor is already running (reactor.run()), and that serves it already")
+        if state.claimed is not None and state.claimed != me:
+            raise RuntimeError("another thread is already running this reactor's turns")
+        state.claimed = me
+        state.claims += 1
+        state.host = None
+
+
+def release_turns(reactor: Reactor) -> None:
+    """Give back a claim of `claim_turns` (from the thread that made it); the last one lets others drive."""
+    state = _state(reactor)
+    with state.cond:
+        if state.claimed != threading.get_ident():
+            raise RuntimeError("release_turns() from a thread that holds no claim on this reactor")
+        state.claims -= 1
+        if not state.claims:
+            state.claimed = None
+            state.cond.notify_all()  # a waiting run() or background thread may drive now
+
+
+@contextlib.contextmanager
+def driving(reactor: Reactor) -> Iterator[Reactor]:
+    """`claim_turns` for the block (this thread runs ``reactor``'s turns), then `release_turns`."""
+    claim_turns(reactor)
+    try:
+        yield reactor
+    finally:
+        release_turns(reactor)
+
+
+def note_host(reactor: Reactor) -> None:
+    """This thread touches ``reactor`` outside `Reactor.run` and any claim: take it for the host loop.
+
+    How `reactor_thread` learns about an embedding host that calls
+    `Reactor.run_once` without `claim_turns`, since nothing else tells it:
+    a transport notes the thread that registers it on an undriven reactor,
+    and the thread its reader runs on.  The note lasts until another thread
+    is noted, a driver or claim takes over, or the thread ends.  Cheap while
+    the reactor is inside `Reactor.run` (one attribute read).
+    """
+    if reactor.thread_ident is None:
+        state = _state(reactor)
+        if state.claimed is None:
+            state.host = threading.current_thread()
 
 
 def call_in_reactor_thread(reactor: Reactor, function: Callable[[], object]) -> None:
     """Call ``function()`` now if this thread may touch the reactor, else from its thread (soon)."""
-    owner = reactor_thread(reactor)
-    if owner is None or owner == threading.get_ident() or reactor.is_closed():
+    if in_reactor_thread(reactor):
         function()
     else:
         reactor.call_soon_threadsafe(function)
@@ -280,9 +404,7 @@ def run_in_reactor_thread(reactor: Reactor, function: Callable[[], object], time
             finally:
                 ran.set()
 
-    me = threading.get_ident()
-    owner = reactor_thread(reactor)
-    if owner is None or owner == me or reactor.is_closed():
+    if in_reactor_thread(reactor):
         once()
         return True
     try:

@@ -69,7 +69,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..futures import Future
-from .base import HANDSHAKE_TIMEOUT, MAX_READ, _count_for_owner, _writable_bytes
+from .base import DEFAULT_LIMITS, HANDSHAKE_TIMEOUT, MAX_READ, _count_for_owner, _WaterMarks, _writable_bytes
 from .errors import report_user_error
 from .table import WRITE_DONE_STATES, State
 
@@ -117,7 +117,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class TLSProtocol:
+class TLSProtocol(_WaterMarks):
     """The TLS engine as a protocol on a stream transport; the application sits above it.
 
     ``app_protocol`` receives a `TLSTransport` in ``connection_made`` once
@@ -153,8 +153,7 @@ class TLSProtocol:
         "_eof_pending",
         "_close_pending",
         "_writing_paused",
-        "_high",
-        "_low",
+        "_limits",
         "bytes_in",
         "bytes_out",
         "_read_scheduled",
@@ -203,8 +202,7 @@ class TLSProtocol:
         self._eof_pending = False
         self._close_pending = False
         self._writing_paused = False
-        self._high = 0
-        self._low = 0
+        self._limits = DEFAULT_LIMITS  # the water marks: those of the transport below, from connection_made
         self.bytes_in = 0  # plaintext delivered to the application
         self.bytes_out = 0  # plaintext accepted from the application
         self._read_scheduled = False
@@ -223,7 +221,8 @@ class TLSProtocol:
     def connection_made(self, transport: Any) -> None:
         """Start the handshake (and its timer)."""
         self.transport = transport
-        self._low, self._high = transport.get_write_buffer_limits()
+        low, high = transport.get_write_buffer_limits()
+        self._set_water_marks(high, low)
         self.sslobj = self.context.wrap_bio(
             self._incoming, self._outgoing, server_side=self.server_side, server_hostname=self.server_hostname
         )
@@ -531,21 +530,16 @@ class TLSProtocol:
         return pending + below
 
     def _update_writing_paused(self) -> None:
-        if not self._app_made or self._app_lost:
-            return
-        size = self._buffered()
-        if not self._writing_paused and size > self._high:
-            self._writing_paused = True
-            self._call_app("pause_writing")
-        elif self._writing_paused and size <= self._low:
-            self._writing_paused = False
-            self._call_app("resume_writing")
+        if self._app_made and not self._app_lost:
+            self._follow_water_marks(self._buffered())
 
     def _call_app(self, name: str) -> None:
         try:
             getattr(self.app, name)()
         except Exception as exc:
             self._app_failed(exc, name)
+
+    _writing_signal = _call_app
 
 
 class TLSTransport:
@@ -613,7 +607,7 @@ class TLSTransport:
         else:
             tls._encrypt(data)
         # What _update_writing_paused decides, without its calls when nothing can change.
-        if tls._writing_paused or tls._pending or tls.transport.get_write_buffer_size() > tls._high:
+        if tls._writing_paused or tls._pending or tls.transport.get_write_buffer_size() > tls._limits.high:
             tls._update_writing_paused()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -658,13 +652,15 @@ class TLSTransport:
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         """The ``(low, high)`` water marks."""
-        return self._tls._low, self._tls._high
+        limits = self._tls._limits
+        return limits.low, limits.high
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the water marks for ``pause_writing``/``resume_writing`` (asyncio's defaults)."""
         tls = self._tls
-        tls.transport.set_write_buffer_limits(high, low)  # validates; its signals come back to us
-        tls._low, tls._high = tls.transport.get_write_buffer_limits()
+        tls._set_water_marks(high, low)  # checks them; nothing changes if they are wrong
+        limits = tls._limits
+        tls.transport.set_write_buffer_limits(limits.high, limits.low)  # its signals come back to us
         tls._update_writing_paused()
 
     # ------------------------------------------------------------- closing
