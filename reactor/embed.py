@@ -58,7 +58,6 @@ import importlib
 import math
 import os
 import sys
-import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -506,8 +505,9 @@ def attach_qt(reactor: Reactor, app: Any = None, *, binding: str | None = None) 
 
 def _on_reactor_thread(reactor: Reactor) -> bool:
     """True when this thread may touch ``reactor`` (it runs it, or nobody runs it in a thread of its own)."""
-    owner = reactor.thread_ident
-    return owner is None or owner == threading.get_ident()
+    from .transport.threads import in_reactor_thread  # the one answer; loaded with the bridges that ask
+
+    return in_reactor_thread(reactor)
 
 
 def _call_on_reactor(reactor: Reactor, function: Callable[..., object], *args: Any) -> None:
