@@ -17,8 +17,10 @@
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
     on its own.
-``bench ...``
-    The benchmark suite (see ``python -m reactor bench --help``).
+``bench``
+    Moved: the benchmark is not installed with the package.  It prints
+    where it went (``python -m benchmarks`` from the root of a checkout,
+    ``docs/performance.md``) and exits 2.
 
 Exit status, the same for every command (`EXIT_STATUS` is the text of
 ``--help``): 0 success; 1 a failure at run time (no reply: a timeout or a
@@ -64,6 +66,13 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: The exit statuses, as ``--help`` shows them.
+#: What ``python -m reactor bench`` prints: the benchmark is a development tool of the repository, not installed.
+BENCH_MOVED = (
+    "reactor: the benchmark is not part of the installed package; from the root of a checkout of the "
+    "repository run `python -m benchmarks [options]` (`pip install -e '.[bench]'` for its load tools; "
+    "see docs/performance.md)"
+)
+
 EXIT_STATUS = """\
 exit status:
   0    success (serve: stopped by Ctrl-C or SIGTERM after finishing the requests in flight)
@@ -437,7 +446,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--server-hostname", help="the name the server's certificate must carry (default: ADDRESS's host)"
     )
     p_demo = sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
-    sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
+    sub.add_parser("bench", help="moved: run `python -m benchmarks` from a checkout", add_help=False)
     return parser, {"serve": p_serve, "request": p_req, "demo": p_demo}
 
 
@@ -450,9 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser, commands = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from . import bench
-
-        return int(bench.main(rest))
+        print(BENCH_MOVED, file=sys.stderr)
+        return EXIT_USAGE
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(

@@ -67,7 +67,7 @@ time every callback, but with one clock read per callback, not two: the end
 of one callback is the start of the next, and the gap between them (a heap
 pop, a cancelled check) is charged to the next.  Measured (old and new core
 alternating in one process): dispatching an empty callback went from 80 to
-133 ns, so ``python -m reactor bench core`` loses about 8 % of its call_soon
+133 ns, so ``python -m benchmarks core`` loses about 8 % of its call_soon
 rate and 4 % of its timer rate, the worst case, callbacks that do nothing.
 A server turn spends tens of microseconds per request on a few callbacks,
 where 50 ns each is below the noise.  The reads use `time.perf_counter`
@@ -141,7 +141,7 @@ class _EpollSelector(_EpollBase):  # type: ignore[misc]
       an event, half of what dispatching one costs.
     - *Busy turns wait with poll(2).*  epoll's bookkeeping costs the kernel
       more per ready descriptor than a ``poll()`` scan costs per registered
-      one (``python -m reactor bench wait``, Linux 6.18, 64 sockets all
+      one (``python -m benchmarks wait``, Linux 6.18, 64 sockets all
       ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
       ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to
       an ``epoll_wait``, so they cost the same when half are ready).  So
