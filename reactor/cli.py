@@ -17,6 +17,8 @@
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
     on its own.
+``--version``
+    Print the version and exit.
 ``bench``
     Moved: the benchmark is not installed with the package.  It prints
     where it went (``python -m benchmarks`` from the root of a checkout,
@@ -366,6 +368,20 @@ def demo() -> int:
     return EXIT_OK
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``reactor X.Y.Z`` and exit 0; the version is read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from . import __version__
+
+        sys.stdout.write(f"{parser.prog} {__version__}\n")
+        parser.exit()
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The argument parser, and its subcommands' parsers by name."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -375,6 +391,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         epilog=EXIT_STATUS,
         formatter_class=formatter,
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version of selreactor and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser(
         "serve",
