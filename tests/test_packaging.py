@@ -171,3 +171,54 @@ def test_wheel_ships_the_package_and_not_the_benchmarks(tmp_path: Path) -> None:
                  "reactor/compat/__init__.py"):
         assert name in names, name
     assert not [name for name in names if "bench" in name], [name for name in names if "bench" in name]
+
+
+BUILD_EDITABLE = "import sys, setuptools.build_meta as backend; print(backend.build_editable(sys.argv[1]))"
+
+
+def test_editable_install_is_a_path_type_checkers_follow(tmp_path: Path) -> None:
+    """`pip install -e .` writes a .pth holding the checkout's root, and mypy finds `reactor` through it.
+
+    setuptools' other editable form is an import hook, which mypy and
+    pyright cannot follow ("cannot find implementation or library stub").
+    This builds the editable wheel as pip does, puts its .pth into the
+    site-packages of a fresh virtual environment (no pip, no network) and
+    type-checks a snippet against that environment from outside the checkout.
+    """
+    import venv
+    import zipfile
+
+    pytest.importorskip("mypy.api", reason="mypy is in the test extra")
+    build = subprocess.run(
+        [sys.executable, "-c", BUILD_EDITABLE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert build.returncode == 0, f"building the editable wheel failed:\n{build.stdout}\n{build.stderr}"
+    with zipfile.ZipFile(tmp_path / build.stdout.strip().splitlines()[-1]) as wheel:
+        (pth,) = [name for name in wheel.namelist() if name.endswith(".pth")]
+        lines = wheel.read(pth).decode().split()
+    assert lines == [str(ROOT)], f"not a plain path entry (an import hook?): {lines}"
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=False)
+    (site,) = env_dir.glob("lib/python*/site-packages")
+    (site / Path(pth).name).write_text(f"{lines[0]}\n")
+    snippet = tmp_path / "uses_reactor.py"
+    snippet.write_text("from reactor import Reactor\n\nr: Reactor = Reactor()\nr.close()\nbad: int = r.time()\n")
+    check = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
+         "--show-error-codes", "--python-executable", str(env_dir / "bin" / "python"), snippet.name],
+        cwd=tmp_path,  # not the checkout: mypy also searches the current directory
+        env={key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "MYPYPATH")},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert "import-not-found" not in check.stdout, check.stdout
+    # The package's own types were read: assigning its float to an int is caught.
+    assert 'Incompatible types in assignment (expression has type "float", variable has type "int")' in check.stdout, (
+        check.stdout + check.stderr
+    )
+    assert check.returncode == 1, check.stdout + check.stderr
