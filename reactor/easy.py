@@ -48,8 +48,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 from .core import Reactor, TimerHandle, get_default_reactor
 from .transport.datagram import Address, DatagramEndpoint
@@ -83,12 +82,16 @@ logger = logging.getLogger("reactor.easy")
 LOOPBACK = "127.0.0.1"
 
 #: ``send(message, address)``: what handlers receive to reply with.
-SendFunction = Callable[[str | bytes, Address], None]
+SendFunction = Callable[[str | bytes, Address | str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class UDPStatistics:
-    """A snapshot of a UDP endpoint's counters (see `UDPServer.statistics`)."""
+class UDPStatistics(TypedDict):
+    """What `UDPServer.statistics` and `UDPClient.statistics` return: a plain dict of these keys.
+
+    A dict, like every ``statistics()`` of the package (`Reactor`, the
+    stream and request servers), so it goes to JSON or a snapshot as it is;
+    this class only names and types its keys.
+    """
 
     #: Datagrams read from the socket (including those dropped below).
     received: int
@@ -222,7 +225,7 @@ class _DatagramEndpoint(DatagramEndpoint):
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self.address[1])
+        return int(self.sockaddr[1])
 
     @property
     def _executor(self) -> WorkerPool | None:
@@ -230,22 +233,22 @@ class _DatagramEndpoint(DatagramEndpoint):
         return self._pool
 
     def statistics(self) -> UDPStatistics:
-        """A snapshot of the counters (received, sent, drops by reason, errors, kernel drops)."""
+        """A snapshot of the counters, a dict (keys: `UDPStatistics`): received, sent, drops by reason, errors."""
         counters = self.counters()
         with self._worker_lock:
             worker_errors = self._worker_errors
-        return UDPStatistics(
-            received=counters.received,
-            handled=self._handled,
-            sent=counters.sent,
-            dropped_decode=self._dropped_decode,
-            truncated=counters.truncated,
-            dropped_busy=self._dropped_busy,
-            send_dropped=counters.send_dropped,
-            errors=self._errors + counters.receive_errors + worker_errors,
-            kernel_drops=counters.kernel_drops,
-            send_queue=counters.send_queue,
-        )
+        return {
+            "received": counters.received,
+            "handled": self._handled,
+            "sent": counters.sent,
+            "dropped_decode": self._dropped_decode,
+            "truncated": counters.truncated,
+            "dropped_busy": self._dropped_busy,
+            "send_dropped": counters.send_dropped,
+            "errors": self._errors + counters.receive_errors + worker_errors,
+            "kernel_drops": counters.kernel_drops,
+            "send_queue": counters.send_queue,
+        }
 
     # -------------------------------------------------------------- receiving
 
@@ -307,9 +310,11 @@ class _DatagramEndpoint(DatagramEndpoint):
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, message: str | bytes | bytearray | memoryview, address: Address) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview, address: Address | str) -> None:
         """Send ``message`` (``bytes``, or ``str`` encoded with ``encoding``, UTF-8
-        by default and when ``encoding`` is None) to ``address``.
+        by default and when ``encoding`` is None) to ``address``: the sender's
+        address a handler was given, or an address string such as another
+        endpoint's `address` (``'127.0.0.1:8181'``).
 
         Never blocks, and is safe from any thread (worker, `create_thread`).
         If the kernel cannot take the datagram now it is queued and sent when

@@ -140,7 +140,7 @@ class RequestProtocol:
     def connection_lost(self, exc: BaseException | None) -> None:
         """Count the exchange as completed if the reply went out in full."""
         if exc is None and self.replied:
-            self.server.stats.completed += 1
+            self.server._stats.completed += 1
 
     def pause_writing(self) -> None:
         """The reply is one write followed by close: nothing to pause."""
@@ -263,15 +263,20 @@ class RequestServer:
             name=type(self).__name__,
         )
         self._token = ServeToken(f"{type(self).__name__} {self._listener.address}")
-        #: The counters (shared with the listener, which counts accepts, pauses and timeouts).
-        self.stats: ServerStatistics = self._listener.stats
-        self.server_address: Any = self._listener.sockaddr
+        # The live counters (shared with the listener, which counts accepts, pauses and
+        # timeouts); `statistics` is their public, plain-data form.
+        self._stats: ServerStatistics = self._listener.stats
+        #: The bound socket address, as the socket module gives it (``('127.0.0.1', 40123)``).
+        self.sockaddr: Any = self._listener.sockaddr
+        #: The same, under the name the stdlib's socketserver gives it.
+        self.server_address: Any = self.sockaddr
+        #: The bound address as text (``'127.0.0.1:40123'``, ``'unix:/path'``): what `request` takes.
         self.address: str = self._listener.address
         logger.info("%s listening on %s", type(self).__name__, self.address)
 
     def __repr__(self) -> str:
         closed = "" if self._listener.is_serving() else " closed"
-        return f"<{type(self).__name__} {self.address} active={self.stats.active}{closed}>"
+        return f"<{type(self).__name__} {self.address} active={self._stats.active}{closed}>"
 
     @property
     def max_connections(self) -> int:
@@ -290,7 +295,7 @@ class RequestServer:
         try:
             text = request.decode("utf-8")
         except UnicodeDecodeError:
-            self.stats.rejected += 1
+            self._stats.rejected += 1
             logger.info("%s: request from %s is not valid UTF-8; closing", self.address, transport.peer)
             transport.abort()
             return
@@ -338,7 +343,7 @@ class RequestServer:
     # ------------------------------------------------------ slower paths
 
     def _reject_oversized(self, protocol: RequestProtocol) -> None:
-        self.stats.rejected += 1
+        self._stats.rejected += 1
         logger.warning(
             "%s: request from %s exceeds max_request_size (%d bytes); closing",
             self.address,
@@ -348,7 +353,7 @@ class RequestServer:
         protocol.transport.abort()
 
     def _handler_failed(self, protocol: RequestProtocol, message: str, exc: BaseException | None) -> None:
-        self.stats.errors += 1
+        self._stats.errors += 1
         transport = protocol.transport
         report_user_error(
             self.reactor,
@@ -428,8 +433,19 @@ class RequestServer:
     # ------------------------------------------------------------ lifecycle
 
     def statistics(self) -> dict[str, int]:
-        """The per-server counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
-        return self.stats.as_dict()
+        """A snapshot of this server's counters, a plain dict (``docs/reqrep.md`` describes every key).
+
+        Keys: accepted, active, completed, errors, timeouts, rejected,
+        accept_pauses, waited, exhaustions, refused.
+        """
+        return self._stats.as_dict()
+
+    @property
+    def stats(self) -> ServerStatistics:
+        """Deprecated: the live counters object; use `statistics`, which returns them as a dict."""
+        warnings.warn("RequestServer.stats is deprecated; use statistics(), a dict of the same counters",
+                      DeprecationWarning, stacklevel=2)
+        return self._stats
 
     def connections(self) -> list[StreamTransport]:
         """The open connections of this server (rows of `Reactor.connections`)."""

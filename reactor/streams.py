@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -179,7 +180,9 @@ class Server:
 
     @property
     def stats(self) -> ServerStatistics:
-        """The live counters (see `statistics`)."""
+        """Deprecated: the live counters object; use `statistics`, which returns them as a dict."""
+        warnings.warn("Server.stats is deprecated; use statistics(), a dict of the same counters",
+                      DeprecationWarning, stacklevel=2)
         return self._listener.stats
 
     @property
@@ -188,7 +191,11 @@ class Server:
         return (self._listener.socket,)
 
     def statistics(self) -> dict[str, int]:
-        """Counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
+        """A snapshot of the counters, a plain dict (``docs/streams.md`` describes every key).
+
+        Keys: accepted, active, completed, errors, timeouts, rejected,
+        accept_pauses, waited, exhaustions, refused.
+        """
         return self._listener.statistics()
 
     def connections(self) -> list[StreamTransport]:

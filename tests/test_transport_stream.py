@@ -166,7 +166,7 @@ def test_whole_exchange_deadline_is_not_pushed_back(reactor: Reactor, clock: Man
         reactor.run_once(0)
         assert len(p.lost) == 1 and isinstance(p.lost[0], TimeoutError)
         assert "open for 5" in str(p.lost[0])
-        assert server.stats.timeouts == 1 and server.stats.active == 0
+        assert server.statistics()["timeouts"] == 1 and server.statistics()["active"] == 0
         assert c.recv(10) == b""  # the client sees the close
         c.close()
 
@@ -218,18 +218,18 @@ def test_one_row_per_open_connection(reactor: Reactor, server: Server, factory: 
     clients = [client(server) for _ in range(3)]
     run_until(reactor, lambda: len(factory.made) == 3)
     rows = server.connections()
-    assert len(rows) == 3 == len(reactor.connections) == server.stats.active
+    assert len(rows) == 3 == len(reactor.connections) == server.statistics()["active"]
     assert {row.fd for row in rows} == set(reactor.connections)
     assert all(reactor.connections[row.fd] is row is row.get_protocol().transport for row in rows)
     assert connection_stats(reactor.connections) == {State.OPEN: 3}
     assert all(row.as_dict()["state"] == State.OPEN for row in rows)
     clients.pop().close()
     run_until(reactor, lambda: len(reactor.connections) == 2)
-    assert server.stats.active == 2
+    assert server.statistics()["active"] == 2
     for c in clients:
         c.close()
     run_until(reactor, lambda: reactor.connections == {})
-    assert server.stats.active == 0 and server.stats.accepted == 3
+    assert server.statistics()["active"] == 0 and server.statistics()["accepted"] == 3
 
 
 def test_row_states_through_half_close_and_closing(
@@ -290,17 +290,17 @@ def test_read_at_accept_fast_path(reactor: Reactor) -> None:
     with create_server(reactor, AnswerOnce, "localhost:0") as server:
         c = client(server)
         c.sendall(b"ping")
-        run_until(reactor, lambda: server.stats.accepted == 1 and not reactor.connections)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 1 and not reactor.connections)
         assert c.recv(100) == b"re: ping"
         assert c.recv(100) == b""
-        assert server.stats.waited == 0
+        assert server.statistics()["waited"] == 0
         c.close()
         late = client(server)  # sends nothing before the accept: has to wait
-        run_until(reactor, lambda: server.stats.accepted == 2)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 2)
         late.sendall(b"pong")
         run_until(reactor, lambda: not reactor.connections)
         assert late.recv(100) == b"re: pong"
-        assert server.stats.waited == 1
+        assert server.statistics()["waited"] == 1
         late.close()
 
 
@@ -308,17 +308,17 @@ def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor, factory:
     """At max_connections the listener stops accepting (the backlog holds the next client) until one closes."""
     with create_server(reactor, factory, "localhost:0", max_connections=1) as server:
         first = client(server)
-        run_until(reactor, lambda: server.stats.accepted == 1)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 1)
         second = client(server)
         for _ in range(20):
             reactor.run_once(0)
-        assert server.stats.accepted == 1 and server.stats.active == 1
-        assert server.stats.accept_pauses >= 1
+        assert server.statistics()["accepted"] == 1 and server.statistics()["active"] == 1
+        assert server.statistics()["accept_pauses"] >= 1
         first.close()  # EOF: the server's protocol closes its side
-        run_until(reactor, lambda: server.stats.accepted == 2)
-        assert server.stats.active == 1
+        run_until(reactor, lambda: server.statistics()["accepted"] == 2)
+        assert server.statistics()["active"] == 1
         second.close()
-        run_until(reactor, lambda: server.stats.active == 0)
+        run_until(reactor, lambda: server.statistics()["active"] == 0)
 
 
 def test_emfile_pauses_accepting_for_accept_backoff(
@@ -336,16 +336,16 @@ def test_emfile_pauses_accepting_for_accept_backoff(
                 for _ in range(50):
                     reactor.run_once(0)
             assert fake.calls == 2  # the failure, one retry with the reserve freed; then no spin
-            assert server.stats.accept_pauses == 1
+            assert server.statistics()["accept_pauses"] == 1
             assert "Too many open files" in caplog.text
             fake.fail = False
             clock.advance(0.4)
             reactor.run_once(0)
             assert fake.calls == 2  # still backing off
             clock.advance(0.1)
-            run_until(reactor, lambda: server.stats.accepted == 1)
+            run_until(reactor, lambda: server.statistics()["accepted"] == 1)
             c.close()
-            run_until(reactor, lambda: server.stats.active == 0)
+            run_until(reactor, lambda: server.statistics()["active"] == 0)
         finally:
             listener._sock = fake.sock
 
@@ -366,7 +366,7 @@ def test_unix_server_replaces_a_stale_path_and_unlinks_its_own(reactor: Reactor,
     c.connect(path)
     run_until(reactor, lambda: len(factory.made) == 1)
     c.close()
-    run_until(reactor, lambda: server.stats.active == 0)
+    run_until(reactor, lambda: server.statistics()["active"] == 0)
     server.close()
     assert not os.path.exists(path)
 
