@@ -270,7 +270,7 @@ class RequestServer:
         self.sockaddr: Any = self._listener.sockaddr
         #: The same, under the name the stdlib's socketserver gives it.
         self.server_address: Any = self.sockaddr
-        #: The bound address as text (``'127.0.0.1:40123'``, ``'unix:/path'``): what `request` takes.
+        #: The bound address as text (``'127.0.0.1:40123'``, ``'unix:/path'``): what ``request()`` takes.
         self.address: str = self._listener.address
         logger.info("%s listening on %s", type(self).__name__, self.address)
 
