@@ -13,7 +13,8 @@
 ``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
     Print the reply (over TLS with ``--cafile``, trusting that CA, or with
     ``--tls``, trusting the system's CAs).  ``--timeout 0`` waits as long as
-    it takes, as ``do_request`` does.
+    it takes, as ``do_request`` does; a negative or ``nan`` timeout is a
+    usage error.
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
     on its own.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import signal
 import ssl
@@ -368,6 +370,19 @@ def demo() -> int:
     return EXIT_OK
 
 
+def _timeout_argument(text: str) -> float:
+    """``--timeout``: a number of seconds, 0 for as long as it takes; negative numbers and nan are usage errors."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds, or 0 to wait as long as it takes; got {text!r}"
+        )
+    return seconds
+
+
 class _VersionAction(argparse.Action):
     """``--version``: print ``reactor X.Y.Z`` and exit 0; the version is read only when asked for."""
 
@@ -453,7 +468,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p_req.add_argument("text", metavar="TEXT", help="the request")
     p_req.add_argument(
         "--timeout",
-        type=float,
+        type=_timeout_argument,
         default=10.0,
         help="seconds to wait for the whole exchange (default 10; 0 waits as long as it takes, as yoton does)",
     )

@@ -36,6 +36,7 @@ import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._timeouts import yoton_timeout
 from .addresses import Address, parse_address
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
@@ -244,7 +245,10 @@ def request(
     ``timeout`` means what it means for `do_request` and in yoton: a number
     of seconds if it is larger than 0; ``None``, ``0`` or a negative number
     means no timeout (the exchange may then wait for ever on a server that
-    never answers, unless the future is cancelled).
+    never answers, unless the future is cancelled).  This is the package's
+    one exception to "None means no timeout, a positive number is seconds,
+    anything else raises" (``docs/design.md``); ``nan`` raises `ValueError`
+    here too.
 
     ``ssl``: speak TLS with that client-side `ssl.SSLContext`;
     ``server_hostname`` (by default the host of ``address`` as written) must
@@ -259,8 +263,8 @@ def request(
 
 
 def _seconds(timeout: float | None) -> float | None:
-    """yoton's reading of a timeout: seconds when larger than 0, else (0, -1, None) no timeout."""
-    return timeout if timeout is not None and timeout > 0 else None
+    """yoton's reading of a timeout: seconds when larger than 0, else (0, -1, None) no timeout; nan raises."""
+    return yoton_timeout(timeout)
 
 
 _TLSOptions = tuple["_ssl.SSLContext", "str | None", "float | None"]
@@ -366,7 +370,8 @@ def do_request(
 
     Returns the reply string, or None if ``timeout`` seconds pass first.  As
     in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
-    default), ``0`` and ``None`` wait as long as the exchange takes.  Raises
+    default), ``0`` and ``None`` wait as long as the exchange takes; ``nan``
+    raises `ValueError`.  Raises
     `RequestRefused` when nothing listens at the address, `RequestFailed`
     when the server closes without replying (never an empty reply), and the
     `OSError` of any other network failure.
@@ -376,8 +381,9 @@ def do_request(
     parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
+    seconds = _seconds(timeout)
     with Reactor() as reactor:
-        future = _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
+        future = _exchange(reactor, parsed, payload, seconds, max_reply_size, tls)
         try:
             return reactor.run_until_complete(future)
         except TimeoutError:

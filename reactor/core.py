@@ -1046,6 +1046,8 @@ class Reactor:
             raise TypeError(f"run_until_complete() needs a reactor Future, got {type(future).__name__}")
         if future.reactor is not self:
             raise ValueError("that future belongs to another reactor")
+        if timeout is not None and timeout != timeout:
+            raise ValueError("timeout is nan: give a number of seconds, or None for no timeout")
         deadline = None if timeout is None else self._clock() + timeout
         while not future.done():
             if deadline is None:

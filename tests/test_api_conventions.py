@@ -105,3 +105,81 @@ def test_the_live_stats_object_is_deprecated(reactor: Reactor) -> None:
     finally:
         request_server.close()
         stream_server.close()
+
+
+# ------------------------------------------------------------ timeout
+
+
+NOT_TIMEOUTS = [float("nan"), -1, 0, -0.5]
+
+
+@pytest.mark.parametrize("bad", NOT_TIMEOUTS)
+def test_create_connection_and_server_timeouts_are_positive_or_none(reactor: Reactor, bad: float) -> None:
+    """create_connection(timeout=...) and create_server's deadlines: nan, 0 and negatives raise ValueError."""
+    with pytest.raises(ValueError, match="timeout"):
+        reactor.create_connection(Protocol, "localhost:9", timeout=bad)
+    for option in ("timeout", "idle_timeout"):
+        with pytest.raises(ValueError, match="timeout"):
+            reactor.create_server(Protocol, "localhost:0", **{option: bad})
+    assert not reactor.connections
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0, -3])
+def test_request_server_timeout_is_positive(reactor: Reactor, bad: float) -> None:
+    """RequestServer(timeout=...) is a number of seconds larger than 0: nan, 0 and negatives raise."""
+    with pytest.raises(ValueError, match="timeout"):
+        RequestServer("localhost:0", reactor=reactor, timeout=bad)
+
+
+def test_yoton_request_calls_treat_zero_and_negative_as_no_timeout(reactor: Reactor) -> None:
+    """Reactor.request keeps yoton's reading (do_request shares it): 0 and -1 wait as long as it takes."""
+    from reactor.client import _seconds
+
+    server = RequestServer("localhost:0", reactor=reactor)
+    try:
+        for timeout in (0, -1, None):
+            assert reactor.run_until_complete(reactor.request(server.address, "t", timeout), timeout=10) == (
+                "Requested: t"
+            )
+    finally:
+        server.close()
+    assert [_seconds(t) for t in (0, -1, None, 0.25)] == [None, None, None, 0.25]
+
+
+@pytest.mark.parametrize("call", ["request", "do_request"])
+def test_nan_timeout_is_an_error_for_the_yoton_calls_too(reactor: Reactor, call: str) -> None:
+    """Reactor.request and do_request raise ValueError for a nan timeout, before connecting."""
+    from reactor import do_request
+
+    with pytest.raises(ValueError, match="nan"):
+        if call == "request":
+            reactor.request("localhost:9", "x", float("nan"))
+        else:
+            do_request("localhost:9", "x", float("nan"))
+    assert not reactor.connections
+
+
+def test_a_timeout_that_is_not_a_number_is_a_type_error(reactor: Reactor) -> None:
+    """A string or a bool as a request timeout is a TypeError, not 'no timeout'."""
+    with pytest.raises(TypeError, match="timeout"):
+        reactor.request("localhost:9", "x", "5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="timeout"):
+        reactor.request("localhost:9", "x", True)
+
+
+def test_run_until_complete_refuses_a_nan_timeout(reactor: Reactor) -> None:
+    """run_until_complete(timeout=nan) raises instead of running for ever or not at all."""
+    future = reactor.create_future()
+    with pytest.raises(ValueError, match="nan"):
+        reactor.run_until_complete(future, timeout=float("nan"))
+
+
+@pytest.mark.parametrize("text", ["nan", "-5", "-0.1", "soon"])
+def test_cli_timeout_must_be_a_number_not_negative(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`reactor request ADDRESS TEXT --timeout nan|-5|soon` is a usage error (exit 2), not 'no timeout'."""
+    from reactor import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["request", "localhost:9", "hi", "--timeout", text])
+    assert exit_info.value.code == 2
+    assert "--timeout" in capsys.readouterr().err

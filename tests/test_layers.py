@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reactor"
 # (transport, compat) importing each other are not package layers and are not checked.
 LAYER = {
     "futures": 0,
+    "timeouts": 0,
     "core": 0,
     "addresses": 1,
     "framing": 1,
@@ -29,7 +30,7 @@ LAYER = {
     "__init__": 5,
     "__main__": 5,
 }
-PURE = {"addresses", "framing", "proxyproto"}  # import nothing from the package
+PURE = {"addresses", "framing", "proxyproto", "timeouts"}  # import nothing from the package
 
 
 def package_imports(path: Path) -> set[str]:
