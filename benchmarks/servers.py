@@ -130,7 +130,7 @@ def serve_embedded(port: int) -> None:
 def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     """A `LineProtocol` on `reactor.streams.create_server` (over TLS with ``tls``), served by ``run()``."""
     from reactor.core import Reactor
-    from reactor.streams import LineProtocol, create_server
+    from reactor.streams import LineProtocol
 
     class Reply(LineProtocol):
         """One reply per line."""
@@ -141,7 +141,7 @@ def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     with Reactor() as reactor:
         # As for RequestServer: lift the 1,024-connection default so the
         # idle workload's 10,000 connections are all accepted.
-        server = create_server(reactor, Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
+        server = reactor.create_server(Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
         _stop_on_signals(reactor.stop)
         _ready(server.sockaddr[1])
         try:

@@ -37,7 +37,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._timeouts import yoton_timeout
-from .addresses import Address, parse_address
+from .addresses import Address, AddressLike, address_text, parse_address
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
@@ -222,7 +222,7 @@ class ReplyProtocol:
 
 def request(
     reactor: Reactor,
-    address: str,
+    address: AddressLike,
     request: str,
     timeout: float | None = None,
     *,
@@ -239,8 +239,9 @@ def request(
     `RequestFailed` when the server closes without replying (it refused the
     request or its handler failed), and with the `OSError` of any other
     network failure (a host that does not resolve: ``socket.gaierror``).
-    Cancelling the future closes the connection.  ``address`` is parsed at
-    once: a bad one raises `ValueError` here.
+    Cancelling the future closes the connection.  ``address`` (a string, or
+    a ``(host, port)`` tuple) is parsed at once: a bad one raises
+    `ValueError` here.
 
     ``timeout`` means what it means for `do_request` and in yoton: a number
     of seconds if it is larger than 0; ``None``, ``0`` or a negative number
@@ -256,6 +257,7 @@ def request(
     its `ssl.SSLError`.  Over TLS the client does not half-close after the
     request (the server answers at the request's ``\\r\\n``); see `TLSProtocol`.
     """
+    address = address_text(address)
     parsed = parse_address(address)
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
@@ -357,7 +359,7 @@ def _exchange(
 
 
 def do_request(
-    address: str,
+    address: AddressLike,
     request: str,
     timeout: float | None = -1,
     *,
@@ -378,6 +380,7 @@ def do_request(
     Runs on a private reactor for the length of the call; starts no thread.
     ``ssl``/``server_hostname``: over TLS, as for `request`.
     """
+    address = address_text(address)
     parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)

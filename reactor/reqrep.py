@@ -56,7 +56,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .addresses import parse_address
+from .addresses import AddressLike, address_text, parse_address
 from .core import Reactor, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
@@ -185,7 +185,7 @@ class RequestServer:
 
     def __init__(
         self,
-        address: str,
+        address: AddressLike,
         async_: bool = False,
         verbose: int = 0,
         *,
@@ -225,7 +225,7 @@ class RequestServer:
         self._serving_thread: threading.Thread | None = None  # the start() thread, joined by close()
         if verbose:
             _make_verbose_visible()
-        parsed = parse_address(address)
+        parsed = parse_address(address_text(address))
         factory: Any = functools.partial(RequestProtocol, self)
         if ssl is not None:
             # TLS is a layer under the same RequestProtocol; the plain path is untouched.

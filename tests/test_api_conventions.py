@@ -183,3 +183,86 @@ def test_cli_timeout_must_be_a_number_not_negative(text: str, capsys: pytest.Cap
         cli.main(["request", "localhost:9", "hi", "--timeout", text])
     assert exit_info.value.code == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ one spelling: the Reactor methods
+
+
+def test_module_functions_are_deprecated_for_the_methods(reactor: Reactor) -> None:
+    """streams.create_server/create_connection(reactor, ...) warn and still work; the methods do not warn."""
+    import warnings
+
+    import reactor as package
+    from reactor import streams
+
+    assert package.create_server is streams.create_server and package.create_connection is streams.create_connection
+    with pytest.warns(DeprecationWarning, match=r"reactor\.create_server\(\.\.\.\)"):
+        server = streams.create_server(reactor, Protocol, "localhost:0")
+    try:
+        with pytest.warns(DeprecationWarning, match=r"reactor\.create_connection\(\.\.\.\)"):
+            connecting = streams.create_connection(reactor, Protocol, server.address)
+        transport, _ = reactor.run_until_complete(connecting, timeout=5)
+        transport.abort()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = reactor.create_server(Protocol, "localhost:0")
+            again.close()
+    finally:
+        server.close()
+    reactor.run_once(0)
+
+
+def test_the_methods_spell_out_the_options_with_the_functions_defaults() -> None:
+    """Reactor.create_server/create_connection/request take exactly the functions' options, with their defaults."""
+    import inspect
+
+    from reactor import client, streams
+
+    for method, function in ((Reactor.create_server, streams._create_server),
+                             (Reactor.create_connection, streams._create_connection),
+                             (Reactor.request, client.request)):
+        mine = {name: (p.kind, p.default) for name, p in inspect.signature(method).parameters.items()
+                if name != "self"}
+        theirs = {name: (p.kind, p.default) for name, p in inspect.signature(function).parameters.items()
+                  if name != "reactor"}
+        assert mine == theirs, method.__name__
+        assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
+
+
+def test_addresses_may_be_host_port_tuples(reactor: Reactor) -> None:
+    """create_server, create_connection, request and RequestServer take ('127.0.0.1', port) as asyncio does."""
+    server = reactor.create_server(Protocol, ("127.0.0.1", 0))
+    answering = RequestServer(("localhost", 0), reactor=reactor)
+    try:
+        assert server.address.startswith("127.0.0.1:")
+        transport, _ = reactor.run_until_complete(
+            reactor.create_connection(Protocol, ("127.0.0.1", server.sockaddr[1]), timeout=5), timeout=5)
+        transport.abort()
+        reply = reactor.run_until_complete(reactor.request(answering.sockaddr, "tuple", 5), timeout=5)
+        assert reply == "Requested: tuple"
+    finally:
+        server.close()
+        answering.close()
+    reactor.run_once(0)
+
+
+@pytest.mark.parametrize(("bad", "error"), [
+    (("", 80), ValueError), (("localhost", 70000), ValueError), (("localhost", "80"), TypeError),
+    (("localhost",), TypeError), (["localhost", 80], TypeError), (("localhost", True), TypeError),
+])
+def test_bad_address_tuples_raise_clearly(bad: object, error: type[Exception]) -> None:
+    """A tuple with an empty host, a port out of range or of the wrong type raises at once."""
+    from reactor.addresses import address_text
+
+    with pytest.raises(error, match="address"):
+        address_text(bad)  # type: ignore[arg-type]
+
+
+def test_address_text_spells_tuples_the_package_way() -> None:
+    """(host, port) -> 'host:port'; IPv6 hosts and 4-tuples get brackets; strings pass through."""
+    from reactor.addresses import address_text
+
+    assert address_text(("127.0.0.1", 80)) == "127.0.0.1:80"
+    assert address_text(("::1", 80)) == "[::1]:80" == address_text(("::1", 80, 0, 0))
+    assert address_text("unix:/tmp/x") == "unix:/tmp/x"
+    assert parse_address(address_text(("localhost", 0))).sockaddr == ("127.0.0.1", 0)

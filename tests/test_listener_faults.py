@@ -27,7 +27,7 @@ from conftest import run_until
 import reactor.transport.listener as listener_module
 from reactor import Future, ManualClock, Reactor, RequestServer
 from reactor.addresses import parse_address
-from reactor.streams import Protocol, Server, create_server
+from reactor.streams import Protocol, Server
 from reactor.transport.listener import Listener
 
 
@@ -82,7 +82,7 @@ def made() -> list[Replier]:
 @pytest.fixture
 def server(reactor: Reactor, made: list[Replier]) -> Iterator[Server]:
     """A stream server on 127.0.0.1 whose protocols reply only when the test says so."""
-    s = create_server(reactor, lambda: Replier(made), "localhost:0", accept_backoff=0.5)
+    s = reactor.create_server(lambda: Replier(made), "localhost:0", accept_backoff=0.5)
     yield s
     s.close()
 
@@ -376,7 +376,7 @@ def test_port_in_use_names_the_address(reactor: Reactor) -> None:
     with RequestServer("localhost:0", reactor=reactor) as taken:
         for make in (
             lambda: RequestServer(taken.address, reactor=reactor),
-            lambda: create_server(reactor, Protocol, taken.address),
+            lambda: reactor.create_server(Protocol, taken.address),
         ):
             with pytest.raises(OSError) as info:
                 make()

@@ -28,7 +28,7 @@ from reactor.addresses import parse_address, port_hash
 from reactor.client import ReplyProtocol, RequestRefused, RequestReset
 from reactor.easy import UDPClient, UDPServer
 from reactor.futures import Future
-from reactor.streams import Protocol, create_server
+from reactor.streams import Protocol
 from reactor.transport.connect import UNIX_PATH_MAX
 from reactor.transport.memory import memory_pair
 from reactor.transport.threads import background_thread, run_in_reactor_thread
@@ -211,7 +211,7 @@ def test_stream_server_close_from_another_thread(real_reactor: Reactor, caplog: 
     """streams.Server.close() from a thread other than the reactor's closes it on the reactor's thread."""
     caplog.set_level(logging.DEBUG, logger="reactor")
     r = real_reactor
-    server = create_server(r, Protocol, "localhost:0")
+    server = r.create_server(Protocol, "localhost:0")
     driver = threading.Thread(target=r.run)
     r.call_soon(lambda: None)
     driver.start()

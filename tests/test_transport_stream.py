@@ -21,7 +21,7 @@ import pytest
 from conftest import EmfileSocket, run_until
 
 from reactor import ManualClock, Reactor
-from reactor.streams import Protocol, Server, create_connection, create_server
+from reactor.streams import Protocol, Server
 from reactor.transport.connect import attach_socket
 from reactor.transport.memory import memory_pair
 from reactor.transport.stream import StreamTransport, TransportLimits
@@ -83,7 +83,7 @@ def factory() -> Recorders:
 @pytest.fixture
 def server(reactor: Reactor, factory: Recorders) -> Iterator[Server]:
     """A stream server on 127.0.0.1 (random port) whose protocols are recorded by ``factory``."""
-    s = create_server(reactor, factory, "localhost:0")
+    s = reactor.create_server(factory, "localhost:0")
     yield s
     s.close()
 
@@ -151,7 +151,7 @@ def test_idle_deadline_pushed_back_by_writes(
 
 def test_whole_exchange_deadline_is_not_pushed_back(reactor: Reactor, clock: ManualClock, factory: Recorders) -> None:
     """The whole-exchange timeout cuts a connection that keeps sending; stats.timeouts counts it."""
-    with create_server(reactor, factory, "localhost:0", timeout=5) as server:
+    with reactor.create_server(factory, "localhost:0", timeout=5) as server:
         c = client(server)
         run_until(reactor, lambda: len(factory.made) == 1)
         p = factory.made[0]
@@ -173,7 +173,7 @@ def test_whole_exchange_deadline_is_not_pushed_back(reactor: Reactor, clock: Man
 
 def test_idle_timeout_of_a_server_counts_as_timeout(reactor: Reactor, clock: ManualClock, factory: Recorders) -> None:
     """A server's idle_timeout closes a silent client and counts it in stats.timeouts."""
-    with create_server(reactor, factory, "localhost:0", idle_timeout=2) as server:
+    with reactor.create_server(factory, "localhost:0", idle_timeout=2) as server:
         c = client(server)
         run_until(reactor, lambda: len(factory.made) == 1)
         clock.advance(2.1)
@@ -203,7 +203,7 @@ def test_set_timeout_and_set_idle_timeout(
 def test_create_connection_idle_timeout(reactor: Reactor, clock: ManualClock, server: Server) -> None:
     """create_connection's idle_timeout closes an outgoing connection that stays silent."""
     protocol = Recorder()
-    fut = create_connection(reactor, lambda: protocol, server.address, idle_timeout=2)
+    fut = reactor.create_connection(lambda: protocol, server.address, idle_timeout=2)
     run_until(reactor, fut.done)
     clock.advance(2.1)
     reactor.run_once(0)
@@ -287,7 +287,7 @@ class AnswerOnce(Protocol):
 
 def test_read_at_accept_fast_path(reactor: Reactor) -> None:
     """A client that sent before the server's turn is answered without its connection waiting in the selector."""
-    with create_server(reactor, AnswerOnce, "localhost:0") as server:
+    with reactor.create_server(AnswerOnce, "localhost:0") as server:
         c = client(server)
         c.sendall(b"ping")
         run_until(reactor, lambda: server.statistics()["accepted"] == 1 and not reactor.connections)
@@ -306,7 +306,7 @@ def test_read_at_accept_fast_path(reactor: Reactor) -> None:
 
 def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor, factory: Recorders) -> None:
     """At max_connections the listener stops accepting (the backlog holds the next client) until one closes."""
-    with create_server(reactor, factory, "localhost:0", max_connections=1) as server:
+    with reactor.create_server(factory, "localhost:0", max_connections=1) as server:
         first = client(server)
         run_until(reactor, lambda: server.statistics()["accepted"] == 1)
         second = client(server)
@@ -325,7 +325,7 @@ def test_emfile_pauses_accepting_for_accept_backoff(
     reactor: Reactor, clock: ManualClock, factory: Recorders, caplog: pytest.LogCaptureFixture
 ) -> None:
     """EMFILE on accept stops accepting for accept_backoff seconds without spinning, then accepting resumes."""
-    with create_server(reactor, factory, "localhost:0", accept_backoff=0.5) as server:
+    with reactor.create_server(factory, "localhost:0", accept_backoff=0.5) as server:
         listener = server._listener
         fake = EmfileSocket(listener._sock)
         listener._sock = fake  # type: ignore[assignment]
@@ -360,7 +360,7 @@ def test_unix_server_replaces_a_stale_path_and_unlinks_its_own(reactor: Reactor,
     stale.bind(path)
     stale.close()  # the file stays behind, like after a crash
     factory = Recorders()
-    server = create_server(reactor, factory, "unix:" + path)
+    server = reactor.create_server(factory, "unix:" + path)
     assert server.address == "unix:" + path
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.connect(path)
@@ -374,7 +374,7 @@ def test_unix_server_replaces_a_stale_path_and_unlinks_its_own(reactor: Reactor,
 def test_unix_server_close_leaves_a_path_that_is_not_its_own(reactor: Reactor, tmp_path: Path) -> None:
     """If the path was replaced by another socket, close() leaves that one alone."""
     path = str(tmp_path / "s.sock")
-    server = create_server(reactor, Recorders(), "unix:" + path)
+    server = reactor.create_server(Recorders(), "unix:" + path)
     os.unlink(path)
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(path)
@@ -389,14 +389,14 @@ def test_unix_server_close_leaves_a_path_that_is_not_its_own(reactor: Reactor, t
 def test_unix_server_refuses_a_live_path_or_a_regular_file(reactor: Reactor, tmp_path: Path) -> None:
     """A path with a live listener gives EADDRINUSE; a regular file is never replaced."""
     path = str(tmp_path / "s.sock")
-    with create_server(reactor, Recorders(), "unix:" + path):
+    with reactor.create_server(Recorders(), "unix:" + path):
         with pytest.raises(OSError) as info:
-            create_server(reactor, Recorders(), "unix:" + path)
+            reactor.create_server(Recorders(), "unix:" + path)
         assert info.value.errno == errno.EADDRINUSE
     plain = tmp_path / "plain"
     plain.write_text("data")
     with pytest.raises(FileExistsError):
-        create_server(reactor, Recorders(), f"unix:{plain}")
+        reactor.create_server(Recorders(), f"unix:{plain}")
     assert plain.read_text() == "data"
 
 
@@ -409,7 +409,7 @@ def test_create_connection_refused(reactor: Reactor) -> None:
     holder.bind(("127.0.0.1", 0))  # bound, not listening: connects get a RST
     try:
         port = holder.getsockname()[1]
-        fut = create_connection(reactor, Recorder, f"localhost:{port}")
+        fut = reactor.create_connection(Recorder, f"localhost:{port}")
         run_until(reactor, fut.done)
         with pytest.raises(ConnectionRefusedError):
             fut.result()
@@ -426,7 +426,7 @@ def test_create_connection_timeout_on_a_full_backlog(reactor: Reactor, clock: Ma
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
         protocol = Recorder()
-        fut = create_connection(reactor, lambda: protocol, f"localhost:{listener.getsockname()[1]}", timeout=2)
+        fut = reactor.create_connection(lambda: protocol, f"localhost:{listener.getsockname()[1]}", timeout=2)
         for _ in range(10):
             reactor.run_once(0)
         assert not fut.done()
@@ -451,7 +451,7 @@ def test_unix_connect_timeout_while_backlog_is_full(reactor: Reactor, clock: Man
     filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     filler.connect(path)
     try:
-        fut = create_connection(reactor, Recorder, "unix:" + path, timeout=1)
+        fut = reactor.create_connection(Recorder, "unix:" + path, timeout=1)
         for _ in range(10):
             reactor.run_once(0)
         assert not fut.done() and len(reactor.connections) == 1
@@ -472,7 +472,7 @@ def test_cancelling_a_connect_closes_its_row(reactor: Reactor, clock: ManualCloc
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
-        fut = create_connection(reactor, Recorder, f"localhost:{listener.getsockname()[1]}", timeout=2)
+        fut = reactor.create_connection(Recorder, f"localhost:{listener.getsockname()[1]}", timeout=2)
         reactor.run_once(0)
         assert len(reactor.connections) == 1
         fut.cancel()
@@ -526,7 +526,7 @@ def test_write_before_connected_raises(reactor: Reactor, clock: ManualClock) -> 
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
-        fut = create_connection(reactor, Recorder, f"localhost:{listener.getsockname()[1]}")
+        fut = reactor.create_connection(Recorder, f"localhost:{listener.getsockname()[1]}")
         (row,) = reactor.connections.values()
         with pytest.raises(RuntimeError, match="not connected yet"):
             row.write(b"x")
