@@ -157,10 +157,11 @@ class RequestServer:
     ``"Requested: " + request``.
 
     ``address`` is ``'host:port'`` (port 0 lets the OS choose; names are
-    hashed as yoton does), ``'[::1]:port'`` or ``'unix:/path'``.  The
-    socket is bound and listening when the constructor returns:
-    ``server_address`` is the bound socket address and ``address`` the string
-    `do_request` accepts.
+    hashed as yoton does), ``'[::1]:port'``, ``'unix:/path'`` or a
+    ``(host, port)`` tuple.  The socket is bound and listening when the
+    constructor returns: ``address`` is the bound address as the string
+    `do_request` accepts, ``sockaddr`` (also ``server_address``) the bound
+    socket address, as on every server of the package.
 
     Methods for the caller: `run` (serve in this thread until `stop`),
     `start` (serve in a background thread; one thread per reactor however
