@@ -48,7 +48,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Self, TypedDict
+from typing import Any, Self, TypedDict, TypeVarTuple
 
 from .core import Reactor, TimerHandle, get_default_reactor
 from .transport.datagram import Address, DatagramEndpoint
@@ -80,6 +80,9 @@ logger = logging.getLogger("reactor.easy")
 #: interface (``"0.0.0.0"``) exposes a server to every network the machine is
 #: on, so it is never a default; pass it explicitly.
 LOOPBACK = "127.0.0.1"
+
+#: The arguments of a side task: ``every(1.0, f, "a")`` type-checks only if ``f("a")`` does.
+Ts = TypeVarTuple("Ts")
 
 #: ``send(message, address)``: what handlers receive to reply with.
 SendFunction = Callable[[str | bytes, Address | str], None]
@@ -117,7 +120,7 @@ class UDPStatistics(TypedDict):
 
 
 def every(
-    interval: float, function: Callable[..., object], *args: Any, reactor: Reactor | None = None
+    interval: float, function: Callable[[*Ts], object], *args: *Ts, reactor: Reactor | None = None
 ) -> TimerHandle:
     """Call ``function(*args)`` every ``interval`` seconds on a reactor; no thread.
 
@@ -131,7 +134,7 @@ def every(
 
 
 def after(
-    delay: float, function: Callable[..., object], *args: Any, reactor: Reactor | None = None
+    delay: float, function: Callable[[*Ts], object], *args: *Ts, reactor: Reactor | None = None
 ) -> TimerHandle:
     """Call ``function(*args)`` once, ``delay`` seconds from now, on a reactor; no thread."""
     return (reactor if reactor is not None else get_default_reactor()).call_later(
@@ -328,11 +331,11 @@ class _DatagramEndpoint(DatagramEndpoint):
 
     # ------------------------------------------------------------ side tasks
 
-    def every(self, interval: float, function: Callable[..., object], *args: Any) -> TimerHandle:
+    def every(self, interval: float, function: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Call ``function(*args)`` every ``interval`` seconds on this reactor; no thread."""
         return self._reactor.call_every(interval, function, *args)
 
-    def after(self, delay: float, function: Callable[..., object], *args: Any) -> TimerHandle:
+    def after(self, delay: float, function: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Call ``function(*args)`` once, ``delay`` seconds from now, on this reactor."""
         return self._reactor.call_later(delay, function, *args)
 

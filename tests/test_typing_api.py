@@ -28,6 +28,7 @@ import socket
 import ssl
 
 from reactor import Protocol, Reactor
+from reactor.easy import after, every
 
 
 class Hello(Protocol):
@@ -57,11 +58,14 @@ secure = r.create_connection(Hello, ("localhost", 9), ssl=ssl.create_default_con
 reveal_type(secure)  # N: Future[tuple[reactor.transport.tls.TLSTransport, snippet.Hello]]
 server = r.create_server(Hello, ("localhost", 0), idle_timout=5)  # E: unexpected keyword
 r.request("localhost:9", "x", 5, max_reply=10)  # E: unexpected keyword
+every(1.0, takes_int, 1, reactor=r)
+every(1.0, takes_int, "x", reactor=r)  # E: wrong type
+after(1.0, takes_int, reactor=r)  # E: too few arguments
 '''
 
 
 def test_mypy_checks_callback_arguments_and_create_connection(tmp_path: Path) -> None:
-    """call_soon & co. check the arguments against the callback; create_connection's future names its types."""
+    """call_soon & co. (and easy's every/after) check the arguments; create_connection's future names its types."""
     snippet = tmp_path / "snippet.py"
     snippet.write_text(SNIPPET)
     proc = subprocess.run(
