@@ -74,7 +74,7 @@ nitpick_ignore_regex = [
     # Standard-library and third-party modules and the names in them.
     ("py:.*", rf"({STDLIB_MODULES}|{THIRD_PARTY_MODULES})(\..*)?"),
     # Type variables of generic classes and functions: placeholders, not API.
-    ("py:.*", r"(reactor\.[\w.]+\.)?(T|P|R)"),
+    ("py:.*", r"(reactor\.[\w.]+\.)?(T|P|R|Ts)"),
 ]
 
 

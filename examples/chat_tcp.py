@@ -39,7 +39,7 @@ from typing import Any
 
 from chat_udp import DEFAULT_PORT, MAX_MISSED_PINGS, Address, ChatClient, ChatCommands, ChatServer
 
-from reactor import Future, LineProtocol, Reactor, create_server, get_default_reactor
+from reactor import Future, LineProtocol, Reactor, get_default_reactor
 from reactor.streams import StreamTransport
 
 logger = logging.getLogger("chat_tcp")
@@ -129,10 +129,9 @@ class ChatHub(ChatServer):
         #: The open TCP connections, by their address in the user table.
         self.lines: dict[Address, ChatLine] = {}
         try:
-            self.tcp = create_server(
-                reactor,
+            self.tcp = reactor.create_server(
                 lambda: ChatLine(self),
-                f"[{host}]:{tcp_port}" if ":" in host else f"{host}:{tcp_port}",
+                (host, tcp_port),
                 idle_timeout=(MAX_MISSED_PINGS + 2) * ping_interval,
                 write_buffer_high=write_buffer_high,
             )

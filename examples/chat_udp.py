@@ -80,8 +80,8 @@ class ChatServer:
 
     @property
     def address(self) -> Address:
-        """The address clients send to."""
-        return self.server.address
+        """The socket address clients send to (the server's ``sockaddr``: replies come from it)."""
+        return self.server.sockaddr
 
     def user_at(self, address: Address) -> User | None:
         """The user who joined from ``address``, if any."""

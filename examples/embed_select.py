@@ -24,10 +24,10 @@ def main() -> None:
         print("reactor got:", react_a.recv(100).decode())
 
     reactor.add_reader(react_a, on_reactor_readable)
+    t0 = reactor.time()
     ticks = reactor.call_every(0.05, lambda: print("reactor tick at", round(reactor.time() - t0, 2)))
     reactor.call_later(0.12, react_b.send, b"hello from a reactor timer")
     reactor.call_later(0.17, host_b.send, b"hello for the host")
-    t0 = reactor.time()
     done = False
 
     def finish() -> None:

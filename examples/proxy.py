@@ -54,7 +54,7 @@ import logging
 import sys
 from typing import Any
 
-from reactor import Future, Protocol, Reactor, RequestServer, create_server
+from reactor import Future, Protocol, Reactor, RequestServer
 from reactor.streams import StreamTransport
 
 logger = logging.getLogger("proxy")
@@ -217,8 +217,7 @@ class Proxy:
         self.connect_timeout = connect_timeout
         self.clients: set[ClientSide] = set()
         self.connect_failures = 0
-        self.server = create_server(
-            reactor,
+        self.server = reactor.create_server(
             lambda: ClientSide(self),
             listen_address,
             write_buffer_high=write_buffer_high,

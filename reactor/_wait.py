@@ -35,7 +35,7 @@ fd's reader and writer before closing it.
 
 *Which system call waits* (`PollSwitch`).  epoll's bookkeeping costs the
 kernel more per ready descriptor than a ``poll()`` scan costs per
-registered one (``python -m reactor bench wait``, Linux 6.18, 64 sockets
+registered one (``python -m benchmarks wait``, Linux 6.18, 64 sockets
 all ready: about 110 ns per ready fd for ``epoll_wait``, 65 ns for
 ``poll``; each idle fd adds about 40 ns to a ``poll`` and nothing to an
 ``epoll_wait``, so they cost the same when half are ready).  So the waits

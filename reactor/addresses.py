@@ -53,7 +53,9 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Address",
+    "AddressLike",
     "SockAddr",
+    "address_text",
     "format_address",
     "parse_address",
     "port_hash",
@@ -135,6 +137,41 @@ class Address:
     def __str__(self) -> str:
         """Return the canonical text, e.g. ``'127.0.0.1:5555'``."""
         return self.text
+
+
+#: What the calls that connect or listen accept: an address string, or a
+#: ``(host, port)`` tuple as asyncio and the socket module spell it (IPv6:
+#: ``('::1', port)`` or the 4-tuple ``getsockname()`` gives).
+AddressLike = str | tuple[str, int] | tuple[str, int, int, int]
+
+
+def address_text(address: AddressLike) -> str:
+    """Spell ``address`` the package's way: a string is returned as it is, a tuple is converted.
+
+    ``('127.0.0.1', 8000)`` gives ``'127.0.0.1:8000'``, ``('localhost', 0)``
+    gives ``'localhost:0'``, and ``('::1', 8000)`` or ``('::1', 8000, 0, 0)``
+    gives ``'[::1]:8000'``.  A string is checked later, by
+    :func:`parse_address`.  Raises :class:`TypeError` for anything else and
+    :class:`ValueError` for a tuple with an empty host or a port outside
+    0..65535.
+    """
+    if isinstance(address, str):
+        return address
+    if not isinstance(address, tuple) or len(address) not in (2, 4):
+        raise TypeError(f"address must be a str like 'localhost:80' or a (host, port) tuple, not {address!r}")
+    host, port = address[0], address[1]
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"an address tuple is (host: str, port: int), got {address!r}")
+    if not host:
+        raise ValueError(
+            f"empty host in address {address!r}: give one, e.g. ('localhost', {port}) for this machine only, "
+            f"or ('0.0.0.0', {port}) to serve on every network interface"
+        )
+    if not 0 <= port <= _MAX_PORT:
+        raise ValueError(f"port {port} of address {address!r} is not in 0..{_MAX_PORT}")
+    if ":" in host or len(address) == 4:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
 
 
 def format_address(family: int, sockaddr: SockAddr) -> str:

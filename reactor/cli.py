@@ -20,12 +20,17 @@
 ``request ADDRESS TEXT [--timeout S] [--cafile F] [--tls] [--server-hostname NAME]``
     Print the reply (over TLS with ``--cafile``, trusting that CA, or with
     ``--tls``, trusting the system's CAs).  ``--timeout 0`` waits as long as
-    it takes, as ``do_request`` does.
+    it takes, as ``do_request`` does; a negative or ``nan`` timeout is a
+    usage error.
 ``demo``
     Two servers on two ports in one thread, answered by ``request``; ends
     on its own.
-``bench ...``
-    The benchmark suite (see ``python -m reactor bench --help``).
+``--version``
+    Print the version and exit.
+``bench``
+    Moved: the benchmark is not installed with the package.  It prints
+    where it went (``python -m benchmarks`` from the root of a checkout,
+    ``docs/performance.md``) and exits 2.
 
 Exit status, the same for every command (`EXIT_STATUS` is the text of
 ``--help``): 0 success; 1 a failure at run time (no reply: a timeout or a
@@ -78,6 +83,13 @@ EXIT_WORKER_BOOT = 3
 EXIT_INTERRUPTED = 130
 
 #: The exit statuses, as ``--help`` shows them.
+#: What ``python -m reactor bench`` prints: the benchmark is a development tool of the repository, not installed.
+BENCH_MOVED = (
+    "reactor: the benchmark is not part of the installed package; from the root of a checkout of the "
+    "repository run `python -m benchmarks [options]` (`pip install -e '.[bench]'` for its load tools; "
+    "see docs/performance.md)"
+)
+
 EXIT_STATUS = """\
 exit status:
   0    success (serve: stopped by Ctrl-C or SIGTERM after finishing the requests in flight)
@@ -568,6 +580,20 @@ def demo() -> int:
     return EXIT_OK
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``reactor X.Y.Z`` and exit 0; the version is read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from . import __version__
+
+        sys.stdout.write(f"{parser.prog} {__version__}\n")
+        parser.exit()
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The argument parser, and its subcommands' parsers by name."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -577,6 +603,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         epilog=EXIT_STATUS,
         formatter_class=formatter,
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version of selreactor and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser(
         "serve",
@@ -673,7 +700,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p_top.add_argument("--filter", default="", metavar="TEXT", help="only rows in state TEXT or with TEXT in the peer")
     p_top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     p_demo = sub.add_parser("demo", help="two servers on two ports in one thread, answered by request()")
-    sub.add_parser("bench", help="the benchmark suite (python -m reactor bench --help)", add_help=False)
+    sub.add_parser("bench", help="moved: run `python -m benchmarks` from a checkout", add_help=False)
     return parser, {"serve": p_serve, "request": p_req, "demo": p_demo, "top": p_top}
 
 
@@ -686,9 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     parser, commands = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from . import bench
-
-        return int(bench.main(rest))
+        print(BENCH_MOVED, file=sys.stderr)
+        return EXIT_USAGE
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(

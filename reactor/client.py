@@ -43,7 +43,8 @@ import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .addresses import Address, parse_address
+from ._timeouts import yoton_timeout
+from .addresses import Address, AddressLike, address_text, parse_address
 from .core import Reactor, ReactorClosedError
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
@@ -254,7 +255,7 @@ class ReplyProtocol:
 
 def request(
     reactor: Reactor,
-    address: str,
+    address: AddressLike,
     request: str,
     timeout: float | None = None,
     *,
@@ -274,13 +275,17 @@ def request(
     network failure (a host that does not resolve: ``socket.gaierror``).
     A host name is looked up off the reactor's thread (`Reactor.getaddrinfo`),
     within ``timeout``; IP literals need no lookup.
-    Cancelling the future closes the connection.  ``address`` is parsed at
-    once: a bad one raises `ValueError` here.
+    Cancelling the future closes the connection.  ``address`` (a string, or
+    a ``(host, port)`` tuple) is parsed at once: a bad one raises
+    `ValueError` here.
 
     ``timeout`` means what it means for `do_request` and in yoton: a number
     of seconds if it is larger than 0; ``None``, ``0`` or a negative number
     means no timeout (the exchange may then wait for ever on a server that
-    never answers, unless the future is cancelled).
+    never answers, unless the future is cancelled).  This is the package's
+    one exception to "None means no timeout, a positive number is seconds,
+    anything else raises" (``docs/design.md``); ``nan`` raises `ValueError`
+    here too.
 
     ``ssl``: speak TLS with that client-side `ssl.SSLContext`;
     ``server_hostname`` (by default the host of ``address`` as written) must
@@ -288,6 +293,7 @@ def request(
     its `ssl.SSLError`.  Over TLS the client does not half-close after the
     request (the server answers at the request's ``\\r\\n``); see `TLSProtocol`.
     """
+    address = address_text(address)
     parsed = parse_address(address)
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
@@ -295,8 +301,8 @@ def request(
 
 
 def _seconds(timeout: float | None) -> float | None:
-    """yoton's reading of a timeout: seconds when larger than 0, else (0, -1, None) no timeout."""
-    return timeout if timeout is not None and timeout > 0 else None
+    """yoton's reading of a timeout: seconds when larger than 0, else (0, -1, None) no timeout; nan raises."""
+    return yoton_timeout(timeout)
 
 
 _TLSOptions = tuple["_ssl.SSLContext", "str | None", "float | None"]
@@ -410,7 +416,7 @@ def _finish_closing(reactor: Reactor, seconds: float) -> None:
 
 
 def do_request(
-    address: str,
+    address: AddressLike,
     request: str,
     timeout: float | None = -1,
     *,
@@ -423,7 +429,8 @@ def do_request(
 
     Returns the reply string, or None if ``timeout`` seconds pass first.  As
     in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
-    default), ``0`` and ``None`` wait as long as the exchange takes.  Raises
+    default), ``0`` and ``None`` wait as long as the exchange takes; ``nan``
+    raises `ValueError`.  Raises
     `RequestRefused` when nothing listens at the address, `RequestFailed`
     when the server closes without replying (never an empty reply),
     `ReplyTooLarge` for a reply longer than ``max_reply_size``, and the
@@ -432,11 +439,12 @@ def do_request(
     but a worker to look up a host name (the timeout covers the lookup).
     ``ssl``/``server_hostname``: over TLS, as for `request`.
     """
+    address = address_text(address)
     parsed = parse_address(address)  # a bad address raises before anything is created
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
+    seconds = _seconds(timeout)
     with Reactor() as reactor:
-        seconds = _seconds(timeout)
         future = _exchange(reactor, parsed, payload, seconds, max_reply_size, tls)
         try:
             reply = reactor.run_until_complete(future)

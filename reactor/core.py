@@ -25,14 +25,17 @@ import types
 import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple, overload
 
 from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
 from .futures import Future
 
 if TYPE_CHECKING:
     import concurrent.futures
+    import ssl as _ssl
+    from collections.abc import Iterable
 
+    from .streams import AddressLike, Server, StreamTransport, TLSTransport
     from .tasks import Task
 
 __all__ = [
@@ -148,6 +151,10 @@ __all__ = [
 logger = logging.getLogger("reactor")
 
 T = TypeVar("T")
+#: The arguments of a callback: ``call_soon(f, 1, "a")`` type-checks only if ``f(1, "a")`` does.
+Ts = TypeVarTuple("Ts")
+#: The protocol `create_connection` makes.
+P = TypeVar("P")
 
 _READ = READ
 _WRITE = WRITE
@@ -481,7 +488,7 @@ class Reactor:
         if self._closed:
             raise RuntimeError("this Reactor is closed; create a new one")
 
-    def call_soon(self, callback: Callable[..., object], *args: Any) -> Handle:
+    def call_soon(self, callback: Callable[[*Ts], object], *args: *Ts) -> Handle:
         """Run ``callback(*args)`` in the next turn, after those already queued."""
         if self._closed:
             self._check_closed()
@@ -491,7 +498,7 @@ class Reactor:
             self._wake_host()
         return handle
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
+    def call_soon_threadsafe(self, callback: Callable[[*Ts], object], *args: *Ts) -> Handle:
         """Like `call_soon`, from any thread; wakes a reactor blocked on I/O."""
         self._check_closed()
         handle = Handle(callback, args)
@@ -499,11 +506,11 @@ class Reactor:
         self._write_wakeup()
         return handle
 
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Run ``callback(*args)`` ``delay`` seconds from now."""
         return self.call_at(self._clock() + delay, callback, *args)
 
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+    def call_at(self, when: float, callback: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Run ``callback(*args)`` when `time()` reaches ``when``."""
         if self._closed:
             self._check_closed()
@@ -511,7 +518,7 @@ class Reactor:
         self._push_timer(timer)
         return timer
 
-    def call_every(self, interval: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+    def call_every(self, interval: float, callback: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Run ``callback(*args)`` every ``interval`` seconds until cancelled.
 
         The first call is one interval from now; later calls keep that cadence
@@ -548,12 +555,12 @@ class Reactor:
 
     # ------------------------------------------------------------------ I/O
 
-    def add_reader(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
+    def add_reader(self, fd: int | FileLike, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
         self._check_closed()
         self._add_io(_fileno(fd), _READ, _IoHandle(callback, args))
 
-    def add_writer(self, fd: int | FileLike, callback: Callable[..., object], *args: Any) -> None:
+    def add_writer(self, fd: int | FileLike, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
         self._check_closed()
         self._add_io(_fileno(fd), _WRITE, _IoHandle(callback, args))
@@ -1053,6 +1060,8 @@ class Reactor:
             return _run_coroutine(self, future, timeout)
         if future.reactor is not self:
             raise ValueError("that future belongs to another reactor")
+        if timeout is not None and timeout != timeout:
+            raise ValueError("timeout is nan: give a number of seconds, or None for no timeout")
         deadline = None if timeout is None else self._clock() + timeout
         while not future.done():
             if deadline is None:
@@ -1080,29 +1089,147 @@ class Reactor:
     # their surface when called, so the layers stay clean and the methods are
     # still real methods that type checkers and IDEs see.
 
-    def create_server(self, protocol_factory: Callable[[], Any], address: str, **kwargs: Any) -> Any:
-        """Listen on ``address`` for stream connections; see `reactor.streams.create_server`."""
-        from .streams import create_server
+    # The options are spelled out (for type checkers, help() and the
+    # reference), with the defaults of the functions they call;
+    # tests/test_api_conventions.py fails when the two disagree.
 
-        return create_server(self, protocol_factory, address, **kwargs)
+    def create_server(
+        self,
+        protocol_factory: Callable[[], object],
+        address: AddressLike,
+        *,
+        backlog: int = socket.SOMAXCONN,
+        max_connections: int = 1024,
+        idle_timeout: float | None = None,
+        timeout: float | None = None,
+        max_read: int = 64 * 1024,
+        write_buffer_high: int = 64 * 1024,
+        write_buffer_low: int | None = None,
+        reuse_port: bool = False,
+        accept_backoff: float = 0.1,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+        proxy_protocol: bool = False,
+        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+    ) -> Server:
+        """Listen on ``address`` and serve each connection with a new ``protocol_factory()``; a `Server`.
 
-    def create_connection(self, protocol_factory: Callable[[], Any], address: str, **kwargs: Any) -> Future[Any]:
-        """Connect to ``address``; a `Future` of ``(transport, protocol)``; see `reactor.streams.create_connection`."""
-        from .streams import create_connection
+        ``address``: ``'host:port'`` (port 0: the OS chooses, see
+        ``Server.address``), ``'[::1]:port'``, ``'unix:/path'``, or a
+        ``(host, port)`` tuple.  The server is listening when this returns.
+        ``idle_timeout`` closes a connection after that many seconds without
+        progress either way, ``timeout`` that many seconds after it was
+        accepted (None: never; otherwise a number larger than 0).
+        ``max_connections``: at the limit the server stops accepting until one
+        closes.  ``write_buffer_high``/``write_buffer_low``: the water marks
+        for ``pause_writing``/``resume_writing``.  ``ssl``: serve TLS with that
+        server-side context (a client that has not finished its handshake
+        within ``ssl_handshake_timeout`` seconds is closed).
+        ``proxy_protocol``: read a PROXY protocol header first, from the peers
+        in ``trusted_proxies`` only.  ``docs/streams.md`` has the details.
+        """
+        from .streams import _create_server
 
-        return create_connection(self, protocol_factory, address, **kwargs)
+        return _create_server(
+            self, protocol_factory, address, backlog=backlog, max_connections=max_connections,
+            idle_timeout=idle_timeout, timeout=timeout, max_read=max_read, write_buffer_high=write_buffer_high,
+            write_buffer_low=write_buffer_low, reuse_port=reuse_port, accept_backoff=accept_backoff, ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout, proxy_protocol=proxy_protocol,
+            trusted_proxies=trusted_proxies,
+        )
 
-    def request(self, address: str, request: str, timeout: float | None = None, **kwargs: Any) -> Future[str]:
+    @overload
+    def create_connection(
+        self,
+        protocol_factory: Callable[[], P],
+        address: AddressLike,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_read: int = 64 * 1024,
+        write_buffer_high: int = 64 * 1024,
+        write_buffer_low: int | None = None,
+        ssl: None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+    ) -> Future[tuple[StreamTransport, P]]: ...
+
+    @overload
+    def create_connection(
+        self,
+        protocol_factory: Callable[[], P],
+        address: AddressLike,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_read: int = 64 * 1024,
+        write_buffer_high: int = 64 * 1024,
+        write_buffer_low: int | None = None,
+        ssl: _ssl.SSLContext,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+    ) -> Future[tuple[TLSTransport, P]]: ...
+
+    def create_connection(
+        self,
+        protocol_factory: Callable[[], P],
+        address: AddressLike,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_read: int = 64 * 1024,
+        write_buffer_high: int = 64 * 1024,
+        write_buffer_low: int | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+    ) -> Future[tuple[StreamTransport, P]] | Future[tuple[TLSTransport, P]]:
+        """Connect to ``address``; a `Future` of ``(transport, protocol)``.
+
+        ``address``: an address string or a ``(host, port)`` tuple; a bad one
+        raises `ValueError` here.  ``timeout`` bounds the connect (None:
+        none; otherwise a number larger than 0): the future fails with
+        `TimeoutError`, or with the connect's `OSError`.  ``idle_timeout``
+        closes the connection after that many seconds without progress.
+        The transport is a `~reactor.transport.stream.StreamTransport`, or
+        with ``ssl`` (a client-side context) a
+        `~reactor.transport.tls.TLSTransport` once the handshake is complete;
+        ``server_hostname`` is the name the certificate must carry (by
+        default the host of ``address``).  ``docs/streams.md`` has the details.
+        """
+        from .streams import _create_connection
+
+        return _create_connection(
+            self, protocol_factory, address, timeout=timeout, idle_timeout=idle_timeout, max_read=max_read,
+            write_buffer_high=write_buffer_high, write_buffer_low=write_buffer_low, ssl=ssl,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        )
+
+    def request(
+        self,
+        address: AddressLike,
+        request: str,
+        timeout: float | None = None,
+        *,
+        max_reply_size: int = 64 * 1024 * 1024,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+    ) -> Future[str]:
         """Send a request/reply request without blocking; a `Future` of the reply.
 
         See `reactor.client.request`: the future fails with `TimeoutError`
         after ``timeout`` seconds, with `RequestRefused` when nothing listens.
         As for `do_request` (and in yoton), only a ``timeout`` larger than 0 is
-        one: ``None``, ``0`` and negative numbers mean no timeout.
+        one: ``None``, ``0`` and negative numbers mean no timeout (``nan``
+        raises `ValueError`).  ``address`` may be a ``(host, port)`` tuple.
         """
         from .client import request as _request
 
-        return _request(self, address, request, timeout, **kwargs)
+        return _request(
+            self, address, request, timeout, max_reply_size=max_reply_size, ssl=ssl,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        )
 
     # ------------------------------------------- threads: executor, name lookups
     # The core starts no thread itself: these methods load the transport

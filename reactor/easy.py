@@ -48,8 +48,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypedDict, TypeVarTuple
 
 from .core import Reactor, TimerHandle, get_default_reactor
 from .transport.datagram import Address, DatagramEndpoint
@@ -82,13 +81,20 @@ logger = logging.getLogger("reactor.easy")
 #: on, so it is never a default; pass it explicitly.
 LOOPBACK = "127.0.0.1"
 
+#: The arguments of a side task: ``every(1.0, f, "a")`` type-checks only if ``f("a")`` does.
+Ts = TypeVarTuple("Ts")
+
 #: ``send(message, address)``: what handlers receive to reply with.
-SendFunction = Callable[[str | bytes, Address], None]
+SendFunction = Callable[[str | bytes, Address | str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class UDPStatistics:
-    """A snapshot of a UDP endpoint's counters (see `UDPServer.statistics`)."""
+class UDPStatistics(TypedDict):
+    """What `UDPServer.statistics` and `UDPClient.statistics` return: a plain dict of these keys.
+
+    A dict, like every ``statistics()`` of the package (`Reactor`, the
+    stream and request servers), so it goes to JSON or a snapshot as it is;
+    this class only names and types its keys.
+    """
 
     #: Datagrams read from the socket (including those dropped below).
     received: int
@@ -114,7 +120,7 @@ class UDPStatistics:
 
 
 def every(
-    interval: float, function: Callable[..., object], *args: Any, reactor: Reactor | None = None
+    interval: float, function: Callable[[*Ts], object], *args: *Ts, reactor: Reactor | None = None
 ) -> TimerHandle:
     """Call ``function(*args)`` every ``interval`` seconds on a reactor; no thread.
 
@@ -128,7 +134,7 @@ def every(
 
 
 def after(
-    delay: float, function: Callable[..., object], *args: Any, reactor: Reactor | None = None
+    delay: float, function: Callable[[*Ts], object], *args: *Ts, reactor: Reactor | None = None
 ) -> TimerHandle:
     """Call ``function(*args)`` once, ``delay`` seconds from now, on a reactor; no thread."""
     return (reactor if reactor is not None else get_default_reactor()).call_later(
@@ -222,7 +228,7 @@ class _DatagramEndpoint(DatagramEndpoint):
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self.address[1])
+        return int(self.sockaddr[1])
 
     @property
     def _executor(self) -> WorkerPool | None:
@@ -230,22 +236,22 @@ class _DatagramEndpoint(DatagramEndpoint):
         return self._pool
 
     def statistics(self) -> UDPStatistics:
-        """A snapshot of the counters (received, sent, drops by reason, errors, kernel drops)."""
+        """A snapshot of the counters, a dict (keys: `UDPStatistics`): received, sent, drops by reason, errors."""
         counters = self.counters()
         with self._worker_lock:
             worker_errors = self._worker_errors
-        return UDPStatistics(
-            received=counters.received,
-            handled=self._handled,
-            sent=counters.sent,
-            dropped_decode=self._dropped_decode,
-            truncated=counters.truncated,
-            dropped_busy=self._dropped_busy,
-            send_dropped=counters.send_dropped,
-            errors=self._errors + counters.receive_errors + worker_errors,
-            kernel_drops=counters.kernel_drops,
-            send_queue=counters.send_queue,
-        )
+        return {
+            "received": counters.received,
+            "handled": self._handled,
+            "sent": counters.sent,
+            "dropped_decode": self._dropped_decode,
+            "truncated": counters.truncated,
+            "dropped_busy": self._dropped_busy,
+            "send_dropped": counters.send_dropped,
+            "errors": self._errors + counters.receive_errors + worker_errors,
+            "kernel_drops": counters.kernel_drops,
+            "send_queue": counters.send_queue,
+        }
 
     # -------------------------------------------------------------- receiving
 
@@ -307,9 +313,11 @@ class _DatagramEndpoint(DatagramEndpoint):
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, message: str | bytes | bytearray | memoryview, address: Address) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview, address: Address | str) -> None:
         """Send ``message`` (``bytes``, or ``str`` encoded with ``encoding``, UTF-8
-        by default and when ``encoding`` is None) to ``address``.
+        by default and when ``encoding`` is None) to ``address``: the sender's
+        address a handler was given, or an address string such as another
+        endpoint's `address` (``'127.0.0.1:8181'``).
 
         Never blocks, and is safe from any thread (worker, `create_thread`).
         If the kernel cannot take the datagram now it is queued and sent when
@@ -323,11 +331,11 @@ class _DatagramEndpoint(DatagramEndpoint):
 
     # ------------------------------------------------------------ side tasks
 
-    def every(self, interval: float, function: Callable[..., object], *args: Any) -> TimerHandle:
+    def every(self, interval: float, function: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Call ``function(*args)`` every ``interval`` seconds on this reactor; no thread."""
         return self._reactor.call_every(interval, function, *args)
 
-    def after(self, delay: float, function: Callable[..., object], *args: Any) -> TimerHandle:
+    def after(self, delay: float, function: Callable[[*Ts], object], *args: *Ts) -> TimerHandle:
         """Call ``function(*args)`` once, ``delay`` seconds from now, on this reactor."""
         return self._reactor.call_later(delay, function, *args)
 

@@ -60,7 +60,7 @@ import warnings
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .addresses import parse_address
+from .addresses import AddressLike, address_text, parse_address
 from .core import Reactor, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
@@ -144,7 +144,7 @@ class RequestProtocol:
     def connection_lost(self, exc: BaseException | None) -> None:
         """Count the exchange as completed if the reply went out in full."""
         if exc is None and self.replied:
-            stats = self.server.stats
+            stats = self.server._stats
             stats.completed += 1
             if stats.durations is not None:  # request timing on (serve --metrics): one clock read
                 transport = self.transport
@@ -191,10 +191,11 @@ class RequestServer:
     ``"Requested: " + request``.
 
     ``address`` is ``'host:port'`` (port 0 lets the OS choose; names are
-    hashed as yoton does), ``'[::1]:port'`` or ``'unix:/path'``.  The
-    socket is bound and listening when the constructor returns:
-    ``server_address`` is the bound socket address and ``address`` the string
-    `do_request` accepts.
+    hashed as yoton does), ``'[::1]:port'``, ``'unix:/path'`` or a
+    ``(host, port)`` tuple.  The socket is bound and listening when the
+    constructor returns: ``address`` is the bound address as the string
+    `do_request` accepts, ``sockaddr`` (also ``server_address``) the bound
+    socket address, as on every server of the package.
 
     Methods for the caller: `run` (serve in this thread until `stop`),
     `start` (serve in a background thread; one thread per reactor however
@@ -219,7 +220,7 @@ class RequestServer:
 
     def __init__(
         self,
-        address: str,
+        address: AddressLike,
         async_: bool = False,
         verbose: int = 0,
         *,
@@ -265,7 +266,7 @@ class RequestServer:
         self._serving_thread: threading.Thread | None = None  # the start() thread, joined by close()
         if verbose:
             _make_verbose_visible()
-        parsed = parse_address(address)
+        parsed = parse_address(address_text(address))
         # An async def handler runs as a task that its connection's protocol holds (and
         # cancels when the connection ends).  Decided once here: the plain path's
         # protocol carries nothing more, and no request pays a check for it.
@@ -307,15 +308,20 @@ class RequestServer:
             name=type(self).__name__,
         )
         self._token = ServeToken(f"{type(self).__name__} {self._listener.address}")
-        #: The counters (shared with the listener, which counts accepts, pauses and timeouts).
-        self.stats: ServerStatistics = self._listener.stats
-        self.server_address: Any = self._listener.sockaddr
+        # The live counters (shared with the listener, which counts accepts, pauses and
+        # timeouts); `statistics` is their public, plain-data form.
+        self._stats: ServerStatistics = self._listener.stats
+        #: The bound socket address, as the socket module gives it (``('127.0.0.1', 40123)``).
+        self.sockaddr: Any = self._listener.sockaddr
+        #: The same, under the name the stdlib's socketserver gives it.
+        self.server_address: Any = self.sockaddr
+        #: The bound address as text (``'127.0.0.1:40123'``, ``'unix:/path'``): what ``request()`` takes.
         self.address: str = self._listener.address
         logger.info("%s listening on %s", type(self).__name__, self.address)
 
     def __repr__(self) -> str:
         closed = "" if self._listener.is_serving() else " closed"
-        return f"<{type(self).__name__} {self.address} active={self.stats.active}{closed}>"
+        return f"<{type(self).__name__} {self.address} active={self._stats.active}{closed}>"
 
     @property
     def max_connections(self) -> int:
@@ -334,7 +340,7 @@ class RequestServer:
         try:
             text = request.decode("utf-8")
         except UnicodeDecodeError:
-            self.stats.rejected += 1
+            self._stats.rejected += 1
             logger.info("%s: request from %s is not valid UTF-8; closing", self.address, transport.peer)
             transport.abort()
             return
@@ -385,7 +391,7 @@ class RequestServer:
     # ------------------------------------------------------ slower paths
 
     def _reject_oversized(self, protocol: RequestProtocol) -> None:
-        self.stats.rejected += 1
+        self._stats.rejected += 1
         logger.warning(
             "%s: request from %s exceeds max_request_size (%d bytes); closing",
             self.address,
@@ -395,7 +401,7 @@ class RequestServer:
         protocol.transport.abort()
 
     def _handler_failed(self, protocol: RequestProtocol, message: str, exc: BaseException | None) -> None:
-        self.stats.errors += 1
+        self._stats.errors += 1
         transport = protocol.transport
         report_user_error(
             self.reactor,
@@ -498,8 +504,19 @@ class RequestServer:
     # ------------------------------------------------------------ lifecycle
 
     def statistics(self) -> dict[str, int]:
-        """The per-server counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
-        return self.stats.as_dict()
+        """A snapshot of this server's counters, a plain dict (``docs/reqrep.md`` describes every key).
+
+        Keys: accepted, active, completed, errors, timeouts, rejected,
+        accept_pauses, waited, exhaustions, refused.
+        """
+        return self._stats.as_dict()
+
+    @property
+    def stats(self) -> ServerStatistics:
+        """Deprecated: the live counters object; use `statistics`, which returns them as a dict."""
+        warnings.warn("RequestServer.stats is deprecated; use statistics(), a dict of the same counters",
+                      DeprecationWarning, stacklevel=2)
+        return self._stats
 
     def connections(self) -> list[StreamTransport]:
         """The open connections of this server (rows of `Reactor.connections`)."""

@@ -1,4 +1,4 @@
-"""Stream protocols on the reactor: `create_server`, `create_connection`, `Protocol`, `LineProtocol`.
+"""Stream protocols on the reactor: `Reactor.create_server`, `Reactor.create_connection`, `Protocol`, `LineProtocol`.
 
 The asyncio protocol/transport model, on the reactor's transport layer, so a
 line-based chat over TCP, a proxy, or any protocol over a long-lived TCP or
@@ -8,7 +8,7 @@ Unix connection is a small class::
         def line_received(self, line: bytes) -> None:
             self.transport.write(b"echo: " + line + b"\\r\\n")
 
-    server = create_server(reactor, Echo, "localhost:0", idle_timeout=60)
+    server = reactor.create_server(Echo, "localhost:0", idle_timeout=60)
 
 A protocol gets ``connection_made(transport)``, ``data_received(data)``,
 ``eof_received()`` (return True to keep writing after the peer's EOF),
@@ -27,12 +27,15 @@ close), ``abort``, ``pause_reading``, ``resume_reading``, ``is_reading``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
+import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .addresses import parse_address
+from .addresses import AddressLike as AddressLike
+from .addresses import address_text, parse_address
 from .core import Reactor
 from .framing import LineParser, MessageTooLarge
 from .futures import Future
@@ -43,6 +46,9 @@ from .transport.stream import MAX_READ, StreamTransport, TransportLimits
 
 if TYPE_CHECKING:
     import ssl as _ssl
+
+    # Named here for Reactor's annotations: the core imports only this module.
+    from .transport.tls import TLSTransport as TLSTransport
 
 
 __all__ = [
@@ -160,7 +166,7 @@ class LineProtocol(Protocol):
 
 
 class Server:
-    """A listening stream server made by `create_server`.
+    """A listening stream server made by `Reactor.create_server`.
 
     Attributes: ``address`` (``'host:port'`` or ``'unix:/path'``, with the
     real port when 0 was asked), ``sockaddr`` (the bound socket address) and
@@ -179,7 +185,9 @@ class Server:
 
     @property
     def stats(self) -> ServerStatistics:
-        """The live counters (see `statistics`)."""
+        """Deprecated: the live counters object; use `statistics`, which returns them as a dict."""
+        warnings.warn("Server.stats is deprecated; use statistics(), a dict of the same counters",
+                      DeprecationWarning, stacklevel=2)
         return self._listener.stats
 
     @property
@@ -188,7 +196,11 @@ class Server:
         return (self._listener.socket,)
 
     def statistics(self) -> dict[str, int]:
-        """Counters: accepted, active, completed, errors, timeouts, rejected, accept_pauses, waited."""
+        """A snapshot of the counters, a plain dict (``docs/streams.md`` describes every key).
+
+        Keys: accepted, active, completed, errors, timeouts, rejected,
+        accept_pauses, waited, exhaustions, refused.
+        """
         return self._listener.statistics()
 
     def connections(self) -> list[StreamTransport]:
@@ -221,10 +233,10 @@ class Server:
         self.close()
 
 
-def create_server(
+def _create_server(
     reactor: Reactor,
     protocol_factory: Callable[[], Any],
-    address: str,
+    address: AddressLike,
     *,
     backlog: int = socket.SOMAXCONN,
     max_connections: int = 1024,
@@ -244,7 +256,8 @@ def create_server(
 
     ``address`` takes every form `RequestServer` accepts: ``'host:port'``
     (port 0: the OS chooses; see ``Server.address``), ``'[::1]:port'`` and
-    ``'unix:/path'``.  The server is listening when this returns.
+    ``'unix:/path'``, or a ``(host, port)`` tuple as asyncio and the socket
+    module spell it.  The server is listening when this returns.
 
     ``idle_timeout``: close a connection after that many seconds without
     progress either way.  ``timeout``: close it that many seconds after it was
@@ -268,7 +281,7 @@ def create_server(
     default) may send one; connections from any other peer are refused.  See
     `reactor.transport.proxy` and ``docs/deploy.md``.
     """
-    parsed = parse_address(address)
+    parsed = parse_address(address_text(address))
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout, timeout)
     factory = protocol_factory
     if ssl is not None:
@@ -299,10 +312,10 @@ def create_server(
     return Server(listener)
 
 
-def create_connection(
+def _create_connection(
     reactor: Reactor,
     protocol_factory: Callable[[], P],
-    address: str,
+    address: AddressLike,
     *,
     timeout: float | None = None,
     idle_timeout: float | None = None,
@@ -319,8 +332,8 @@ def create_connection(
     with the connect's `OSError` (`ConnectionRefusedError`, ...).
     ``idle_timeout`` closes the connection after that many seconds without
     progress.  ``write_buffer_high``/``write_buffer_low`` are the water marks
-    for ``pause_writing``/``resume_writing``.  A bad ``address`` raises
-    `ValueError` here.
+    for ``pause_writing``/``resume_writing``.  ``address`` is an address
+    string or a ``(host, port)`` tuple; a bad one raises `ValueError` here.
 
     ``ssl``: speak TLS with that (client-side) context.  The future completes
     once the handshake is complete, with a `TLSTransport`; it fails with the
@@ -331,6 +344,7 @@ def create_connection(
     (``'localhost:8000'`` checks ``localhost``).  A Unix address has no host:
     pass ``server_hostname=``, or use a context with ``check_hostname=False``.
     """
+    address = address_text(address)
     parsed = parse_address(address)
     limits = TransportLimits(max_read, write_buffer_high, write_buffer_low, idle_timeout)
     if ssl is None:
@@ -371,3 +385,36 @@ def create_connection(
     connecting.add_done_callback(connected)
     waiter.add_done_callback(cancelled)
     return waiter
+
+
+# ------------------------------------------------------------ the deprecated spelling
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def _deprecated_spelling(function: Callable[_Params, _Result], method: str) -> Callable[_Params, _Result]:
+    """``function`` as a module function that warns it is deprecated in favour of ``Reactor.<method>``."""
+
+    @functools.wraps(function)
+    def deprecated(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        warnings.warn(
+            f"{method}(reactor, ...) is deprecated; call the reactor's method: reactor.{method}(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return function(*args, **kwargs)
+
+    deprecated.__name__ = deprecated.__qualname__ = method
+    deprecated.__doc__ = (
+        f"Deprecated: use `Reactor.{method}` (the same, as a method, as in asyncio).\n\n"
+        f"``{method}(reactor, protocol_factory, address, ...)`` is "
+        f"``reactor.{method}(protocol_factory, address, ...)``; it warns with `DeprecationWarning`."
+    )
+    return deprecated
+
+
+#: Deprecated: `Reactor.create_server`.
+create_server = _deprecated_spelling(_create_server, "create_server")
+#: Deprecated: `Reactor.create_connection`.
+create_connection = _deprecated_spelling(_create_connection, "create_connection")

@@ -53,7 +53,7 @@ def send_oversized(reactor: Reactor, endpoint: DatagramEndpoint, peer: socket.so
     while count:
         batch = min(count, 50)
         for _ in range(batch):
-            peer.sendto(b"x" * 17, endpoint.address)
+            peer.sendto(b"x" * 17, endpoint.sockaddr)
         count -= batch
         run_until(reactor, read_up_to(endpoint, target - count))
 
@@ -76,7 +76,7 @@ def test_oversized_flood_from_one_peer_logs_one_warning(
     assert str(peer.getsockname()) in warnings[0] and "receive_size=16" in warnings[0]
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "longer than receive_size" in r.getMessage()]
     assert len(debug) == 499
-    peer.sendto(b"fits", endpoint.address)  # good datagrams still get through
+    peer.sendto(b"fits", endpoint.sockaddr)  # good datagrams still get through
     run_until(reactor, lambda: endpoint.got == [b"fits"])  # type: ignore[attr-defined]
 
 

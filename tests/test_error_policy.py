@@ -47,7 +47,7 @@ def test_datagram_handler_failure_reaches_the_exception_handler(reactor: Reactor
     seen = collect(reactor)
     with UDPServer(handle, 0, host="127.0.0.1", reactor=reactor) as server:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
-            raw.sendto(b"boom", server.address)
+            raw.sendto(b"boom", server.sockaddr)
             run_until(reactor, lambda: bool(seen))
     assert isinstance(seen[0]["exception"], KeyError) and seen[0]["address"][0] == "127.0.0.1"
 
@@ -81,7 +81,7 @@ def test_protocol_failure_closes_only_its_connection(reactor: Reactor) -> None:
         return bytes(received) == b"FINE"
 
     run_until(reactor, got_reply)
-    assert server.stats.errors == 1 and server.stats.active == 1
+    assert server.statistics()["errors"] == 1 and server.statistics()["active"] == 1
     good.close()
     bad.close()
     server.close()

@@ -8,10 +8,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "reactor"
 
 # Lower number = lower layer.  A module may import from its own layer or below;
-# the pure layers import nothing of ours.  Modules of a sub-package (bench,
-# transport, compat) importing each other are not package layers and are not checked.
+# the pure layers import nothing of ours.  Modules of a sub-package
+# (transport, compat) importing each other are not package layers and are not checked.
 LAYER = {
     "futures": 0,
+    "timeouts": 0,
     "core": 0,
     "wait": 0,
     "addresses": 1,
@@ -31,11 +32,10 @@ LAYER = {
     "metrics": 3,
     "cli": 4,
     "top": 4,
-    "bench": 4,
     "__init__": 5,
     "__main__": 5,
 }
-PURE = {"addresses", "framing", "proxyproto", "wait"}  # import nothing from the package
+PURE = {"addresses", "framing", "proxyproto", "wait", "timeouts"}  # import nothing from the package
 
 
 def package_imports(path: Path) -> set[str]:
@@ -62,7 +62,7 @@ def package_imports(path: Path) -> set[str]:
 
 def layer_of(path: Path) -> str:
     rel = path.relative_to(PACKAGE)
-    if rel.parts[0] in ("bench", "transport", "compat"):
+    if rel.parts[0] in ("transport", "compat"):
         return rel.parts[0]
     name = rel.stem
     return name.lstrip("_").split("_")[0] if name not in LAYER else name
@@ -89,7 +89,7 @@ def test_imports_point_down() -> None:
 
 
 def module_level_imports(path: Path) -> set[str]:
-    """The reactor modules a file imports outside function bodies."""
+    """The reactor modules a file imports outside function bodies (``if TYPE_CHECKING:`` blocks never run)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -132,3 +132,51 @@ def test_every_subpackage_is_shipped() -> None:
         ".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")
     }
     assert found <= shipped, f"missing from [tool.setuptools] packages: {sorted(found - shipped)}"
+
+
+# ------------------------------------------------------------ the benchmarks, outside the package
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+
+
+def module_level_benchmark_imports(path: Path) -> set[str]:
+    """The ``benchmarks`` modules a benchmark file imports at module level (not inside a function)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            elif node.module and node.module.split(".")[0] == "benchmarks":
+                parts = node.module.split(".")
+                found.add(parts[1] if len(parts) > 1 else "__init__")
+    return found - {"__init__"}
+
+
+def test_the_package_never_imports_the_benchmarks() -> None:
+    """No module of reactor imports ``benchmarks``: it is not installed with the package."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "benchmarks"]
+    assert not offenders
+    assert not (PACKAGE / "bench").exists()
+
+
+def test_benchmark_modules_import_each_other_without_a_cycle() -> None:
+    """The benchmark modules' module-level imports of each other form no cycle (runner and soak included)."""
+    graph = {path.stem: module_level_benchmark_imports(path) for path in BENCHMARKS.glob("*.py")}
+    assert graph["soak"] >= {"processes"} and "runner" not in graph["soak"]
+    done: set[str] = set()
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        assert name not in trail, f"import cycle: {' -> '.join((*trail, name))}"
+        if name in done or name not in graph:
+            return
+        for target in sorted(graph[name]):
+            visit(target, (*trail, name))
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())

@@ -121,7 +121,10 @@ def test_reactor_stop_still_stops_every_run() -> None:
         s = RequestServer("localhost:0", reactor=r)
         r.call_soon(r.stop)
         s.run()
-        assert do_request  # the server is still open: it can be run again
+        # The server is still open: its port answers, on the same reactor, without another run().
+        assert r.run_until_complete(r.request(s.address, "still there", timeout=5), timeout=10) == (
+            "Requested: still there"
+        )
         r.call_soon(s.stop)
         s.run()
         s.close()

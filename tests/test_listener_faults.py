@@ -27,7 +27,7 @@ from conftest import run_until
 import reactor.transport.listener as listener_module
 from reactor import Future, ManualClock, Reactor, RequestServer
 from reactor.addresses import parse_address
-from reactor.streams import Protocol, Server, create_server
+from reactor.streams import Protocol, Server
 from reactor.transport.listener import Listener
 
 
@@ -82,7 +82,7 @@ def made() -> list[Replier]:
 @pytest.fixture
 def server(reactor: Reactor, made: list[Replier]) -> Iterator[Server]:
     """A stream server on 127.0.0.1 whose protocols reply only when the test says so."""
-    s = create_server(reactor, lambda: Replier(made), "localhost:0", accept_backoff=0.5)
+    s = reactor.create_server(lambda: Replier(made), "localhost:0", accept_backoff=0.5)
     yield s
     s.close()
 
@@ -132,22 +132,22 @@ def test_emfile_logs_one_warning_per_episode_and_info_on_recovery(
     for _ in range(5):  # five back-offs, each ending in EMFILE again
         clock.advance(0.5)
         turns(reactor)
-    assert server.stats.accept_pauses == 6 and server.stats.exhaustions == 1
+    assert server.statistics()["accept_pauses"] == 6 and server.statistics()["exhaustions"] == 1
     assert len(records(caplog, logging.WARNING)) == 1
     assert "Too many open files" in records(caplog, logging.WARNING)[0]
     assert records(caplog, logging.INFO) == []
     failing.failures = 0
     clock.advance(0.5)
-    run_until(reactor, lambda: server.stats.accepted == 1)
+    run_until(reactor, lambda: server.statistics()["accepted"] == 1)
     info = records(caplog, logging.INFO)
     assert len(info) == 1 and "accepting again" in info[0]
     failing.failures = 1  # a second episode: a second WARNING
     c2 = client(server.sockaddr)
-    run_until(reactor, lambda: server.stats.exhaustions == 2)
+    run_until(reactor, lambda: server.statistics()["exhaustions"] == 2)
     assert len(records(caplog, logging.WARNING)) == 2
     c.close()
     c2.close()
-    run_until(reactor, lambda: server.stats.active == 0)
+    run_until(reactor, lambda: server.statistics()["active"] == 0)
 
 
 def test_emfile_refuses_waiting_clients_with_the_reserve(
@@ -163,7 +163,7 @@ def test_emfile_refuses_waiting_clients_with_the_reserve(
     for sock in waiting:
         assert sock.recv(10) == b""  # refused promptly: EOF, not a hang until a timeout
         sock.close()
-    assert server.stats.refused == 3 and server.stats.accepted == 0 and made == []
+    assert server.statistics()["refused"] == 3 and server.statistics()["accepted"] == 0 and made == []
     assert failing.reserve_while_accepting[0] == reserve  # the failed accept: reserve held
     assert set(failing.reserve_while_accepting[1:]) == {-1}  # refusing: reserve given back
     assert failing.calls == 5  # the failure, three refused, EAGAIN
@@ -179,13 +179,13 @@ def test_enomem_pauses_without_refusing(
     c = client(server.sockaddr)
     run_until(reactor, lambda: failing.calls >= 1)
     turns(reactor)
-    assert failing.calls == 1 and server.stats.refused == 0 and server.stats.exhaustions == 1
+    assert failing.calls == 1 and server.statistics()["refused"] == 0 and server.statistics()["exhaustions"] == 1
     clock.advance(0.5)
-    run_until(reactor, lambda: server.stats.accepted == 1)
+    run_until(reactor, lambda: server.statistics()["accepted"] == 1)
     c.sendall(b"x")
     run_until(reactor, lambda: made[0].received == b"x")
     c.close()
-    run_until(reactor, lambda: server.stats.active == 0)
+    run_until(reactor, lambda: server.statistics()["active"] == 0)
 
 
 def test_reserve_that_cannot_be_retaken_is_retried_when_accepting_resumes(
@@ -203,7 +203,7 @@ def test_reserve_that_cannot_be_retaken_is_retried_when_accepting_resumes(
     run_until(reactor, lambda: failing.calls >= 1)
     c.close()
     turns(reactor)
-    assert listener._reserve == -1 and server.stats.refused == 1
+    assert listener._reserve == -1 and server.statistics()["refused"] == 1
     monkeypatch.undo()
     clock.advance(0.5)
     turns(reactor)
@@ -376,7 +376,7 @@ def test_port_in_use_names_the_address(reactor: Reactor) -> None:
     with RequestServer("localhost:0", reactor=reactor) as taken:
         for make in (
             lambda: RequestServer(taken.address, reactor=reactor),
-            lambda: create_server(reactor, Protocol, taken.address),
+            lambda: reactor.create_server(Protocol, taken.address),
         ):
             with pytest.raises(OSError) as info:
                 make()
@@ -417,7 +417,7 @@ def test_shutdown_closes_idle_at_once_finishes_in_flight_and_refuses_late_client
         idle = client(s.server_address)
         busy = client(s.server_address)
         busy.sendall(b"question\r\n")
-        run_until(reactor, lambda: len(s.pending) == 1 and s.stats.accepted == 2)
+        run_until(reactor, lambda: len(s.pending) == 1 and s.statistics()["accepted"] == 2)
         began = clock()
         finished = done_at(s._listener.shutdown(5.0), clock)
         assert idle.recv(10) == b""  # closed at once, before any turn
@@ -447,7 +447,7 @@ def test_shutdown_aborts_what_is_still_in_flight_when_the_grace_expires(
     finished = done_at(server._listener.shutdown(2.0), clock)
     clock.advance(1.99)
     turns(reactor)
-    assert finished() is None and server.stats.active == 1
+    assert finished() is None and server.statistics()["active"] == 1
     clock.advance(0.01)
     run_until(reactor, lambda: finished() is not None)
     assert finished() == began + 2.0 and made[0].lost == [None]
@@ -479,7 +479,7 @@ def test_close_during_shutdown_aborts_the_rest_at_once(
     finished = server._listener.shutdown(30.0)
     server.close()
     reactor.run_once(0)
-    assert finished.done() and server.stats.active == 0 and server._listener._grace_timer is None
+    assert finished.done() and server.statistics()["active"] == 0 and server._listener._grace_timer is None
     assert busy.recv(10) == b""
     busy.close()
 

@@ -6,13 +6,16 @@ tests read, fails there and nowhere else, so this builds one the way a
 frontend does -- ``setuptools.build_meta.build_sdist`` in a fresh process, no
 network, no isolated environment -- and checks what a packager would meet:
 
-- every file git tracks under ``tests/``, ``examples/`` and ``docs/`` is in
-  the archive, and so are ``LICENSE``, ``CHANGELOG.md`` and ``README.md``;
+- every file git tracks under ``tests/``, ``examples/``, ``docs/`` and
+  ``benchmarks/`` is in the archive, and so are ``LICENSE``, ``CHANGELOG.md`` and ``README.md``;
 - ``PKG-INFO`` names the distribution ``selreactor``, carries the PEP 639
   ``License-Expression: MIT`` and no license classifier, and says
   ``Typing :: Typed``; the build warns about no license deprecation;
 - a quick part of the suite passes when run from the unpacked tree, with the
   unpacked package first on ``sys.path`` (a missing helper fails it).
+
+The wheel is what a user installs: it holds the package and ``py.typed``, and
+not the benchmarks (a development tool run from a checkout).
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "selreactor"
 TOP_LEVEL_FILES = ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml")
-SHIPPED_DIRECTORIES = ("tests", "examples", "docs")
+SHIPPED_DIRECTORIES = ("tests", "examples", "docs", "benchmarks")
 #: A quick part of the suite that needs conftest.py, the examples and the README.
 QUICK_TESTS = ("tests/test_core.py", "tests/test_examples.py")
 BUILD_TIMEOUT = 60.0
 QUICK_TESTS_TIMEOUT = 60.0
 
 BUILD_SDIST = "import sys, setuptools.build_meta as backend; print(backend.build_sdist(sys.argv[1]))"
+BUILD_WHEEL = "import sys, setuptools.build_meta as backend; print(backend.build_wheel(sys.argv[1]))"
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def tracked_files(*directories: str) -> list[str]:
 
 
 def test_archive_holds_every_tracked_test_example_and_document(sdist: Sdist) -> None:
-    """Every git-tracked file under tests/, examples/ and docs/ is in the sdist."""
+    """Every git-tracked file under tests/, examples/, docs/ and benchmarks/ is in the sdist."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout (or no git): the tracked files cannot be listed")
     tracked = tracked_files(*SHIPPED_DIRECTORIES)
@@ -145,3 +149,76 @@ def test_quick_tests_pass_from_the_unpacked_sdist(sdist: Sdist) -> None:
         timeout=QUICK_TESTS_TIMEOUT,
     )
     assert run.returncode == 0, f"the sdist's own tests failed:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
+
+
+def test_wheel_ships_the_package_and_not_the_benchmarks(tmp_path: Path) -> None:
+    """The wheel holds reactor (with py.typed and every sub-package) and nothing of benchmarks/."""
+    import zipfile
+
+    build = subprocess.run(
+        [sys.executable, "-c", BUILD_WHEEL, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert build.returncode == 0, f"building the wheel failed:\n{build.stdout}\n{build.stderr}"
+    with zipfile.ZipFile(tmp_path / build.stdout.strip().splitlines()[-1]) as wheel:
+        names = wheel.namelist()
+    tops = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
+    assert tops == {"reactor"}, sorted(tops)
+    for name in ("reactor/__init__.py", "reactor/py.typed", "reactor/transport/__init__.py",
+                 "reactor/compat/__init__.py"):
+        assert name in names, name
+    assert not [name for name in names if "bench" in name], [name for name in names if "bench" in name]
+
+
+BUILD_EDITABLE = "import sys, setuptools.build_meta as backend; print(backend.build_editable(sys.argv[1]))"
+
+
+def test_editable_install_is_a_path_type_checkers_follow(tmp_path: Path) -> None:
+    """`pip install -e .` writes a .pth holding the checkout's root, and mypy finds `reactor` through it.
+
+    setuptools' other editable form is an import hook, which mypy and
+    pyright cannot follow ("cannot find implementation or library stub").
+    This builds the editable wheel as pip does, puts its .pth into the
+    site-packages of a fresh virtual environment (no pip, no network) and
+    type-checks a snippet against that environment from outside the checkout.
+    """
+    import venv
+    import zipfile
+
+    pytest.importorskip("mypy.api", reason="mypy is in the test extra")
+    build = subprocess.run(
+        [sys.executable, "-c", BUILD_EDITABLE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert build.returncode == 0, f"building the editable wheel failed:\n{build.stdout}\n{build.stderr}"
+    with zipfile.ZipFile(tmp_path / build.stdout.strip().splitlines()[-1]) as wheel:
+        (pth,) = [name for name in wheel.namelist() if name.endswith(".pth")]
+        lines = wheel.read(pth).decode().split()
+    assert lines == [str(ROOT)], f"not a plain path entry (an import hook?): {lines}"
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=False)
+    (site,) = env_dir.glob("lib/python*/site-packages")
+    (site / Path(pth).name).write_text(f"{lines[0]}\n")
+    snippet = tmp_path / "uses_reactor.py"
+    snippet.write_text("from reactor import Reactor\n\nr: Reactor = Reactor()\nr.close()\nbad: int = r.time()\n")
+    check = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
+         "--show-error-codes", "--python-executable", str(env_dir / "bin" / "python"), snippet.name],
+        cwd=tmp_path,  # not the checkout: mypy also searches the current directory
+        env={key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "MYPYPATH")},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert "import-not-found" not in check.stdout, check.stdout
+    # The package's own types were read: assigning its float to an int is caught.
+    assert 'Incompatible types in assignment (expression has type "float", variable has type "int")' in check.stdout, (
+        check.stdout + check.stderr
+    )
+    assert check.returncode == 1, check.stdout + check.stderr

@@ -21,7 +21,7 @@ from typing import Any
 
 from conftest import run_until
 
-from reactor import Protocol, Reactor, create_server
+from reactor import Protocol, Reactor
 from reactor.streams import StreamTransport
 
 LOOPBACK = "127.0.0.1"
@@ -183,7 +183,7 @@ def test_yoton_requests_round_trip_through_the_proxy(reactor: Reactor) -> None:
 def test_the_clients_eof_reaches_the_upstream_and_the_reply_still_comes_back(reactor: Reactor) -> None:
     """Client half-close: the upstream sees every byte and then EOF, and its reply reaches the client."""
     sinks: list[Sink] = []
-    upstream = create_server(reactor, lambda: Sink(sinks), f"{LOOPBACK}:0")
+    upstream = reactor.create_server(lambda: Sink(sinks), f"{LOOPBACK}:0")
     proxy = proxy_example.Proxy(reactor, f"{LOOPBACK}:0", upstream.address)
     client = _client(proxy.server.sockaddr)
     client.setblocking(True)
@@ -215,7 +215,7 @@ def test_the_upstreams_eof_reaches_the_client_which_can_still_send(reactor: Reac
         def connection_lost(self, exc: BaseException | None) -> None:
             received.append(bytes(self.data))
 
-    upstream = create_server(reactor, Banner, f"{LOOPBACK}:0")
+    upstream = reactor.create_server(Banner, f"{LOOPBACK}:0")
     proxy = proxy_example.Proxy(reactor, f"{LOOPBACK}:0", upstream.address)
     client = _client(proxy.server.sockaddr)
     client.send(b"sent before the upstream was up; ")
@@ -239,7 +239,7 @@ def test_memory_stays_bounded_when_the_client_reads_slowly(reactor: Reactor) -> 
     """32 MiB from a fast upstream to a client reading 16 KiB a turn: the proxy holds < 256 KiB throughout."""
     total = 32 << 20
     hoses: list[Firehose] = []
-    upstream = create_server(reactor, lambda: Firehose(hoses, total), f"{LOOPBACK}:0")
+    upstream = reactor.create_server(lambda: Firehose(hoses, total), f"{LOOPBACK}:0")
     proxy = proxy_example.Proxy(reactor, f"{LOOPBACK}:0", upstream.address)
     reader = Reader(_client(proxy.server.sockaddr, rcvbuf=16 * 1024), per_read=16 * 1024)
     most = 0
@@ -264,7 +264,7 @@ def test_memory_stays_bounded_when_the_upstream_reads_slowly(reactor: Reactor) -
     """8 MiB from a fast client to an upstream reading 16 KiB a turn: the proxy holds < 256 KiB throughout."""
     total = 8 << 20
     sinks: list[Sink] = []
-    upstream = create_server(reactor, lambda: Sink(sinks), f"{LOOPBACK}:0", max_read=16 * 1024)
+    upstream = reactor.create_server(lambda: Sink(sinks), f"{LOOPBACK}:0", max_read=16 * 1024)
     upstream.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     proxy = proxy_example.Proxy(reactor, f"{LOOPBACK}:0", upstream.address)
     client = _client(proxy.server.sockaddr)
@@ -305,7 +305,7 @@ def test_memory_stays_bounded_when_the_upstream_reads_slowly(reactor: Reactor) -
 def test_a_client_that_resets_mid_transfer_takes_its_upstream_with_it(reactor: Reactor) -> None:
     """A client reset mid-download aborts the upstream connection; no row is left behind."""
     hoses: list[Firehose] = []
-    upstream = create_server(reactor, lambda: Firehose(hoses, 8 << 20), f"{LOOPBACK}:0")
+    upstream = reactor.create_server(lambda: Firehose(hoses, 8 << 20), f"{LOOPBACK}:0")
     proxy = proxy_example.Proxy(reactor, f"{LOOPBACK}:0", upstream.address)
     reader = Reader(_client(proxy.server.sockaddr, rcvbuf=16 * 1024), per_read=16 * 1024)
     run_until(reactor, lambda: reader.read() or reader.count > 1 << 20, timeout=0)

@@ -77,7 +77,7 @@ def test_exact_wire_bytes(reactor: Reactor, server: RequestServer, sent: bytes, 
     c = connect(server)
     c.sendall(sent)
     c.shutdown(socket.SHUT_WR)
-    run_until(reactor, lambda: server.stats.completed == 1)
+    run_until(reactor, lambda: server.statistics()["completed"] == 1)
     assert recv_all(c) == reply
     c.close()
     assert reactor.connections == {}
@@ -89,7 +89,7 @@ def test_unicode_both_ways(reactor: Reactor) -> None:
     c = connect(s)
     c.sendall("grüße ☃ 東京\r\n".encode())
     c.shutdown(socket.SHUT_WR)
-    run_until(reactor, lambda: s.stats.completed == 1)
+    run_until(reactor, lambda: s.statistics()["completed"] == 1)
     assert recv_all(c).decode() == "GRÜSSE ☃ 東京\r\n"
     c.close()
     s.close()
@@ -98,15 +98,15 @@ def test_unicode_both_ways(reactor: Reactor) -> None:
 def test_request_arriving_in_pieces(reactor: Reactor, server: RequestServer) -> None:
     """A request dribbled in byte by byte is assembled (the row waits in READING)."""
     c = connect(server)
-    run_until(reactor, lambda: server.stats.accepted == 1)
+    run_until(reactor, lambda: server.statistics()["accepted"] == 1)
     [row] = reactor.connections.values()
     assert row.state == "OPEN" and row in server.connections()
     assert row.started == reactor.time() and row.deadline == row.started + server.timeout
-    assert server.stats.waited == 1
+    assert server.statistics()["waited"] == 1
     for b in b"abc\r\n":
         c.send(bytes([b]))
         reactor.run_once(0.05)
-    run_until(reactor, lambda: server.stats.completed == 1)
+    run_until(reactor, lambda: server.statistics()["completed"] == 1)
     assert recv_all(c) == b"Requested: abc\r\n"
     c.close()
 
@@ -166,7 +166,7 @@ def test_three_servers_one_thread_200_concurrent_requests(reactor: Reactor) -> N
     run_until(reactor, lambda: all(f.done() for _, _, f in futures), turns=5000)
     for tag, i, fut in futures:
         assert fut.result() == f"{tag}:{i}"
-    assert sum(s.stats.completed for s in servers) == 200
+    assert sum(s.statistics()["completed"] for s in servers) == 200
     assert threading.active_count() == 1 or all(t.name != "reactor" for t in threading.enumerate())
     for s in servers:
         s.close()
@@ -178,7 +178,7 @@ def test_thousand_requests_in_flight(reactor: Reactor, server: RequestServer) ->
     assert len(reactor.connections) >= 1000
     run_until(reactor, lambda: all(f.done() for f in futures), turns=20000)
     assert [f.result() for f in futures] == [f"Requested: r{i}" for i in range(1000)]
-    assert server.stats.completed == 1000
+    assert server.statistics()["completed"] == 1000
     assert reactor.connections == {}
 
 
@@ -270,7 +270,7 @@ def test_one_mib_request_and_reply_with_partial_writes(reactor: Reactor, server:
             break
         got += data
     assert bytes(got) == ("Requested: " + big).encode() + b"\r\n"
-    assert server.stats.completed == 2
+    assert server.statistics()["completed"] == 2
     server._listener._sock = listener
     c.close()
 
@@ -284,7 +284,7 @@ def test_oversized_request_is_rejected_logged_and_counted(reactor: Reactor, capl
     c = connect(s)
     with caplog.at_level(logging.WARNING, logger="reactor.reqrep"):
         c.sendall(b"y" * 500)
-        run_until(reactor, lambda: s.stats.rejected == 1)
+        run_until(reactor, lambda: s.statistics()["rejected"] == 1)
     assert "max_request_size" in caplog.text
     assert recv_all(c) == b""
     assert reactor.connections == {}
@@ -300,7 +300,7 @@ def test_ten_mib_without_terminator_keeps_server_serving(reactor: Reactor, serve
     c.setblocking(False)
     blob = memoryview(b"z" * (10 << 20))
     sent = 0
-    while sent < len(blob) and server.stats.rejected == 0:
+    while sent < len(blob) and server.statistics()["rejected"] == 0:
         try:
             sent += c.send(blob[sent : sent + 65536])
         except BlockingIOError:
@@ -308,7 +308,7 @@ def test_ten_mib_without_terminator_keeps_server_serving(reactor: Reactor, serve
         except (BrokenPipeError, ConnectionResetError):
             break
         reactor.run_once(0)
-    run_until(reactor, lambda: server.stats.rejected == 1)
+    run_until(reactor, lambda: server.statistics()["rejected"] == 1)
     assert reactor.connections == {}
     fut = reactor.request(server.address, "next", timeout=5)
     assert reactor.run_until_complete(fut, 5) == "Requested: next"
@@ -319,13 +319,13 @@ def test_silent_client_times_out(reactor: Reactor, clock: ManualClock) -> None:
     """A client that never sends is closed at the deadline and counted."""
     s = RequestServer("localhost:0", reactor=reactor, timeout=5)
     c = connect(s)
-    run_until(reactor, lambda: s.stats.accepted == 1)
+    run_until(reactor, lambda: s.statistics()["accepted"] == 1)
     clock.advance(4.9)
     reactor.run_once(0)
-    assert s.stats.active == 1
+    assert s.statistics()["active"] == 1
     clock.advance(0.2)
     reactor.run_once(0)
-    assert s.stats.timeouts == 1 and s.stats.active == 0
+    assert s.statistics()["timeouts"] == 1 and s.statistics()["active"] == 0
     assert reactor.connections == {}
     assert recv_all(c) == b""
     c.close()
@@ -336,7 +336,7 @@ def test_slowloris_cannot_hold_a_connection(reactor: Reactor, clock: ManualClock
     """Dripping a byte per second does not extend the deadline: the row is closed on time."""
     s = RequestServer("localhost:0", reactor=reactor, timeout=5)
     c = connect(s)
-    run_until(reactor, lambda: s.stats.accepted == 1)
+    run_until(reactor, lambda: s.statistics()["accepted"] == 1)
     for _ in range(10):
         try:
             c.send(b"a")
@@ -344,7 +344,7 @@ def test_slowloris_cannot_hold_a_connection(reactor: Reactor, clock: ManualClock
             break
         clock.advance(1)
         reactor.run_once(0.01)
-    assert s.stats.timeouts == 1
+    assert s.statistics()["timeouts"] == 1
     assert reactor.connections == {}
     c.close()
     s.close()
@@ -356,17 +356,17 @@ def test_timeouts_expire_in_order_for_many_rows(reactor: Reactor, clock: ManualC
     clients = []
     for i in range(3):
         clients.append(connect(s))
-        run_until(reactor, lambda n=i + 1: s.stats.accepted == n)
+        run_until(reactor, lambda n=i + 1: s.statistics()["accepted"] == n)
         clock.advance(1)
         reactor.run_once(0)
     # accepted at t=0,1,2; now t=3: the first expires
-    assert s.stats.timeouts == 1
+    assert s.statistics()["timeouts"] == 1
     clock.advance(1)
     reactor.run_once(0)
-    assert s.stats.timeouts == 2
+    assert s.statistics()["timeouts"] == 2
     clock.advance(1)
     reactor.run_once(0)
-    assert s.stats.timeouts == 3 and reactor.connections == {}
+    assert s.statistics()["timeouts"] == 3 and reactor.connections == {}
     for c in clients:
         c.close()
     s.close()
@@ -378,15 +378,15 @@ def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor) -> None:
     c1, c2, c3 = connect(s), connect(s), connect(s)
     for _ in range(20):
         reactor.run_once(0.01)
-    assert s.stats.accepted == 2 and s.stats.active == 2
-    assert s.stats.accept_pauses >= 1
+    assert s.statistics()["accepted"] == 2 and s.statistics()["active"] == 2
+    assert s.statistics()["accept_pauses"] >= 1
     assert reactor.remove_reader(s._listener._sock) is False  # the listener is not registered
     c1.sendall(b"one\r\n")
-    run_until(reactor, lambda: s.stats.completed == 1)
-    run_until(reactor, lambda: s.stats.accepted == 3)  # c3 accepted once c1 finished
+    run_until(reactor, lambda: s.statistics()["completed"] == 1)
+    run_until(reactor, lambda: s.statistics()["accepted"] == 3)  # c3 accepted once c1 finished
     for c in (c2, c3):
         c.sendall(b"more\r\n")
-    run_until(reactor, lambda: s.stats.completed == 3)
+    run_until(reactor, lambda: s.statistics()["completed"] == 3)
     for c in (c1, c2, c3):
         c.close()
     s.close()
@@ -409,7 +409,7 @@ def test_emfile_pauses_accepting_without_spinning(
     fake.fail = False
     clock.advance(0.5)
     c.sendall(b"later\r\n")
-    run_until(reactor, lambda: s.stats.completed == 1)
+    run_until(reactor, lambda: s.statistics()["completed"] == 1)
     assert recv_all(c) == b"Requested: later\r\n"
     s._listener._sock = fake.sock
     c.close()
@@ -423,7 +423,7 @@ def test_client_reset_mid_request(reactor: Reactor, server: RequestServer) -> No
     """A client that resets mid-request costs only its own row."""
     c = connect(server)
     c.send(b"partial")
-    run_until(reactor, lambda: server.stats.accepted == 1)
+    run_until(reactor, lambda: server.statistics()["accepted"] == 1)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()  # RST
     run_until(reactor, lambda: reactor.connections == {})
@@ -442,12 +442,12 @@ def test_client_disconnects_before_reply(reactor: Reactor) -> None:
     c.close()
     pending[0].set_result("too late")
     run_until(reactor, lambda: reactor.connections == {})
-    assert s.stats.active == 0
+    assert s.statistics()["active"] == 0
     c2 = connect(s)
     c2.sendall(b"q2\r\n")
     run_until(reactor, lambda: len(pending) == 2)
     pending[1].set_result("on time")
-    run_until(reactor, lambda: s.stats.completed >= 1)
+    run_until(reactor, lambda: s.statistics()["completed"] >= 1)
     assert recv_all(c2) == b"on time\r\n"
     c2.close()
     s.close()
@@ -471,7 +471,7 @@ def test_handler_raising_closes_only_its_connection(reactor: Reactor, caplog: py
             reactor.run_until_complete(bad, 5)
     assert "I do not like this request" in caplog.text
     assert any(r.exc_info for r in caplog.records)
-    assert s.stats.errors == 1
+    assert s.statistics()["errors"] == 1
     s.close()
 
 
@@ -488,7 +488,7 @@ def test_handler_returning_non_string_is_an_error(reactor: Reactor, caplog: pyte
         with pytest.raises(RequestFailed):
             reactor.run_until_complete(fut, 5)
     assert "int, not str" in caplog.text
-    assert s.stats.errors == 1
+    assert s.statistics()["errors"] == 1
     s.close()
 
 
@@ -496,7 +496,7 @@ def test_invalid_utf8_request_is_rejected(reactor: Reactor, server: RequestServe
     """Bytes that are not UTF-8 close the connection and count as rejected."""
     c = connect(server)
     c.sendall(b"\xff\xfe\r\n")
-    run_until(reactor, lambda: server.stats.rejected == 1)
+    run_until(reactor, lambda: server.statistics()["rejected"] == 1)
     assert recv_all(c) == b""
     c.close()
 
@@ -556,7 +556,7 @@ def test_async_handler_error_is_logged(real_reactor: Reactor, caplog: pytest.Log
         fut = real_reactor.request(s.address, "x", timeout=5)
         with pytest.raises(RequestFailed):
             real_reactor.run_until_complete(fut, 5)
-    assert "worker boom" in caplog.text and s.stats.errors == 1
+    assert "worker boom" in caplog.text and s.statistics()["errors"] == 1
     s.close()
 
 
@@ -601,7 +601,7 @@ def test_drain_waits_for_inflight_requests(reactor: Reactor) -> None:
 def test_close_closes_open_connections(reactor: Reactor, server: RequestServer) -> None:
     """close() closes the listener and every row of the server; the table empties."""
     c = connect(server)
-    run_until(reactor, lambda: server.stats.accepted == 1)
+    run_until(reactor, lambda: server.statistics()["accepted"] == 1)
     server.close()
     server.close()  # idempotent
     assert reactor.connections == {}
@@ -627,7 +627,7 @@ def test_default_socket_timeout_does_not_make_accept_block(real_reactor: Reactor
     try:
         s = RequestServer("localhost:0", reactor=real_reactor)
         silent = connect(s)
-        run_until(real_reactor, lambda: s.stats.accepted == 1)
+        run_until(real_reactor, lambda: s.statistics()["accepted"] == 1)
         t0 = real_reactor.time()
         fut = real_reactor.request(s.address, "quick", timeout=5)
         assert real_reactor.run_until_complete(fut, 5) == "Requested: quick"
@@ -665,9 +665,9 @@ def test_a_future_reply_that_never_comes_times_out(reactor: Reactor, clock: Manu
     s = Never("localhost:0", reactor=reactor, timeout=3)
     c = connect(s)
     c.sendall(b"hello\r\n")
-    run_until(reactor, lambda: s.stats.accepted == 1 and all(r.timer is not None for r in s.connections()))
+    run_until(reactor, lambda: s.statistics()["accepted"] == 1 and all(r.timer is not None for r in s.connections()))
     clock.advance(3)
-    run_until(reactor, lambda: s.stats.timeouts == 1)
+    run_until(reactor, lambda: s.statistics()["timeouts"] == 1)
     assert s.connections() == [] and recv_all(c) == b""
     c.close()
     s.close()
@@ -723,7 +723,7 @@ def test_unencodable_reply_is_a_handler_error(reactor: Reactor, caplog: pytest.L
     with caplog.at_level(logging.ERROR):
         with pytest.raises(RequestFailed):
             reactor.run_until_complete(reactor.request(s.address, "x", timeout=5), 5)
-    assert "not encodable" in caplog.text and s.stats.errors == 1
+    assert "not encodable" in caplog.text and s.statistics()["errors"] == 1
     run_until(reactor, lambda: not s.connections())
     s.close()
 
@@ -738,7 +738,7 @@ def test_reply_over_max_reply_size_is_refused(reactor: Reactor) -> None:
     s = Huge("localhost:0", reactor=reactor, max_reply_size=4096)
     with pytest.raises(RequestFailed):
         reactor.run_until_complete(reactor.request(s.address, "x", timeout=5), 5)
-    assert s.stats.errors == 1 and s.stats.completed == 0
+    assert s.statistics()["errors"] == 1 and s.statistics()["completed"] == 0
     s.close()
 
 
@@ -762,7 +762,7 @@ def test_trickling_reader_is_cut_by_the_whole_exchange_deadline(reactor: Reactor
         reactor.run_once(0)
         assert s.connections(), "closed too early"
     clock.advance(1.5)
-    run_until(reactor, lambda: s.stats.timeouts == 1)
+    run_until(reactor, lambda: s.statistics()["timeouts"] == 1)
     assert not s.connections()
     c.close()
     s.close()

@@ -33,7 +33,7 @@ def exchange(reactor: Reactor, server: RequestServer, request: str) -> Future[st
 def test_round_trip_in_memory(reactor: Reactor, server: RequestServer) -> None:
     """The client protocol sends, half-closes and reads; the server protocol answers; both close."""
     assert reactor.run_until_complete(exchange(reactor, server, "héllo"), 1) == "Requested: héllo"
-    run_until(reactor, lambda: server.stats.completed == 1)
+    run_until(reactor, lambda: server.statistics()["completed"] == 1)
 
 
 class Raw(Protocol):
@@ -79,7 +79,7 @@ def test_oversized_request_is_rejected(reactor: Reactor, server: RequestServer) 
     a, _ = memory_pair(reactor, raw, RequestProtocol(server))
     a.write(b"x" * 100)
     run_until(reactor, lambda: raw.lost)
-    assert raw.received == b"" and server.stats.rejected == 1
+    assert raw.received == b"" and server.statistics()["rejected"] == 1
 
 
 def test_invalid_utf8_is_rejected(reactor: Reactor, server: RequestServer) -> None:
@@ -88,7 +88,7 @@ def test_invalid_utf8_is_rejected(reactor: Reactor, server: RequestServer) -> No
     a, _ = memory_pair(reactor, raw, RequestProtocol(server))
     a.write(b"\xff\xfe\r\n")
     run_until(reactor, lambda: raw.lost)
-    assert raw.received == b"" and server.stats.rejected == 1
+    assert raw.received == b"" and server.statistics()["rejected"] == 1
 
 
 def test_reply_future_that_never_resolves_times_out(

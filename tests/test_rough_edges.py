@@ -28,7 +28,7 @@ from reactor.addresses import parse_address, port_hash
 from reactor.client import ReplyProtocol, RequestRefused, RequestReset
 from reactor.easy import UDPClient, UDPServer
 from reactor.futures import Future
-from reactor.streams import Protocol, create_server
+from reactor.streams import Protocol
 from reactor.transport.connect import UNIX_PATH_MAX
 from reactor.transport.memory import memory_pair
 from reactor.transport.threads import background_thread, run_in_reactor_thread
@@ -185,7 +185,7 @@ def test_udp_server_with_start_and_exit(real_reactor: Reactor, caplog: pytest.Lo
             assert thread is not None
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:  # socket-ok: the test's client
                 peer.settimeout(5)  # socket-ok
-                peer.sendto(f"d{i}".encode(), server.address)  # socket-ok
+                peer.sendto(f"d{i}".encode(), server.sockaddr)  # socket-ok
                 assert peer.recvfrom(100)[0] == f"d{i}".encode()  # socket-ok
         assert not thread.is_alive()
     assert errors_logged(caplog) == []
@@ -211,7 +211,7 @@ def test_stream_server_close_from_another_thread(real_reactor: Reactor, caplog: 
     """streams.Server.close() from a thread other than the reactor's closes it on the reactor's thread."""
     caplog.set_level(logging.DEBUG, logger="reactor")
     r = real_reactor
-    server = create_server(r, Protocol, "localhost:0")
+    server = r.create_server(Protocol, "localhost:0")
     driver = threading.Thread(target=r.run)
     r.call_soon(lambda: None)
     driver.start()
@@ -234,8 +234,8 @@ def test_udp_endpoints_bind_loopback_by_default(reactor: Reactor) -> None:
     client = UDPClient(lambda m, a: None, reactor=reactor)
     everywhere = UDPServer(lambda m, a, send: None, 0, host="0.0.0.0", reactor=reactor)
     try:
-        assert server.address[0] == "127.0.0.1" and client.address[0] == "127.0.0.1"
-        assert everywhere.address[0] == "0.0.0.0"
+        assert server.sockaddr[0] == "127.0.0.1" and client.sockaddr[0] == "127.0.0.1"
+        assert everywhere.sockaddr[0] == "0.0.0.0"
     finally:
         for endpoint in (server, client, everywhere):
             endpoint.close()

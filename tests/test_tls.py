@@ -140,8 +140,8 @@ def test_stdlib_tls_client_against_request_server(
     assert "error" not in out, out
     expected = BIG_TEXT if text == "big" else text.upper()
     assert out["result"] == expected.encode() + b"\r\n"
-    run_until(reactor, lambda: tls_server.stats.active == 0)
-    assert tls_server.stats.completed == 1
+    run_until(reactor, lambda: tls_server.statistics()["active"] == 0)
+    assert tls_server.statistics()["completed"] == 1
 
 
 class TLSWrappedServer(stdlib_socketserver.ThreadingTCPServer):
@@ -240,11 +240,11 @@ def test_silent_client_times_out_at_the_handshake(
     """A client that connects and never sends a ClientHello is closed after the handshake timeout."""
     caplog.set_level(logging.INFO, logger="reactor")
     with socket.create_connection(tls_server.server_address, timeout=5) as silent:
-        run_until(reactor, lambda: tls_server.stats.active == 1)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 1)
         still_answered(reactor, tls_server, certs)
-        run_until(reactor, lambda: tls_server.stats.active == 1)  # the second one is done; the silent one stays
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 1)  # the second is done; the silent one stays
         clock.advance(10.5)
-        run_until(reactor, lambda: tls_server.stats.active == 0)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 0)
         assert silent.recv(100) == b""
     assert len(handshake_failures(caplog)) == 1
     assert "within 10.0 s" in handshake_failures(caplog)[0]
@@ -258,7 +258,7 @@ def test_plain_tcp_garbage_to_the_tls_port(
     caplog.set_level(logging.INFO, logger="reactor")
     with socket.create_connection(tls_server.server_address, timeout=5) as plain:
         plain.sendall(b"hello in clear text\r\n")
-        run_until(reactor, lambda: tls_server.stats.accepted == 1 and tls_server.stats.active == 0)
+        run_until(reactor, lambda: tls_server.statistics()["accepted"] == 1 and tls_server.statistics()["active"] == 0)
         data = plain.recv(100)  # a TLS alert record (type 21), or nothing
         assert data == b"" or data[0] == 21
     failures = handshake_failures(caplog)
@@ -285,7 +285,7 @@ def test_bad_certificates_fail_only_that_exchange(
         if case != "no-client-cert":
             assert isinstance(exc, ssl.SSLCertVerificationError)
             assert ("Hostname mismatch" in str(exc)) == (case == "wrong-name")
-        run_until(reactor, lambda: server.stats.active == 0)
+        run_until(reactor, lambda: server.statistics()["active"] == 0)
         assert len(handshake_failures(caplog)) >= 1
         good = reactor.request(server.address, "good", timeout=5, ssl=certs.client(with_cert=mutual))
         run_until(reactor, good.done)
@@ -308,12 +308,12 @@ def test_reset_mid_handshake(
     hello = outgoing.read()
     sock = socket.create_connection(tls_server.server_address, timeout=5)
     sock.sendall(hello[: len(hello) // 2])
-    run_until(reactor, lambda: tls_server.stats.active == 1)
+    run_until(reactor, lambda: tls_server.statistics()["active"] == 1)
     for _ in range(3):
         reactor.run_once(0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # RST
-    run_until(reactor, lambda: tls_server.stats.active == 0)
+    run_until(reactor, lambda: tls_server.statistics()["active"] == 0)
     assert len(handshake_failures(caplog)) == 1
     assert not [r for r in caplog.records if r.exc_info]
     still_answered(reactor, tls_server, certs)

@@ -73,7 +73,7 @@ def test_datagrams_reach_the_callback_with_their_sender(reactor: Reactor, raw: s
     """Each datagram is delivered as (buffer, nbytes, address), in order."""
     endpoint, got = collecting(reactor)
     for data in (b"one", b"two", b""):
-        raw.sendto(data, endpoint.address)
+        raw.sendto(data, endpoint.sockaddr)
     run_until(reactor, lambda: len(got) == 3)
     assert got == [(b"one", raw.getsockname()), (b"two", raw.getsockname()), (b"", raw.getsockname())]
     assert endpoint.counters().received == 3
@@ -85,8 +85,8 @@ def test_oversize_datagram_is_counted_logged_and_dropped(
 ) -> None:
     """A datagram longer than receive_size is never delivered cut: counted as truncated."""
     endpoint, got = collecting(reactor, receive_size=8)
-    raw.sendto(b"x" * 20, endpoint.address)
-    raw.sendto(b"12345678", endpoint.address)  # exactly receive_size: fine
+    raw.sendto(b"x" * 20, endpoint.sockaddr)
+    raw.sendto(b"12345678", endpoint.sockaddr)  # exactly receive_size: fine
     run_until(reactor, lambda: len(got) == 1)
     assert got[0][0] == b"12345678"
     counters = endpoint.counters()
@@ -102,7 +102,7 @@ def test_receive_error_is_counted_and_the_loop_goes_on(reactor: Reactor, raw: so
     fake = FakeSocket(real)
     fake.receive_errors.append(ConnectionRefusedError())
     endpoint.socket = fake  # type: ignore[assignment]
-    raw.sendto(b"after", endpoint.address)
+    raw.sendto(b"after", endpoint.sockaddr)
     run_until(reactor, lambda: len(got) == 1)
     assert got[0][0] == b"after" and endpoint.counters().receive_errors == 1
     endpoint.socket = real
@@ -114,7 +114,7 @@ def test_reads_are_bounded_per_readiness(reactor: Reactor, raw: socket.socket) -
     endpoint, got = collecting(reactor)
     endpoint.max_datagrams_per_read = 4
     for i in range(10):
-        raw.sendto(b"%d" % i, endpoint.address)
+        raw.sendto(b"%d" % i, endpoint.sockaddr)
     run_until(reactor, lambda: len(got) > 0)
     assert len(got) == 4
     run_until(reactor, lambda: len(got) == 10)
@@ -131,7 +131,7 @@ def test_callback_may_close_the_endpoint_mid_batch(reactor: Reactor, raw: socket
 
     endpoint = DatagramEndpoint(reactor, LOOPBACK, 0, on_datagram)
     for _ in range(3):
-        raw.sendto(b"x", endpoint.address)
+        raw.sendto(b"x", endpoint.sockaddr)
     run_until(reactor, lambda: endpoint.closed)
     assert got == [b"x"] and endpoint.socket.fileno() == -1
 
@@ -146,7 +146,7 @@ def test_a_subclass_overrides_datagram_received(reactor: Reactor, raw: socket.so
     with pytest.raises(TypeError, match="on_datagram"):
         DatagramEndpoint(reactor, LOOPBACK, 0)
     endpoint = Upper(reactor, LOOPBACK, 0)
-    raw.sendto(b"abc", endpoint.address)
+    raw.sendto(b"abc", endpoint.sockaddr)
     run_until(reactor, lambda: endpoint.counters().sent == 1)
     assert raw.recvfrom(10)[0] == b"ABC"
     endpoint.close()

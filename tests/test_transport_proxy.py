@@ -12,7 +12,7 @@ from conftest import run_until
 from test_proxyproto import encode_v1, encode_v2
 
 from reactor import ManualClock, Reactor, RequestServer
-from reactor.streams import Protocol, create_server
+from reactor.streams import Protocol
 from reactor.transport.proxy import ProxiedTransport, TrustedProxies, proxy_protocol_factory
 
 CLIENT = ("203.0.113.7", 51000)
@@ -77,7 +77,7 @@ def exchange(reactor: Reactor, address: str, chunks: list[bytes], *, turns: int 
 
 def test_v1_header_gives_the_client_address(real_reactor: Reactor) -> None:
     """The protocol sees the header's client as peername, and only the bytes after the header."""
-    server = create_server(real_reactor, Echo, "127.0.0.1:0", proxy_protocol=True)
+    server = real_reactor.create_server(Echo, "127.0.0.1:0", proxy_protocol=True)
     try:
         header = encode_v1(socket.AF_INET, CLIENT, FRONT)
         assert exchange(real_reactor, server.address, [header + b"hello"]) == b"hello"
@@ -94,7 +94,7 @@ def test_v1_header_gives_the_client_address(real_reactor: Reactor) -> None:
 
 def test_v2_header_byte_by_byte(real_reactor: Reactor) -> None:
     """A v2 header that arrives one byte per read is the same header; then data flows both ways."""
-    server = create_server(real_reactor, Echo, "127.0.0.1:0", proxy_protocol=True)
+    server = real_reactor.create_server(Echo, "127.0.0.1:0", proxy_protocol=True)
     try:
         client6 = ("2001:db8::7", 4242, 0, 0)
         header = encode_v2(socket.AF_INET6, client6, ("2001:db8::1", 80, 0, 0))
@@ -107,7 +107,7 @@ def test_v2_header_byte_by_byte(real_reactor: Reactor) -> None:
 
 def test_local_header_keeps_the_real_address(real_reactor: Reactor) -> None:
     """A LOCAL header (a balancer's health check) leaves the connection's own addresses."""
-    server = create_server(real_reactor, Echo, "127.0.0.1:0", proxy_protocol=True)
+    server = real_reactor.create_server(Echo, "127.0.0.1:0", proxy_protocol=True)
     try:
         local = encode_v2(socket.AF_UNSPEC, command="LOCAL", protocol=0)
         assert exchange(real_reactor, server.address, [local + b"x"]) == b"x"
@@ -119,7 +119,7 @@ def test_local_header_keeps_the_real_address(real_reactor: Reactor) -> None:
 
 def test_untrusted_peer_is_refused(real_reactor: Reactor, caplog: pytest.LogCaptureFixture) -> None:
     """A peer that is not a trusted proxy is closed before any application code runs."""
-    server = create_server(real_reactor, Echo, "127.0.0.1:0", proxy_protocol=True, trusted_proxies=["10.0.0.0/8"])
+    server = real_reactor.create_server(Echo, "127.0.0.1:0", proxy_protocol=True, trusted_proxies=["10.0.0.0/8"])
     try:
         with caplog.at_level(logging.INFO, logger="reactor.transport"):
             header = encode_v1(socket.AF_INET, CLIENT, FRONT)
@@ -134,7 +134,7 @@ def test_untrusted_peer_is_refused(real_reactor: Reactor, caplog: pytest.LogCapt
 def test_untrusted_peer_may_pass_through(real_reactor: Reactor) -> None:
     """With untrusted='pass' an untrusted peer is served as it is: its own address, its bytes untouched."""
     factory = proxy_protocol_factory(Echo, ["10.0.0.0/8"], untrusted="pass")
-    server = create_server(real_reactor, factory, "127.0.0.1:0")
+    server = real_reactor.create_server(factory, "127.0.0.1:0")
     try:
         header = encode_v1(socket.AF_INET, CLIENT, FRONT)
         assert exchange(real_reactor, server.address, [header + b"hi"]) == header + b"hi"
@@ -147,7 +147,7 @@ def test_untrusted_peer_may_pass_through(real_reactor: Reactor) -> None:
 @pytest.mark.parametrize("data", [b"GET / HTTP/1.0\r\n\r\n", b"PROXY TCP4 1.2.3.4 nope 1 2\r\n", b"PROXY TCP4"])
 def test_malformed_or_incomplete_header_closes(real_reactor: Reactor, data: bytes) -> None:
     """Garbage, a bad header, or an EOF inside the header closes the connection and counts as rejected."""
-    server = create_server(real_reactor, Echo, "127.0.0.1:0", proxy_protocol=True)
+    server = real_reactor.create_server(Echo, "127.0.0.1:0", proxy_protocol=True)
     try:
         assert exchange(real_reactor, server.address, [data]) == b""
         assert Echo.made == []
@@ -160,7 +160,7 @@ def test_malformed_or_incomplete_header_closes(real_reactor: Reactor, data: byte
 def test_header_timeout(reactor: Reactor, clock: ManualClock) -> None:
     """A trusted peer that does not finish its header within the timeout is closed."""
     factory = proxy_protocol_factory(Echo, ["127.0.0.1"], header_timeout=5)
-    server = create_server(reactor, factory, "127.0.0.1:0")
+    server = reactor.create_server(factory, "127.0.0.1:0")
     client = socket.create_connection(("127.0.0.1", int(server.address.rpartition(":")[2])), timeout=5)
     try:
         client.sendall(b"PROXY TCP4 ")

@@ -23,7 +23,7 @@ import pytest
 from conftest import EmfileSocket, run_until
 
 from reactor import ManualClock, Reactor
-from reactor.streams import Protocol, Server, create_connection, create_server
+from reactor.streams import Protocol, Server
 from reactor.transport import listener as listener_module
 from reactor.transport.connect import attach_socket
 from reactor.transport.memory import memory_pair
@@ -86,7 +86,7 @@ def factory() -> Recorders:
 @pytest.fixture
 def server(reactor: Reactor, factory: Recorders) -> Iterator[Server]:
     """A stream server on 127.0.0.1 (random port) whose protocols are recorded by ``factory``."""
-    s = create_server(reactor, factory, "localhost:0")
+    s = reactor.create_server(factory, "localhost:0")
     yield s
     s.close()
 
@@ -154,7 +154,7 @@ def test_idle_deadline_pushed_back_by_writes(
 
 def test_whole_exchange_deadline_is_not_pushed_back(reactor: Reactor, clock: ManualClock, factory: Recorders) -> None:
     """The whole-exchange timeout cuts a connection that keeps sending; stats.timeouts counts it."""
-    with create_server(reactor, factory, "localhost:0", timeout=5) as server:
+    with reactor.create_server(factory, "localhost:0", timeout=5) as server:
         c = client(server)
         run_until(reactor, lambda: len(factory.made) == 1)
         p = factory.made[0]
@@ -169,14 +169,14 @@ def test_whole_exchange_deadline_is_not_pushed_back(reactor: Reactor, clock: Man
         reactor.run_once(0)
         assert len(p.lost) == 1 and isinstance(p.lost[0], TimeoutError)
         assert "open for 5" in str(p.lost[0])
-        assert server.stats.timeouts == 1 and server.stats.active == 0
+        assert server.statistics()["timeouts"] == 1 and server.statistics()["active"] == 0
         assert c.recv(10) == b""  # the client sees the close
         c.close()
 
 
 def test_idle_timeout_of_a_server_counts_as_timeout(reactor: Reactor, clock: ManualClock, factory: Recorders) -> None:
     """A server's idle_timeout closes a silent client and counts it in stats.timeouts."""
-    with create_server(reactor, factory, "localhost:0", idle_timeout=2) as server:
+    with reactor.create_server(factory, "localhost:0", idle_timeout=2) as server:
         c = client(server)
         run_until(reactor, lambda: len(factory.made) == 1)
         clock.advance(2.1)
@@ -206,7 +206,7 @@ def test_set_timeout_and_set_idle_timeout(
 def test_create_connection_idle_timeout(reactor: Reactor, clock: ManualClock, server: Server) -> None:
     """create_connection's idle_timeout closes an outgoing connection that stays silent."""
     protocol = Recorder()
-    fut = create_connection(reactor, lambda: protocol, server.address, idle_timeout=2)
+    fut = reactor.create_connection(lambda: protocol, server.address, idle_timeout=2)
     run_until(reactor, fut.done)
     clock.advance(2.1)
     reactor.run_once(0)
@@ -221,18 +221,18 @@ def test_one_row_per_open_connection(reactor: Reactor, server: Server, factory: 
     clients = [client(server) for _ in range(3)]
     run_until(reactor, lambda: len(factory.made) == 3)
     rows = server.connections()
-    assert len(rows) == 3 == len(reactor.connections) == server.stats.active
+    assert len(rows) == 3 == len(reactor.connections) == server.statistics()["active"]
     assert {row.fd for row in rows} == set(reactor.connections)
     assert all(reactor.connections[row.fd] is row is row.get_protocol().transport for row in rows)
     assert connection_stats(reactor.connections) == {State.OPEN: 3}
     assert all(row.as_dict()["state"] == State.OPEN for row in rows)
     clients.pop().close()
     run_until(reactor, lambda: len(reactor.connections) == 2)
-    assert server.stats.active == 2
+    assert server.statistics()["active"] == 2
     for c in clients:
         c.close()
     run_until(reactor, lambda: reactor.connections == {})
-    assert server.stats.active == 0 and server.stats.accepted == 3
+    assert server.statistics()["active"] == 0 and server.statistics()["accepted"] == 3
 
 
 def test_row_states_through_half_close_and_closing(
@@ -290,45 +290,45 @@ class AnswerOnce(Protocol):
 
 def test_read_at_accept_fast_path(reactor: Reactor) -> None:
     """A client that sent before the server's turn is answered without its connection waiting in the selector."""
-    with create_server(reactor, AnswerOnce, "localhost:0") as server:
+    with reactor.create_server(AnswerOnce, "localhost:0") as server:
         c = client(server)
         c.sendall(b"ping")
-        run_until(reactor, lambda: server.stats.accepted == 1 and not reactor.connections)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 1 and not reactor.connections)
         assert c.recv(100) == b"re: ping"
         assert c.recv(100) == b""
-        assert server.stats.waited == 0
+        assert server.statistics()["waited"] == 0
         c.close()
         late = client(server)  # sends nothing before the accept: has to wait
-        run_until(reactor, lambda: server.stats.accepted == 2)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 2)
         late.sendall(b"pong")
         run_until(reactor, lambda: not reactor.connections)
         assert late.recv(100) == b"re: pong"
-        assert server.stats.waited == 1
+        assert server.statistics()["waited"] == 1
         late.close()
 
 
 def test_max_connections_pauses_and_resumes_accepting(reactor: Reactor, factory: Recorders) -> None:
     """At max_connections the listener stops accepting (the backlog holds the next client) until one closes."""
-    with create_server(reactor, factory, "localhost:0", max_connections=1) as server:
+    with reactor.create_server(factory, "localhost:0", max_connections=1) as server:
         first = client(server)
-        run_until(reactor, lambda: server.stats.accepted == 1)
+        run_until(reactor, lambda: server.statistics()["accepted"] == 1)
         second = client(server)
         for _ in range(20):
             reactor.run_once(0)
-        assert server.stats.accepted == 1 and server.stats.active == 1
-        assert server.stats.accept_pauses >= 1
+        assert server.statistics()["accepted"] == 1 and server.statistics()["active"] == 1
+        assert server.statistics()["accept_pauses"] >= 1
         first.close()  # EOF: the server's protocol closes its side
-        run_until(reactor, lambda: server.stats.accepted == 2)
-        assert server.stats.active == 1
+        run_until(reactor, lambda: server.statistics()["accepted"] == 2)
+        assert server.statistics()["active"] == 1
         second.close()
-        run_until(reactor, lambda: server.stats.active == 0)
+        run_until(reactor, lambda: server.statistics()["active"] == 0)
 
 
 def test_emfile_pauses_accepting_for_accept_backoff(
     reactor: Reactor, clock: ManualClock, factory: Recorders, caplog: pytest.LogCaptureFixture
 ) -> None:
     """EMFILE on accept stops accepting for accept_backoff seconds without spinning, then accepting resumes."""
-    with create_server(reactor, factory, "localhost:0", accept_backoff=0.5) as server:
+    with reactor.create_server(factory, "localhost:0", accept_backoff=0.5) as server:
         listener = server._listener
         fake = EmfileSocket(listener._sock)
         listener._sock = fake  # type: ignore[assignment]
@@ -339,16 +339,16 @@ def test_emfile_pauses_accepting_for_accept_backoff(
                 for _ in range(50):
                     reactor.run_once(0)
             assert fake.calls == 2  # the failure, one retry with the reserve freed; then no spin
-            assert server.stats.accept_pauses == 1
+            assert server.statistics()["accept_pauses"] == 1
             assert "Too many open files" in caplog.text
             fake.fail = False
             clock.advance(0.4)
             reactor.run_once(0)
             assert fake.calls == 2  # still backing off
             clock.advance(0.1)
-            run_until(reactor, lambda: server.stats.accepted == 1)
+            run_until(reactor, lambda: server.statistics()["accepted"] == 1)
             c.close()
-            run_until(reactor, lambda: server.stats.active == 0)
+            run_until(reactor, lambda: server.statistics()["active"] == 0)
         finally:
             listener._sock = fake.sock
 
@@ -363,13 +363,13 @@ def test_unix_server_replaces_a_stale_path_and_unlinks_its_own(reactor: Reactor,
     stale.bind(path)
     stale.close()  # the file stays behind, like after a crash
     factory = Recorders()
-    server = create_server(reactor, factory, "unix:" + path)
+    server = reactor.create_server(factory, "unix:" + path)
     assert server.address == "unix:" + path
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.connect(path)
     run_until(reactor, lambda: len(factory.made) == 1)
     c.close()
-    run_until(reactor, lambda: server.stats.active == 0)
+    run_until(reactor, lambda: server.statistics()["active"] == 0)
     server.close()
     assert not os.path.exists(path)
 
@@ -377,7 +377,7 @@ def test_unix_server_replaces_a_stale_path_and_unlinks_its_own(reactor: Reactor,
 def test_unix_server_close_leaves_a_path_that_is_not_its_own(reactor: Reactor, tmp_path: Path) -> None:
     """If the path was replaced by another socket, close() leaves that one alone."""
     path = str(tmp_path / "s.sock")
-    server = create_server(reactor, Recorders(), "unix:" + path)
+    server = reactor.create_server(Recorders(), "unix:" + path)
     os.unlink(path)
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(path)
@@ -392,14 +392,14 @@ def test_unix_server_close_leaves_a_path_that_is_not_its_own(reactor: Reactor, t
 def test_unix_server_refuses_a_live_path_or_a_regular_file(reactor: Reactor, tmp_path: Path) -> None:
     """A path with a live listener gives EADDRINUSE; a regular file is never replaced."""
     path = str(tmp_path / "s.sock")
-    with create_server(reactor, Recorders(), "unix:" + path):
+    with reactor.create_server(Recorders(), "unix:" + path):
         with pytest.raises(OSError) as info:
-            create_server(reactor, Recorders(), "unix:" + path)
+            reactor.create_server(Recorders(), "unix:" + path)
         assert info.value.errno == errno.EADDRINUSE
     plain = tmp_path / "plain"
     plain.write_text("data")
     with pytest.raises(FileExistsError):
-        create_server(reactor, Recorders(), f"unix:{plain}")
+        reactor.create_server(Recorders(), f"unix:{plain}")
     assert plain.read_text() == "data"
 
 
@@ -412,7 +412,7 @@ def test_create_connection_refused(reactor: Reactor) -> None:
     holder.bind(("127.0.0.1", 0))  # bound, not listening: connects get a RST
     try:
         port = holder.getsockname()[1]
-        fut = create_connection(reactor, Recorder, f"localhost:{port}")
+        fut = reactor.create_connection(Recorder, f"localhost:{port}")
         run_until(reactor, fut.done)
         with pytest.raises(ConnectionRefusedError):
             fut.result()
@@ -429,7 +429,7 @@ def test_create_connection_timeout_on_a_full_backlog(reactor: Reactor, clock: Ma
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
         protocol = Recorder()
-        fut = create_connection(reactor, lambda: protocol, f"localhost:{listener.getsockname()[1]}", timeout=2)
+        fut = reactor.create_connection(lambda: protocol, f"localhost:{listener.getsockname()[1]}", timeout=2)
         for _ in range(10):
             reactor.run_once(0)
         assert not fut.done()
@@ -454,7 +454,7 @@ def test_unix_connect_timeout_while_backlog_is_full(reactor: Reactor, clock: Man
     filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     filler.connect(path)
     try:
-        fut = create_connection(reactor, Recorder, "unix:" + path, timeout=1)
+        fut = reactor.create_connection(Recorder, "unix:" + path, timeout=1)
         for _ in range(10):
             reactor.run_once(0)
         assert not fut.done() and len(reactor.connections) == 1
@@ -475,7 +475,7 @@ def test_cancelling_a_connect_closes_its_row(reactor: Reactor, clock: ManualCloc
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
-        fut = create_connection(reactor, Recorder, f"localhost:{listener.getsockname()[1]}", timeout=2)
+        fut = reactor.create_connection(Recorder, f"localhost:{listener.getsockname()[1]}", timeout=2)
         reactor.run_once(0)
         assert len(reactor.connections) == 1
         fut.cancel()
@@ -529,7 +529,7 @@ def test_write_before_connected_raises(reactor: Reactor, clock: ManualClock) -> 
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=5)
     try:
-        fut = create_connection(reactor, Recorder, f"localhost:{listener.getsockname()[1]}")
+        fut = reactor.create_connection(Recorder, f"localhost:{listener.getsockname()[1]}")
         (row,) = reactor.connections.values()
         with pytest.raises(RuntimeError, match="not connected yet"):
             row.write(b"x")
@@ -678,7 +678,7 @@ def test_a_failed_shutdown_after_the_data_is_a_normal_close(
 ) -> None:
     """write_eof() whose shutdown fails (the peer is gone) closes the connection as close() does: no error."""
     monkeypatch.setattr(listener_module, "_socket", types.SimpleNamespace(socket=ShutdownFails))
-    with create_server(reactor, factory, "localhost:0") as server:
+    with reactor.create_server(factory, "localhost:0") as server:
         c = client(server)
         run_until(reactor, lambda: len(factory.made) == 1)
         p = factory.made[0]

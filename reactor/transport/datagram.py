@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..addresses import format_address
+from ..addresses import format_address, parse_address
 from ..core import Reactor
 from .threads import in_reactor_thread, note_host
 
@@ -96,13 +96,21 @@ class DatagramCounters:
     send_queue: int
 
 
+def _datagram_sockaddr(address: str) -> Address:
+    """The socket address an address string names, for ``sendto``; a Unix address is refused."""
+    parsed = parse_address(address)
+    if isinstance(parsed.sockaddr, str):
+        raise ValueError(f"a UDP endpoint cannot send to the Unix socket address {address!r}")
+    return parsed.sockaddr
+
+
 class DatagramEndpoint:
     """A bound, non-blocking UDP socket registered with a reactor.
 
     ``DatagramEndpoint(reactor, host, port, on_datagram=None, *,
     receive_size=65535, receive_buffer=None, send_queue_size=1024)`` binds
     ``(host, port)`` at once (IPv6 when ``host`` contains ``:``; port 0: any
-    free port, see `address`) and starts reading.  ``receive_buffer`` sets
+    free port, see `address` and `sockaddr`) and starts reading.  ``receive_buffer`` sets
     ``SO_RCVBUF`` (bytes).  It may be created from another thread while the
     reactor runs; it then registers from the reactor's thread.
 
@@ -182,7 +190,7 @@ class DatagramEndpoint:
         self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else format_address(self.socket.family, self.address)
+        state = "closed" if self._closed else self.address
         return f"<{type(self).__name__} {state}>"
 
     # --------------------------------------------------------------- properties
@@ -193,8 +201,17 @@ class DatagramEndpoint:
         return self._reactor
 
     @property
-    def address(self) -> Address:
-        """The bound address, e.g. ``("127.0.0.1", 40123)`` (the real port if 0 was asked)."""
+    def address(self) -> str:
+        """The bound address in the package's syntax, e.g. ``'127.0.0.1:40123'`` (the real port if 0 was asked).
+
+        Every server's ``address`` is this string (`reactor.addresses`);
+        the tuple the socket module uses is `sockaddr`.
+        """
+        return format_address(self.socket.family, self.socket.getsockname())
+
+    @property
+    def sockaddr(self) -> Address:
+        """The bound socket address as the socket module gives it, e.g. ``("127.0.0.1", 40123)``."""
         return tuple(self.socket.getsockname())
 
     @property
@@ -286,9 +303,12 @@ class DatagramEndpoint:
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, data: bytes | bytearray | memoryview, address: Address) -> None:
+    def send(self, data: bytes | bytearray | memoryview, address: Address | str) -> None:
         """Send ``data`` as one datagram to ``address``; never blocks; safe from any thread.
 
+        ``address`` is a socket address tuple (what a handler is given as
+        the sender) or an address string such as another endpoint's
+        `address` (``'127.0.0.1:40123'``, ``'[::1]:40123'``, ``'localhost:9000'``).
         If the kernel cannot take it now it is queued and sent when the socket
         is writable; if the queue is full it is dropped and counted.  From the
         reactor's thread, sending on a closed endpoint raises RuntimeError;
@@ -299,6 +319,8 @@ class DatagramEndpoint:
             if not isinstance(data, (bytearray, memoryview)):
                 raise TypeError(f"send() takes bytes, got {type(data).__name__}")
             data = bytes(data)  # the caller may reuse its buffer before we send
+        if isinstance(address, str):
+            address = _datagram_sockaddr(address)
         if in_reactor_thread(self._reactor):
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed; create a new one to send")

@@ -66,6 +66,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, cast
 
+from . import child_environment
+
 __all__ = [
     "ERROR_KINDS",
     "aggregate",
@@ -1091,7 +1093,7 @@ def _run_processes(args: argparse.Namespace) -> dict[str, Any]:
     requests = _split(args.requests, len(shares)) if args.requests else [0] * len(shares)
     children = []
     for i, (conc, reqs) in enumerate(zip(shares, requests, strict=True)):
-        cmd = [sys.executable, "-m", "reactor.bench.loadgen", "--raw-json", "--mode", args.mode,
+        cmd = [sys.executable, "-m", "benchmarks.loadgen", "--raw-json", "--mode", args.mode,
                "--port", str(args.port), "--host", args.host, "--concurrency", str(conc),
                "--duration", str(args.duration), "--requests", str(reqs),
                "--payload-bytes", str(args.payload_bytes), "--timeout", str(args.timeout),
@@ -1101,7 +1103,7 @@ def _run_processes(args: argparse.Namespace) -> dict[str, Any]:
             cmd.append("--check")
         if args.tls_ca:
             cmd += ["--tls-ca", args.tls_ca]
-        children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+        children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_environment()))
     results = []
     for child in children:
         out, _ = child.communicate()
@@ -1114,7 +1116,7 @@ def _run_processes(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; the options are those of the C ``reqrep-load``."""
-    parser = argparse.ArgumentParser(prog="python -m reactor.bench.loadgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.splitlines()[0])
     parser.add_argument("--port", "-p", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--concurrency", "-c", type=int, default=64)

@@ -10,7 +10,7 @@ registrations in both (the reactor's kind of ``poll``, not asyncore's, which
 rebuilds its set every turn).  The sockets are socket pairs in this process,
 the ready ones made readable once and never drained.
 
-Run: ``python -m reactor bench wait`` (or ``python -m reactor.bench.wait``).
+Run: ``python -m benchmarks wait`` (or ``python -m benchmarks.wait``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def format_table(rows: list[tuple[int, int, float, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m reactor bench wait", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks wait", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000, help="waits per batch (default 2000; best of 3 batches)")
     args = parser.parse_args(argv)
     if args.rounds < 1:

@@ -7,7 +7,7 @@ and prints throughput and total time for each.  Beside each result it prints
 the ratio against a naive parser that searches its whole buffer on every
 chunk, measured in the same run.
 
-Run it with ``python -m reactor.bench.framing [--size BYTES] [--message BYTES]``.
+Run it with ``python -m benchmarks.framing [--size BYTES] [--message BYTES]``.
 This is a measurement, not a test: nothing here asserts.
 """
 
@@ -65,7 +65,7 @@ def _run(parser: LineParser | _NaiveParser, chunks: list[bytes]) -> tuple[float,
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one line per case; return the exit status."""
     options = argparse.ArgumentParser(
-        prog="python -m reactor.bench.framing", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.framing", description=__doc__.split("\n\n")[0]
     )
     options.add_argument("--size", type=int, default=1 << 20, help="bytes fed per case")
     options.add_argument("--message", type=int, default=1022, help="message length before CRLF")

@@ -28,17 +28,17 @@ then EOF: the reply, then close):
 - ``asyncio-lines`` / ``uvloop-lines``: an `asyncio.Protocol` that buffers,
   splits on ``\\r\\n`` and writes one reply per line.
 - ``reactor-streams``, ``asyncio-streams``, ``uvloop-streams``: one
-  coroutine per connection reading lines (`reactor.bench.streams_echo`), the
+  coroutine per connection reading lines (`benchmarks.streams_echo`), the
   same code on `reactor.start_server` and on ``asyncio.start_server`` (the
   ``streams`` workload).
 - ``reactor-async``: `RequestServer` with the default reply from an
   ``async def handle_request``, beside ``reactor`` under the one-shot load.
 - ``asynchat`` / ``asynchat-backport``: one classic ``async_chat`` line
-  server (`reactor.bench.asynchat_echo`) on `reactor.compat` and on the
+  server (`benchmarks.asynchat_echo`) on `reactor.compat` and on the
   ``pyasyncore``/``pyasynchat`` backports, each run by
   ``asyncore.loop(use_poll=True)`` (the ``asynchat`` workload).
 
-Run one with ``python -m reactor.bench.servers KIND [--port 0]``: it binds
+Run one with ``python -m benchmarks.servers KIND [--port 0]``: it binds
 127.0.0.1, prints ``port=N pid=P`` on stdout when it accepts connections, and
 serves until it receives SIGTERM or SIGINT.
 
@@ -88,7 +88,7 @@ def _stop_on_signals(stop: Callable[[], object]) -> None:
 
 
 def _bench_request_server(reactor: Any, port: int, tls: ssl.SSLContext | None = None) -> Any:
-    from ..reqrep import RequestServer
+    from reactor.reqrep import RequestServer
 
     # The defaults (1,024 connections, 30 s timeout) protect a production
     # server; the idle workload holds 10,000 connections for longer than
@@ -101,8 +101,8 @@ def serve_reactor(port: int, tls: ssl.SSLContext | None = None, *, timed: bool =
 
     ``timed``: with the request-duration histogram on, as ``serve --metrics`` has it.
     """
-    from ..core import Reactor
-    from ..transport.listener import enable_request_timing
+    from reactor.core import Reactor
+    from reactor.transport.listener import enable_request_timing
 
     with Reactor() as reactor:
         if timed:
@@ -126,8 +126,8 @@ def serve_embedded(port: int) -> None:
     """The same `RequestServer`, its reactor driven by an asyncio loop."""
     import asyncio
 
-    from ..core import Reactor
-    from ..embed import attach_asyncio
+    from reactor.core import Reactor
+    from reactor.embed import attach_asyncio
 
     loop = asyncio.new_event_loop()
     try:
@@ -148,8 +148,8 @@ def serve_embedded(port: int) -> None:
 
 def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     """A `LineProtocol` on `reactor.streams.create_server` (over TLS with ``tls``), served by ``run()``."""
-    from ..core import Reactor
-    from ..streams import LineProtocol, create_server
+    from reactor.core import Reactor
+    from reactor.streams import LineProtocol
 
     class Reply(LineProtocol):
         """One reply per line."""
@@ -160,7 +160,7 @@ def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
     with Reactor() as reactor:
         # As for RequestServer: lift the 1,024-connection default so the
         # idle workload's 10,000 connections are all accepted.
-        server = create_server(reactor, Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
+        server = reactor.create_server(Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
         _stop_on_signals(reactor.stop)
         _ready(server.sockaddr[1])
         try:
@@ -326,14 +326,14 @@ def serve_threading(port: int) -> None:
 
 def serve_reactor_tcpserver(port: int) -> None:
     """`reactor.socketserver.TCPServer` with the stdlib handler."""
-    from ..socketserver import TCPServer
+    from reactor.socketserver import TCPServer
 
     _serve_socketserver(TCPServer, port)
 
 
 def serve_reactor_threading(port: int) -> None:
     """`reactor.socketserver.ThreadingTCPServer` with the stdlib handler."""
-    from ..socketserver import ThreadingTCPServer
+    from reactor.socketserver import ThreadingTCPServer
 
     _serve_socketserver(ThreadingTCPServer, port)
 
@@ -493,8 +493,8 @@ def serve(kind: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m reactor.bench.servers KIND``."""
-    parser = argparse.ArgumentParser(prog="python -m reactor.bench.servers", description=__doc__.splitlines()[0])
+    """Command-line entry point: ``python -m benchmarks.servers KIND``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.servers", description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=list(SERVERS))
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--certfile", help="serve TLS with this certificate chain (PEM); needs --keyfile")

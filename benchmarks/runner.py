@@ -1,8 +1,8 @@
-"""``python -m reactor bench``: this reactor against what users would pick instead.
+"""``python -m benchmarks``: this reactor against what users would pick instead.
 
 How the measurement is made, and why
 ------------------------------------
-Each run starts a fresh server process (`reactor.bench.servers`) pinned to
+Each run starts a fresh server process (`benchmarks.servers`) pinned to
 one CPU and a load generator pinned to the others (when the machine has two
 or more).  The servers alternate, A B C A B C …, ``--repeat`` times, so drift
 on a noisy machine (another job, thermal throttling, TIME_WAIT build-up)
@@ -28,7 +28,7 @@ c=16 throughput with and without them; ``reactor-lines`` joins ``reactor``);
 ``timers`` (1,000,000 timers scheduled and cancelled, reactor vs asyncio);
 ``embedded`` (the reactor driven from an asyncio loop through ``fileno()``
 against the reactor alone, c=16).  ``--soak SECONDS`` runs none of these but
-a bounded leak check under steady load (`reactor.bench.soak`).
+a bounded leak check under steady load (`benchmarks.soak`).
 
 ``asynchat``: one classic ``async_chat`` line server (`asynchat_echo`) run on
 `reactor.compat` and on the ``pyasyncore``/``pyasynchat`` backports (their
@@ -46,7 +46,7 @@ the built-in generator, trusting the CA, speaks TLS (the C one does not).
 A TLS one-shot request is a full handshake, so that table also gives
 handshakes per second and the server CPU per handshake.
 
-The built-in generator is `reactor.bench.loadgen`; ``--loadgen CMD`` runs an
+The built-in generator is `benchmarks.loadgen`; ``--loadgen CMD`` runs an
 external one that takes the same options and prints the same result line
 (the C ``reqrep-load``).  Both spread their source addresses over
 127.0.0.2-127.0.0.65 so TIME_WAIT sockets do not exhaust ephemeral ports.
@@ -57,9 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import selectors
 import shlex
 import signal
 import statistics
@@ -67,12 +64,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
+from . import child_environment
 from .loadgen import ERROR_KINDS, parse_line, raise_nofile_limit
+from .processes import (
+    SRC_IPS,
+    ServerProcess,
+    WorkersProcess,
+    children_cpu_seconds,
+    cpu_plan,
+    cpus_busy_seconds,
+    machine_description,
+    markdown_table,
+    open_fd_count,
+    pin,
+    read_line,
+    worker_scaling,
+)
 from .servers import LINE_SERVERS, SERVERS, TLS_SERVERS, available, line_servers, stream_servers
 
 __all__ = ["main", "Options", "run", "format_markdown"]
@@ -102,8 +114,6 @@ TLS_DEFAULT_WORKLOADS = ("c16", "persistent")
 TLS_DEFAULT_SERVERS = ("reactor", "asyncio", "uvloop")
 #: Servers that serve one connection at a time: a held idle connection stops them.
 SEQUENTIAL = frozenset({"tcpserver", "reactor-tcpserver"})
-SRC_IPS = ("--src-ips", "64", "--src-ip-first", "2")
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _STARTUP_SECONDS = 0.4  # a server process starting and stopping, for the time-left estimate
 
 
@@ -123,7 +133,7 @@ class Options:
     max_other_load: float = 0.1
     quiet: bool = False
     notes: list[str] = field(default_factory=list)
-    #: ``--soak SECONDS``: run the leak check (`reactor.bench.soak`) instead of the comparison.
+    #: ``--soak SECONDS``: run the leak check (`benchmarks.soak`) instead of the comparison.
     soak: float | None = None
     soak_interval: float = 10.0
     soak_rate: float = 400.0
@@ -131,214 +141,6 @@ class Options:
     soak_line_interval: float = 0.005
     #: ``--tls``: the one-shot and persistent workloads over TLS (certificates made by trustme).
     tls: bool = False
-
-
-# ------------------------------------------------------------ /proc readers
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime+stime of process ``pid`` (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        text = f.read()
-    fields = text[text.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def process_rss_bytes(pid: int) -> int:
-    """Resident set size of process ``pid`` (VmRSS), in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpus_busy_seconds(cpus: set[int] | None) -> float:
-    """CPU seconds the given CPUs (all when None) spent busy, from ``/proc/stat``.
-
-    user + nice + system + steal: time a benchmark process could have had.
-    Interrupt time is left out (our own packets are most of it).
-    """
-    total = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            if not line.startswith("cpu") or line.startswith("cpu "):
-                continue
-            name, *values = line.split()
-            if cpus is not None and int(name[3:]) not in cpus:
-                continue
-            user, nice, system = (int(v) for v in values[:3])
-            steal = int(values[7]) if len(values) > 7 else 0
-            total += user + nice + system + steal
-    return total / _CLK_TCK
-
-
-def children_cpu_seconds() -> float:
-    """utime+stime of the waited-for children of this process (and theirs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of process ``pid`` and its live descendants (a supervisor and its workers)."""
-    total = process_cpu_seconds(pid)
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(child) for child in f.read().split()]
-    except FileNotFoundError:
-        return total
-    for child in children:
-        try:
-            total += process_tree_cpu_seconds(child)
-        except FileNotFoundError:
-            pass  # exited meanwhile
-    return total
-
-
-def worker_scaling() -> tuple[int, int]:
-    """The worker counts the workers workload compares: 1 and one per usable CPU (at least 2)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 1, max(2, usable)
-
-
-def open_fd_count(pid: int) -> int:
-    """How many file descriptors process ``pid`` has open."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def machine_description() -> dict[str, Any]:
-    """nproc, CPU model, Python, kernel: what the numbers were measured on."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": model,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "kernel": f"{platform.system()} {platform.release()}",
-    }
-
-
-def cpu_plan() -> tuple[set[int] | None, set[int] | None]:
-    """(server CPUs, generator CPUs): one CPU for the server, the rest for the generator."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
-def _pin(pid: int, cpus: set[int] | None) -> None:
-    if cpus is not None:
-        try:
-            os.sched_setaffinity(pid, cpus)
-        except OSError:
-            pass
-
-
-# ------------------------------------------------------------ processes
-
-
-def _read_line(stream: IO[str], seconds: float) -> str:
-    """One line from a child's pipe, or '' after ``seconds`` or at EOF."""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(seconds):
-            return ""
-    return stream.readline()
-
-
-class ServerProcess:
-    """A benchmark server in a child process, pinned; a context manager."""
-
-    def __init__(self, kind: str, cpus: set[int] | None, extra: Iterable[str] = ()) -> None:
-        self.kind = kind
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor.bench.servers", kind, *extra],
-            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
-        )
-        _pin(self.proc.pid, cpus)
-        assert self.proc.stdout is not None
-        line = _read_line(self.proc.stdout, 30.0)
-        if not line.startswith("port="):
-            self.close()
-            raise RuntimeError(f"server {kind} did not start: {self.errors() or line or 'no output'}")
-        self.port = int(line.split()[0].split("=")[1])
-        self.pid = self.proc.pid
-
-    def errors(self) -> str:
-        """What the server wrote on stderr (its last lines)."""
-        self._stderr.seek(0)
-        return "".join(self._stderr.readlines()[-5:]).strip()
-
-    def cpu(self) -> float:
-        """CPU seconds used so far."""
-        return process_cpu_seconds(self.pid)
-
-    def rss(self) -> int:
-        """Resident bytes now."""
-        return process_rss_bytes(self.pid)
-
-    def close(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class WorkersProcess(ServerProcess):
-    """``python -m reactor serve --workers N`` on 127.0.0.1, unpinned; its CPU is the whole process tree's."""
-
-    def __init__(self, workers: int) -> None:
-        self.kind = f"workers-{workers}"
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "serve", "--workers", str(workers), "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
-        )
-        self.pid = self.proc.pid
-        assert self.proc.stdout is not None
-        line = _read_line(self.proc.stdout, 30.0)
-        if " on 127.0.0.1:" not in line:
-            self.close()
-            raise RuntimeError(f"{self.kind} did not start: {self.errors() or line or 'no output'}")
-        self.port = int(line.split(" on 127.0.0.1:")[1].split()[0])
-        deadline = time.monotonic() + 30.0
-        while self._ready() < workers:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise RuntimeError(f"{self.kind}: the workers did not start: {self.errors()}")
-            time.sleep(0.01)
-
-    def _ready(self) -> int:
-        self._stderr.seek(0)
-        return self._stderr.read().count(" started (generation")
-
-    def cpu(self) -> float:
-        """CPU seconds used so far by the supervisor and its workers."""
-        return process_tree_cpu_seconds(self.pid)
 
 
 @dataclass
@@ -452,7 +254,7 @@ class Runner:
         if self.options.loadgen:
             base = list(self.options.loadgen)
         else:
-            base = [sys.executable, "-m", "reactor.bench.loadgen", "--processes", str(self.options.processes)]
+            base = [sys.executable, "-m", "benchmarks.loadgen", "--processes", str(self.options.processes)]
         tls = ["--tls-ca", self.tls.ca] if self.tls is not None else []
         return base + ["--port", str(port), *SRC_IPS, "--quiet", *tls, *extra]
 
@@ -469,8 +271,9 @@ class Runner:
         watched = self.server_cpus | self.gen_cpus if self.server_cpus and self.gen_cpus else None
         busy0, gen0, cpu0 = cpus_busy_seconds(watched), children_cpu_seconds(), server.cpu()
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _pin(proc.pid, self.gen_cpus)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=child_environment())
+        pin(proc.pid, self.gen_cpus)
         try:
             out, err = proc.communicate(timeout=duration + 60)
         except subprocess.TimeoutExpired:
@@ -593,12 +396,13 @@ class Runner:
         fds0 = open_fd_count(server.pid)
         cmd = self.generator(server.port, "--mode", "idle", "--connections", str(n), "--concurrency", "256",
                              "--hold", "3600")
-        holder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _pin(holder.pid, self.gen_cpus)
+        holder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=child_environment())
+        pin(holder.pid, self.gen_cpus)
         held: dict[str, Any] = {}
         try:
             assert holder.stdout is not None
-            ready = parse_line(_read_line(holder.stdout, 120.0), prefix="idle-ready") or {}
+            ready = parse_line(read_line(holder.stdout, 120.0), prefix="idle-ready") or {}
             established = int(ready.get("established", 0))
             # A connect completes in the kernel's backlog; wait (bounded) until
             # the server has accepted them all.
@@ -653,9 +457,10 @@ class Runner:
         n = self.options.timers
         repeat = max(1, self.options.repeat)
         self.progress(f"timers ({n:,} scheduled+cancelled)", self._timer_seconds())
-        proc = subprocess.Popen([sys.executable, "-m", "reactor.bench.timers", "--timers", str(n),
-                                 "--repeat", str(repeat)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _pin(proc.pid, self.server_cpus)
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.timers", "--timers", str(n),
+                                 "--repeat", str(repeat)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=child_environment())
+        pin(proc.pid, self.server_cpus)
         out, err = proc.communicate(timeout=600)
         if proc.returncode != 0:
             self._failed("timers", "reactor", 0, RuntimeError(err.strip()[-500:]))
@@ -809,7 +614,7 @@ def _run(options: Options, runner: Runner) -> dict[str, Any]:
         "options": {
             "servers": options.servers, "workloads": options.workloads, "duration": options.duration,
             "repeat": options.repeat, "idle_connections": options.idle_connections, "timers": options.timers,
-            "loadgen": " ".join(options.loadgen) if options.loadgen else "builtin (reactor.bench.loadgen)",
+            "loadgen": " ".join(options.loadgen) if options.loadgen else "builtin (benchmarks.loadgen)",
             "processes": options.processes,
             "tls": options.tls,
             "server_cpus": sorted(runner.server_cpus) if runner.server_cpus else None,
@@ -980,7 +785,7 @@ def _load_rows(label: str, rows: dict[str, dict[str, Any]], base: Any, procs: in
     ] for server, row in rows.items()]
 
 
-def _handshake_table(summary: dict[str, Any], workloads: list[str], procs: int) -> list[str]:
+def _handshakemarkdown_table(summary: dict[str, Any], workloads: list[str], procs: int) -> list[str]:
     """Handshakes per second, measured and per server core, from the TLS one-shot rows (one handshake each)."""
     cells = []
     for workload in workloads:
@@ -993,8 +798,9 @@ def _handshake_table(summary: dict[str, Any], workloads: list[str], procs: int) 
                 _num(1e6 / cpu if cpu else None), f"{_num(_ratio(base, cpu), 2)}{'×' if base and cpu else ''}",
                 _gen(row["gen_cpu"], procs), _errors(row),
             ])
-    lines = _table(["handshakes", "server", "handshakes/s", "server CPU µs/handshake", "handshakes/s on one core",
-                    "× asyncio (per core)", "gen CPU", "errors"], "llrrrrrl", cells)
+    header = ["handshakes", "server", "handshakes/s", "server CPU µs/handshake", "handshakes/s on one core",
+              "× asyncio (per core)", "gen CPU", "errors"]
+    lines = markdown_table(header, "llrrrrrl", cells)
     lines += ["handshakes/s: every TLS one-shot request is one full handshake, so it is the req/s above; "
               "*on one core*: 1,000,000 / server CPU µs per handshake (request included), what the server's one "
               "core would do if the generator kept up.", ""]
@@ -1025,14 +831,6 @@ _SATURATION_NOTE = ("⚠: the generator used ≥ 90 % of its CPU, so it, not the
                     "benchmark's CPUs during the run.")
 
 
-def _table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str]:
-    """A Markdown table, then a blank line; ``align`` has one letter per column, ``l`` or ``r``."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines.append("")
-    return lines
-
-
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables, one per workload, then the targets (a soak report: `format_soak`)."""
     if "soak" in report:
@@ -1054,12 +852,12 @@ def format_markdown(report: dict[str, Any]) -> str:
         for workload in oneshot:
             base = summary[workload].get("asyncio", {}).get("rps")
             cells += _load_rows(workload.replace("c", "one-shot c="), summary[workload], base, procs)
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", cells)
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl", cells)
         lines += [_SATURATION_NOTE, ""]
     if "workers" in summary:
         rows = summary["workers"]
         base = rows.get("workers-1", {}).get("rps")
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", _load_rows("workers c=128", rows, base, procs))
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl", _load_rows("workers c=128", rows, base, procs))
         lines += ["workers: `serve --workers N`, unpinned; × is against one worker; server CPU is the "
                   "supervisor's and its workers' together.", ""]
     if report.get("tls"):
@@ -1071,14 +869,14 @@ def format_markdown(report: dict[str, Any]) -> str:
         for workload in tls_oneshot:
             base = summary[workload].get("asyncio", {}).get("rps")
             cells += _load_rows(workload.replace("tls-c", "TLS one-shot c="), summary[workload], base, procs)
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl", cells)
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl", cells)
         lines += ["TLS one-shot: connect, full handshake (no session resumption), send the line, read the reply "
                   "to CRLF, close (no half-close over TLS). " + _SATURATION_NOTE, ""]
-        lines += _handshake_table(summary, tls_oneshot, procs)
+        lines += _handshakemarkdown_table(summary, tls_oneshot, procs)
     if "tls-persistent" in summary:
         rows = summary["tls-persistent"]
         base = rows.get("asyncio-lines", {}).get("rps")
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl",
                         _load_rows(f"TLS persistent c={PERSISTENT_CONCURRENCY}", rows, base, procs))
         lines += [f"TLS persistent: {PERSISTENT_CONCURRENCY} connections, each handshakes once, then sends a line "
                   "and waits for its reply, again and again; × asyncio is against asyncio-lines."
@@ -1086,7 +884,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "persistent" in summary:
         rows = summary["persistent"]
         base = rows.get("asyncio-lines", {}).get("rps")
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl",
                         _load_rows(f"persistent c={PERSISTENT_CONCURRENCY}", rows, base, procs))
         lines += [f"persistent: {PERSISTENT_CONCURRENCY} connections each send a line and wait for its reply, "
                   "again and again; × asyncio is against asyncio-lines." + ("" if oneshot else " " + _SATURATION_NOTE),
@@ -1094,7 +892,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "streams" in summary:
         rows = summary["streams"]
         base = rows.get("asyncio-streams", {}).get("rps")
-        lines += _table(_LOAD_HEADER, "llrrrrrrrrl",
+        lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl",
                         _load_rows(f"streams c={PERSISTENT_CONCURRENCY}", rows, base, procs))
         lines += [f"streams: {PERSISTENT_CONCURRENCY} connections, each served by one coroutine that reads a line "
                   "and writes its reply (the same code on reactor.start_server and asyncio.start_server); "
@@ -1102,7 +900,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "idle" in summary:
         rows = summary["idle"]
         base = rows.get("asyncio", {}).get("rss_per_conn")
-        lines += _table(
+        lines += markdown_table(
             [f"idle ({opts['idle_connections']:,} connections)", "server", "accepted", "RSS per connection",
              "× asyncio", "c=16 req/s idle-free", "c=16 req/s with idle", "ratio", "others", "errors"],
             "llrrrrrrrl",
@@ -1115,7 +913,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "embedded" in summary:
         rows = summary["embedded"]
         base = rows.get("reactor", {}).get("rps")
-        lines += _table(
+        lines += markdown_table(
             ["embedded (c=16)", "server", "req/s", "× reactor alone", "p50 µs", "server CPU µs/req", "gen CPU",
              "others", "errors"],
             "llrrrrrrl",
@@ -1129,7 +927,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "timers" in summary:
         result = next(iter(summary["timers"].values()))
         secs, peak = result["seconds"], result["peak_bytes"]
-        lines += _table(
+        lines += markdown_table(
             [f"timers ({result['timers']:,} scheduled+cancelled)", "reactor", "asyncio", "reactor / asyncio"], "lrrr",
             [["time", f"{secs['reactor']:.2f} s", f"{secs['asyncio']:.2f} s",
               f"{secs['reactor'] / secs['asyncio']:.2f}"],
@@ -1138,7 +936,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         )
     asynchat = [w for w, _, _ in ASYNCHAT_RUNS if w in summary]
     if asynchat:
-        lines += _table(_ASYNCHAT_HEADER, "llrrrrrrrrl",
+        lines += markdown_table(_ASYNCHAT_HEADER, "llrrrrrrrrl",
                         [cell for w in asynchat for cell in _asynchat_rows(w, summary[w], procs)])
         lines += ["asynchat: the same async_chat line server on reactor.compat and on the pyasyncore/pyasynchat "
                   "backports (asyncore.loop(use_poll=True)), persistent load; × backport is the backport's server "
@@ -1150,7 +948,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
             detail = f" ({t['detail']})" if t["detail"] and t["value"] is not None else ""
             cells.append([t["target"], value, met + detail])
-        lines += _table(["target", "measured", "met"], "lrl", cells)
+        lines += markdown_table(["target", "measured", "met"], "lrl", cells)
     for note in report["notes"]:
         lines.append(f"- note: {note}")
     return "\n".join(lines).rstrip() + "\n"
@@ -1212,7 +1010,7 @@ def plot(report: dict[str, Any], path: str) -> None:
             ax.tick_params(axis="x", labelrotation=30)
     axes[0].legend(fontsize=8)
     m = report["machine"]
-    fig.suptitle(f"python -m reactor bench — {m['nproc']} CPUs, {m['python']}, generator: "
+    fig.suptitle(f"python -m benchmarks — {m['nproc']} CPUs, {m['python']}, generator: "
                  f"{report['options']['loadgen'].split('/')[-1]}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -1225,12 +1023,12 @@ def plot(report: dict[str, Any], path: str) -> None:
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     """Options from the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m reactor bench",
+        prog="python -m benchmarks",
         description="Compare this reactor's RequestServer with asyncio, uvloop and the stdlib socketserver.",
         epilog="workloads: " + ", ".join(WORKLOADS) + " (oneshot = c1,c16,c128; persistent: "
         f"{PERSISTENT_CONCURRENCY} long-lived connections against the line servers); "
-        "`python -m reactor bench core [...]` runs the core micro-benchmark, "
-        "`python -m reactor bench wait [...]` the epoll/poll wait micro-benchmark.",
+        "`python -m benchmarks core [...]` runs the core micro-benchmark, "
+        "`python -m benchmarks wait [...]` the epoll/poll wait micro-benchmark.",
     )
     parser.add_argument("--servers", default=None,
                         help=f"comma-separated, from: {', '.join(SERVERS)} (default: all but embedded and the "
@@ -1328,7 +1126,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reactor bench [options]``; ``bench core [...]`` and ``bench wait [...]`` run the micro-benchmarks."""
+    """``python -m benchmarks [options]``; ``core [...]`` and ``wait [...]`` run the micro-benchmarks."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "core":
         from .core import main as core_main
@@ -1347,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
             report["targets"] = targets(report["summary"])
     else:
         report = run(options)
-        report["command"] = "python -m reactor bench " + " ".join(shlex.quote(a) for a in argv)
+        report["command"] = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
     sys.stdout.write(format_markdown(report))
     sys.stdout.flush()
     if args.json:

@@ -49,8 +49,8 @@ async def handle(reader: Any, writer: Any) -> None:
 
 def serve_reactor_streams(port: int, ready: Callable[[int], None], stop_on_signals: Callable[..., None]) -> None:
     """`handle` on `reactor.start_server`, served by ``Reactor.run()`` until SIGTERM/SIGINT."""
-    from ..core import Reactor
-    from ..streams_async import start_server
+    from reactor.core import Reactor
+    from reactor.streams_async import start_server
 
     with Reactor() as reactor:
         # As for the other benchmark servers: no connection limit below the idle workload's.
@@ -69,8 +69,8 @@ def serve_reactor_async(port: int, ready: Callable[[int], None], stop_on_signals
     The default handler's reply, from a coroutine: beside the ``reactor``
     server, what running each request as a task costs.
     """
-    from ..core import Reactor
-    from ..reqrep import RequestServer
+    from reactor.core import Reactor
+    from reactor.reqrep import RequestServer
 
     class AsyncEcho(RequestServer):
         async def handle_request(self, request: str) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from reactor.bench import loadgen
-from reactor.bench.runner import _errors, format_markdown, summarize, targets
-from reactor.bench.servers import LINE_SERVERS, SERVERS, STREAM_SERVERS, available, line_servers, stream_servers
-from reactor.bench.soak import slope_per_minute
+from benchmarks import REPOSITORY, loadgen
+from benchmarks.runner import _errors, format_markdown, summarize, targets
+from benchmarks.servers import LINE_SERVERS, SERVERS, STREAM_SERVERS, available, line_servers, stream_servers
+from benchmarks.soak import slope_per_minute
 
 C_LINE = (
     "reqrep-load: mode=oneshot conc=16 ok=120495 errors=3 mismatches=0 secs=2.00 rps=60245 "
@@ -39,9 +39,9 @@ def _raw(ok: int, histogram: dict[int, int], *, conc: int = 8, reset: int = 0) -
 
 @contextmanager
 def bench_server(kind: str) -> Iterator[int]:
-    """Run ``python -m reactor.bench.servers KIND``; yield its port; stop it."""
-    with subprocess.Popen([sys.executable, "-m", "reactor.bench.servers", kind], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) as proc:
+    """Run ``python -m benchmarks.servers KIND``; yield its port; stop it."""
+    with subprocess.Popen([sys.executable, "-m", "benchmarks.servers", kind], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPOSITORY) as proc:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
@@ -314,12 +314,12 @@ def test_loadgen_idle_holds_connections() -> None:
 
 @pytest.mark.timeout(120)
 def test_quick_run_prints_a_table(tmp_path: Path) -> None:
-    """`python -m reactor bench --quick` prints a Markdown table with both servers and writes JSON."""
+    """`python -m benchmarks --quick` prints a Markdown table with both servers and writes JSON."""
     report_path = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+        [sys.executable, "-m", "benchmarks", "--quick", "--servers", "reactor,asyncio",
          "--workloads", "c16,timers", "--duration", "0.5", "--timers", "20000", "--json", str(report_path)],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=110, cwd=REPOSITORY,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| one-shot c=16 |")]
@@ -335,9 +335,9 @@ def test_quick_run_prints_a_table(tmp_path: Path) -> None:
 def test_quick_persistent_run_prints_its_table() -> None:
     """`--workloads persistent` runs the line servers of the selected kinds and prints their table, error-free."""
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+        [sys.executable, "-m", "benchmarks", "--quick", "--servers", "reactor,asyncio",
          "--workloads", "persistent", "--duration", "0.5"],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=110, cwd=REPOSITORY,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| persistent c=64 |")]
@@ -381,9 +381,9 @@ def test_tls_quick_run_prints_its_tables() -> None:
     """`--tls` runs one-shot and persistent over TLS against the reactor and asyncio: tables, handshakes, 0 errors."""
     pytest.importorskip("trustme", reason="--tls makes its certificates with trustme (the test and bench extras)")
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "bench", "--tls", "--quick", "--servers", "reactor,asyncio",
+        [sys.executable, "-m", "benchmarks", "--tls", "--quick", "--servers", "reactor,asyncio",
          "--workloads", "c16,persistent", "--duration", "0.5"],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=110, cwd=REPOSITORY,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -402,7 +402,7 @@ def test_tls_quick_run_prints_its_tables() -> None:
 
 def test_tls_refuses_an_external_generator_and_plain_only_workloads() -> None:
     """The C generator has no TLS, and idle/timers/embedded have no TLS form: both are refused up front."""
-    from reactor.bench.runner import parse_args
+    from benchmarks.runner import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--tls", "--loadgen", "./reqrep-load"])
@@ -450,12 +450,12 @@ def test_loadgen_soak_is_bounded_and_counts_refused_connections() -> None:
 
 @pytest.mark.timeout(120)
 def test_soak_run_samples_rss_and_descriptors(tmp_path: Path) -> None:
-    """`bench --soak 3 --soak-interval 1`: both servers served without errors, sampled, with numeric slopes."""
+    """`python -m benchmarks --soak 3 --soak-interval 1`: both servers serve without errors, sampled, with slopes."""
     report_path = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "bench", "--soak", "3", "--soak-interval", "1", "--json",
+        [sys.executable, "-m", "benchmarks", "--soak", "3", "--soak-interval", "1", "--json",
          str(report_path)],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=110, cwd=REPOSITORY,
     )
     assert proc.returncode == 0, proc.stderr
     rows = {row[2].strip(): row for row in (line.split("|") for line in proc.stdout.splitlines())
@@ -483,14 +483,14 @@ def test_soak_run_samples_rss_and_descriptors(tmp_path: Path) -> None:
     # The persistent connections stay open: one descriptor each, on every sample.
     fds = {sample["reactor-lines"]["fds"] for sample in soak["samples"]}
     assert len(fds) == 1
-    again = subprocess.run([sys.executable, "-m", "reactor", "bench", "--from-json", str(report_path)],
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run([sys.executable, "-m", "benchmarks", "--from-json", str(report_path)],
+                           capture_output=True, text=True, timeout=60, cwd=REPOSITORY)
     assert again.returncode == 0 and again.stdout == proc.stdout
 
 
 def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """`bench core` runs the core micro-benchmark and prints its table."""
-    from reactor.bench import main
+    """`python -m benchmarks core` runs the core micro-benchmark and prints its table."""
+    from benchmarks import main
 
     assert main(["core", "--callbacks", "2000", "--timers", "2000", "--cancel", "2000", "--repeat", "1"]) == 0
     assert "| call_soon callbacks/s |" in capsys.readouterr().out
@@ -498,9 +498,9 @@ def test_bench_core_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.skipif(not (hasattr(select, "epoll") and hasattr(select, "poll")), reason="needs epoll and poll (Linux)")
 def test_bench_wait_measures_both_waits(capsys: pytest.CaptureFixture[str]) -> None:
-    """`bench wait` times epoll_wait and poll for each shape and prints one row per shape."""
-    from reactor.bench import main
-    from reactor.bench.wait import SHAPES, run_wait_bench
+    """`python -m benchmarks wait` times epoll_wait and poll for each shape and prints one row per shape."""
+    from benchmarks import main
+    from benchmarks.wait import SHAPES, run_wait_bench
 
     rows = run_wait_bench(shapes=((4, 0), (4, 12)), rounds=5)
     assert [(ready, idle) for ready, idle, _, _ in rows] == [(4, 0), (4, 12)]

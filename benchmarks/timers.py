@@ -1,10 +1,10 @@
 """The timers workload: 1,000,000 timers scheduled and cancelled, reactor vs asyncio.
 
 Time is measured without tracing; peak memory in a second pass under
-`tracemalloc` (the measurement of `reactor.bench.core`).  The two loops
+`tracemalloc` (the measurement of `benchmarks.core`).  The two loops
 alternate, ``--repeat`` times, and the best time of each is kept (the
 fastest run is the one the machine disturbed least).  Prints one JSON
-object on stdout.  Run: ``python -m reactor.bench.timers [--timers N]``.
+object on stdout.  Run: ``python -m benchmarks.timers [--timers N]``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run_timers(n: int = 1_000_000, repeat: int = 3) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: print the result as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m reactor.bench.timers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.timers", description=__doc__.splitlines()[0])
     parser.add_argument("--timers", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``python -m reactor bench --soak SECONDS``: a bounded leak check under steady load.
+"""``python -m benchmarks --soak SECONDS``: a bounded leak check under steady load.
 
 Two server processes, both pinned to the server CPU: ``reactor``
 (`RequestServer`) takes one-shot requests at a TIME_WAIT-safe rate (400 new
@@ -7,7 +7,7 @@ connections a second by default), and ``reactor-lines`` (``create_server`` +
 line every few milliseconds.  Separate processes, so a leak is pinned on
 the API that has it, and each one is exactly the server the other workloads
 measure.  The built-in generator drives both from one process
-(``python -m reactor.bench.loadgen --mode soak``) on the generator CPUs and
+(``python -m benchmarks.loadgen --mode soak``) on the generator CPUs and
 prints a ``soak-progress`` line every ``--soak-interval`` seconds; on each
 line the runner samples every server's VmRSS (``/proc/<pid>/status``),
 open descriptors (``/proc/<pid>/fd``) and CPU time.
@@ -29,15 +29,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import child_environment
 from .loadgen import ERROR_KINDS, parse_line
-from .runner import (
+from .processes import (
     SRC_IPS,
     ServerProcess,
-    _pin,
-    _table,
     cpu_plan,
     machine_description,
+    markdown_table,
     open_fd_count,
+    pin,
     process_cpu_seconds,
     process_rss_bytes,
 )
@@ -138,13 +139,14 @@ def run_soak(seconds: float, *, interval: float = 10.0, rate: float = 400.0, con
     generator: dict[str, Any] = {}
     with ServerProcess("reactor", server_cpus) as oneshot, ServerProcess("reactor-lines", server_cpus) as lines:
         servers = {"reactor": oneshot, "reactor-lines": lines}
-        cmd = [sys.executable, "-m", "reactor.bench.loadgen", "--mode", "soak", "--port", str(oneshot.port),
+        cmd = [sys.executable, "-m", "benchmarks.loadgen", "--mode", "soak", "--port", str(oneshot.port),
                "--lines-port", str(lines.port), *SRC_IPS, "--concurrency", str(connections),
                "--duration", str(seconds), "--rate", str(rate), "--line-interval", str(line_interval),
                "--progress-interval", str(interval), "--quiet"]
         with tempfile.TemporaryFile(mode="w+") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-            _pin(proc.pid, gen_cpus)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                    env=child_environment())
+            pin(proc.pid, gen_cpus)
             assert proc.stdout is not None
             reader = _Lines(proc.stdout.fileno())
             # Start-up and warm-up, the run, the drain, the linger: all bounded.
@@ -202,7 +204,7 @@ def run_soak(seconds: float, *, interval: float = 10.0, rate: float = 400.0, con
         "command": None,
         "options": {
             "soak": seconds, "soak_interval": interval, "soak_rate": rate, "soak_connections": connections,
-            "soak_line_interval": line_interval, "loadgen": "builtin (reactor.bench.loadgen --mode soak)",
+            "soak_line_interval": line_interval, "loadgen": "builtin (benchmarks.loadgen --mode soak)",
             "server_cpus": sorted(server_cpus) if server_cpus else None,
             "generator_cpus": sorted(gen_cpus) if gen_cpus else None,
         },
@@ -250,7 +252,7 @@ def format_soak(report: dict[str, Any]) -> str:
     ]
     rows = soak["servers"]
     if rows:
-        lines += _table(
+        lines += markdown_table(
             [f"soak ({soak['seconds']:g} s)", "server", "requests", "req/s", "errors", "server CPU", "RSS first",
              "RSS last", "RSS slope", "RSS slope, 2nd half", "fds first", "fds last", "fds slope",
              "fds slope, 2nd half"],
@@ -273,7 +275,7 @@ def format_soak(report: dict[str, Any]) -> str:
         for kind in kinds:
             header += [f"{kind} RSS", f"{kind} fds"]
         header += ["one-shot requests", "persistent requests", "errors"]
-        lines += _table(header, "r" * len(header), ([
+        lines += markdown_table(header, "r" * len(header), ([
             f"{s['t']:.1f}", *[cell for k in kinds for cell in (_kib(s[k]["rss"]), str(s[k]["fds"]))],
             f"{s['oneshot_ok']:,}", f"{s['persistent_ok']:,}", str(s["errors"]),
         ] for s in samples))

@@ -5,7 +5,7 @@ scheduled and fired per second; schedule+cancel per second for 1,000,000
 timers with the peak memory that took (tracemalloc).  Ratios are
 reactor / asyncio (higher is better for rates, lower for memory).
 
-Run: ``python -m reactor bench core`` (or ``python -m reactor.bench.core``).
+Run: ``python -m benchmarks core`` (or ``python -m benchmarks.core``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from ..core import Reactor
+from reactor.core import Reactor
 
 __all__ = ["main", "run_core_bench"]
 
@@ -133,7 +133,7 @@ def format_table(rows: list[tuple[str, float, float, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m reactor bench core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks core", description=__doc__.splitlines()[0])
     parser.add_argument("--callbacks", type=int, default=1_000_000)
     parser.add_argument("--timers", type=int, default=200_000)
     parser.add_argument("--cancel", type=int, default=1_000_000)

@@ -2,7 +2,7 @@
 
 Both servers are ``ThreadingTCPServer`` (or, with ``--server TCPServer``,
 the synchronous ``TCPServer``) running the main benchmark's server processes
-(`reactor.bench.servers`: ``threading`` / ``reactor-threading``,
+(`benchmarks.servers`: ``threading`` / ``reactor-threading``,
 ``tcpserver`` / ``reactor-tcpserver``): the same handler code (read a line,
 write a reply line) and the same listen backlog (``socket.SOMAXCONN``; the
 stdlib default of 5 overflows at 16 clients and measures SYN retransmits, not
@@ -16,10 +16,10 @@ one-shot requests (connect, send ``ping-N\\r\\n``, read the reply until EOF,
 close) against loopback.  With two or more CPUs the server is pinned to one
 CPU and the clients to the others.  The client threads share one interpreter,
 so at high rates they, not the server, can be the limit: compare CPU per
-request as well as requests per second.  ``python -m reactor bench`` measures
+request as well as requests per second.  ``python -m benchmarks`` measures
 the same servers with a separate load generator process.
 
-Run it with ``python -m reactor.bench.socketserver_echo [--clients 16]
+Run it with ``python -m benchmarks.socketserver_echo [--clients 16]
 [--requests 300] [--rounds 3] [--server TCPServer]``.  This is a measurement, not a test: nothing
 here asserts.
 """
@@ -34,10 +34,10 @@ import sys
 import threading
 import time
 
-from .runner import ServerProcess, cpu_plan
+from .processes import ServerProcess, cpu_plan
 
 IMPLEMENTATIONS = ("stdlib", "reactor")
-#: (implementation, server class) -> the `reactor.bench.servers` kind that runs it.
+#: (implementation, server class) -> the `benchmarks.servers` kind that runs it.
 KINDS = {
     ("stdlib", "ThreadingTCPServer"): "threading",
     ("reactor", "ThreadingTCPServer"): "reactor-threading",

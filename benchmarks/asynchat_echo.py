@@ -130,7 +130,8 @@ def serve_lines(asyncore: Any, asynchat: Any, port: int, ready: Any) -> None:
 
 def serve_compat(port: int) -> None:
     """The line server on `reactor.compat.asyncore`/`asynchat`."""
-    from ..compat import asynchat, asyncore
+    from reactor.compat import asynchat, asyncore
+
     from .servers import _ready
 
     serve_lines(asyncore, asynchat, port, _ready)

@@ -1,4 +1,4 @@
-"""``python -m reactor.bench``: the same as ``python -m reactor bench``."""
+"""``python -m benchmarks``, from the root of a checkout (see `benchmarks`)."""
 
 from __future__ import annotations
 
