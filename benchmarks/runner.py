@@ -785,7 +785,7 @@ def _load_rows(label: str, rows: dict[str, dict[str, Any]], base: Any, procs: in
     ] for server, row in rows.items()]
 
 
-def _handshakemarkdown_table(summary: dict[str, Any], workloads: list[str], procs: int) -> list[str]:
+def _handshake_table(summary: dict[str, Any], workloads: list[str], procs: int) -> list[str]:
     """Handshakes per second, measured and per server core, from the TLS one-shot rows (one handshake each)."""
     cells = []
     for workload in workloads:
@@ -872,7 +872,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += markdown_table(_LOAD_HEADER, "llrrrrrrrrl", cells)
         lines += ["TLS one-shot: connect, full handshake (no session resumption), send the line, read the reply "
                   "to CRLF, close (no half-close over TLS). " + _SATURATION_NOTE, ""]
-        lines += _handshakemarkdown_table(summary, tls_oneshot, procs)
+        lines += _handshake_table(summary, tls_oneshot, procs)
     if "tls-persistent" in summary:
         rows = summary["tls-persistent"]
         base = rows.get("asyncio-lines", {}).get("rps")

@@ -175,7 +175,7 @@ class TaskRequestProtocol(RequestProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         """Count the exchange, and cancel the handler's task if it is still running."""
         if exc is None and self.replied:
-            self.server.stats.completed += 1
+            self.server._stats.completed += 1
         task = self.task
         if task is not None and not task.done():
             task.cancel()

@@ -59,7 +59,7 @@ from typing import Any
 
 from .core import Reactor
 from .futures import Future, InvalidStateError
-from .streams import Server, create_connection, create_server
+from .streams import Server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
 from .transport.memory import DEFAULT_WINDOW, memory_pair
@@ -703,7 +703,7 @@ async def start_server(
     def factory() -> _StreamProtocol:
         return _StreamProtocol(StreamReader(limit, reactor=reactor), client_connected_cb, server)
 
-    server = StreamServer(create_server(reactor, factory, address, **kwargs))
+    server = StreamServer(reactor.create_server(factory, address, **kwargs))
     return server
 
 
@@ -725,7 +725,7 @@ async def open_connection(
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit!r}")
     reader = StreamReader(limit, reactor=reactor)
-    transport, protocol = await create_connection(reactor, lambda: _StreamProtocol(reader), address, **kwargs)
+    transport, protocol = await reactor.create_connection(lambda: _StreamProtocol(reader), address, **kwargs)
     writer = protocol.writer = StreamWriter(transport, protocol, reader, reactor)
     return reader, writer
 

@@ -189,16 +189,16 @@ def test_snapshot_library_call_is_the_same_shape(reactor: Reactor) -> None:
 def test_request_timing_is_off_until_metrics_are_served(real_reactor: Reactor) -> None:
     """No histogram (so no clock read per request) until serve_metrics; then every request is counted once."""
     with RequestServer("127.0.0.1:0", reactor=real_reactor) as server:
-        assert server.stats.durations is None
+        assert server._stats.durations is None
         assert "durations" not in server.statistics()
         with serve_metrics(real_reactor, "127.0.0.1:0"):
-            durations = server.stats.durations
+            durations = server._stats.durations
             assert isinstance(durations, RequestDurations)
             for i in range(3):
                 real_reactor.run_until_complete(real_reactor.request(server.address, str(i), timeout=5), timeout=5)
             assert durations.count == 3 and sum(durations.counts) == 3 and durations.sum > 0
             with RequestServer("127.0.0.1:0", reactor=real_reactor) as later:
-                assert isinstance(later.stats.durations, RequestDurations)  # servers made later are timed too
+                assert isinstance(later._stats.durations, RequestDurations)  # servers made later are timed too
 
 
 def test_histogram_buckets_are_le_bounds() -> None:

@@ -138,7 +138,7 @@ def test_the_protocol_class_is_chosen_once_by_the_handler_kind(reactor: Reactor)
     plain = Later("127.0.0.1:0", reactor=reactor)
     sleepy = Sleepy("127.0.0.1:0", reactor=reactor)
     replies = [reactor.request(s.address, "forever", timeout=30) for s in (plain, sleepy)]
-    run_until(reactor, lambda: sleepy.entered == 1 and plain.stats.active == 1 and plain.connections() != [])
+    run_until(reactor, lambda: sleepy.entered == 1 and plain.statistics()["active"] == 1 and plain.connections() != [])
     run_until(reactor, lambda: all(c.protocol is not None for c in plain.connections() + sleepy.connections()))
     assert type(plain.connections()[0].protocol) is RequestProtocol
     assert type(sleepy.connections()[0].protocol) is TaskRequestProtocol

@@ -90,7 +90,7 @@ def test_request_timeout_covers_a_stuck_lookup(
     assert len(reactor.connections) == 1  # the attempt is a row, CONNECTING
     clock.advance(0.95)
     run_until(reactor, future.done, timeout=0)
-    with pytest.raises(TimeoutError, match=r"within 1 s"):
+    with pytest.raises(TimeoutError, match=r"within 1(\.0)? s"):
         future.result()
     assert reactor.connections == {}
 

@@ -968,7 +968,7 @@ def test_a_deadline_cancels_the_callback(reactor: Reactor, clock: ManualClock) -
 
     server = run(reactor, started("127.0.0.1:0", slow, timeout=10.0))
     reader, writer = run(reactor, open_connection(server.address))
-    run_until(reactor, lambda: server.stats.active == 1 and len(server._tasks) == 1)
+    run_until(reactor, lambda: server.statistics()["active"] == 1 and len(server._tasks) == 1)
     settle(reactor)
     clock.advance(10.5)
     run_until(reactor, lambda: finished == ["finally"])

@@ -420,9 +420,9 @@ def test_silent_tls_clients_are_counted_as_timeouts(
     """Clients that open a TLS connection and stay silent are closed at the handshake deadline and counted."""
     silent = [socket.create_connection(tls_server.server_address, timeout=5) for _ in range(3)]
     try:
-        run_until(reactor, lambda: tls_server.stats.active == 3)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 3)
         clock.advance(10.5)
-        run_until(reactor, lambda: tls_server.stats.active == 0)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 0)
         stats = tls_server.statistics()
         assert (stats["timeouts"], stats["rejected"], stats["errors"], stats["completed"]) == (3, 0, 0, 0)
     finally:
@@ -440,8 +440,8 @@ def test_failed_handshakes_are_counted_as_rejected(reactor: Reactor, tls_server:
         with socket.create_connection(tls_server.server_address, timeout=5) as sock:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)
-            accepted = tls_server.stats.accepted
-            run_until(reactor, lambda n=accepted: tls_server.stats.accepted == n + 1 and tls_server.stats.active == 0)
+            accepted = tls_server.statistics()["accepted"]
+            run_until(reactor, lambda n=accepted: tls_server.statistics()["accepted"] == n + 1 and tls_server.statistics()["active"] == 0)
     stats = tls_server.statistics()
     assert (stats["rejected"], stats["timeouts"], stats["errors"]) == (2, 0, 0)
     still_answered(reactor, tls_server, certs)
@@ -453,7 +453,7 @@ def test_refused_client_certificate_is_counted_as_rejected(reactor: Reactor, cer
     server = Big("localhost:0", reactor=reactor, ssl=certs.server(require_client_cert=True))
     try:
         bad = reactor.request(server.address, "bad", timeout=5, ssl=certs.client())
-        run_until(reactor, lambda: bad.done() and server.stats.active == 0)
+        run_until(reactor, lambda: bad.done() and server.statistics()["active"] == 0)
         run_until(reactor, client_rows_gone(reactor))
         assert isinstance(bad.exception(), ssl.SSLError)
         assert server.statistics()["rejected"] == 1 and server.statistics()["completed"] == 0
@@ -479,7 +479,7 @@ def test_failed_shutdown_after_the_reply_is_not_an_error(
     """ENOTCONN from the server's shutdown after its reply and close_notify: completed, not errors."""
     monkeypatch.setattr(listener_module, "_socket", types.SimpleNamespace(socket=ShutdownFails))
     fut = reactor.request(tls_server.address, "ping", timeout=5, ssl=certs.client())
-    run_until(reactor, lambda: fut.done() and tls_server.stats.active == 0)
+    run_until(reactor, lambda: fut.done() and tls_server.statistics()["active"] == 0)
     run_until(reactor, client_rows_gone(reactor))
     assert fut.result() == "PING"
     stats = tls_server.statistics()
@@ -511,7 +511,7 @@ def test_a_connection_mid_handshake_shows_as_handshaking(
 ) -> None:
     """A TLS connection that has not finished its handshake is HANDSHAKING in the table and the statistics."""
     with socket.create_connection(tls_server.server_address, timeout=5):
-        run_until(reactor, lambda: tls_server.stats.active == 1)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 1)
         (row,) = tls_server.connections()
         assert row.state == "HANDSHAKING" and row.as_dict()["state"] == "HANDSHAKING"
         stats = reactor.statistics()
@@ -519,7 +519,7 @@ def test_a_connection_mid_handshake_shows_as_handshaking(
         still_answered(reactor, tls_server, certs)
         assert row.state == "HANDSHAKING"
         clock.advance(10.5)
-        run_until(reactor, lambda: tls_server.stats.active == 0)
+        run_until(reactor, lambda: tls_server.statistics()["active"] == 0)
     assert row.state == "CLOSED"
 
 

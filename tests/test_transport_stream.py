@@ -686,6 +686,6 @@ def test_a_failed_shutdown_after_the_data_is_a_normal_close(
         p.transport.write_eof()
         run_until(reactor, lambda: bool(p.lost))
         assert p.lost == [None]
-        assert (server.stats.errors, server.stats.active) == (0, 0) and reactor.connections == {}
+        assert (server.statistics()["errors"], server.statistics()["active"]) == (0, 0) and reactor.connections == {}
         assert c.recv(100) == b"all of it"
         c.close()

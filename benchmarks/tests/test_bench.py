@@ -360,9 +360,9 @@ def test_stream_servers_are_the_counterparts_of_the_selected_kinds() -> None:
 def test_quick_streams_run_prints_its_table() -> None:
     """`--workloads streams` runs one coroutine per connection on the reactor and asyncio, error-free."""
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "bench", "--quick", "--servers", "reactor,asyncio",
+        [sys.executable, "-m", "benchmarks", "--quick", "--servers", "reactor,asyncio",
          "--workloads", "streams", "--duration", "0.5"],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True, text=True, timeout=110, cwd=REPOSITORY,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| streams c=64 |")]
