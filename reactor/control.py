@@ -39,7 +39,7 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 from .addresses import parse_address
 from .core import Reactor
@@ -432,7 +432,38 @@ def _local_answer(reactor: Reactor, chunk: int) -> Callable[[str], Answer]:
     return answer
 
 
-class ControlServer:
+class _ObserverServer:
+    """What the control and the metrics servers share: a `Listener` of their own, closed as a server is.
+
+    They only report, so they add nothing to the serving totals.
+    """
+
+    _listener: Listener
+
+    def stop_accepting(self) -> None:
+        """Accept no new client (the socket stays)."""
+        self._listener.stop_accepting()
+
+    def drain(self, grace: float = 0.0) -> Future[None]:
+        """Close the socket; a future that completes when the answers in flight are written (within ``grace``)."""
+        return self._listener.shutdown(grace)
+
+    def close(self) -> None:
+        """Close the socket and every connection of this server (a Unix socket's file too); idempotent."""
+        self._listener.close()
+
+    def statistics(self) -> dict[str, int]:
+        """Nothing: an observing server adds nothing to the serving totals."""
+        return {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ControlServer(_ObserverServer):
     """A Unix socket (mode 0600) that reports a reactor's `snapshot`, one JSON line per command.
 
     The commands are lines: ``snapshot`` (the whole table), ``summary``
@@ -483,28 +514,6 @@ class ControlServer:
 
     def __repr__(self) -> str:
         return f"<ControlServer {self.path}>"
-
-    def stop_accepting(self) -> None:
-        """Accept no new client (the socket stays)."""
-        self._listener.stop_accepting()
-
-    def drain(self, grace: float = 0.0) -> Future[None]:
-        """Close the socket; a future that completes when the answers in flight are written (within ``grace``)."""
-        return self._listener.shutdown(grace)
-
-    def close(self) -> None:
-        """Close the socket and every control connection, and remove the socket file; idempotent."""
-        self._listener.close()
-
-    def statistics(self) -> dict[str, int]:
-        """Nothing: a control server adds nothing to the serving totals."""
-        return {}
-
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def serve_control(reactor: Reactor, path: str, *, chunk: int = SNAPSHOT_CHUNK) -> ControlServer:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .addresses import parse_address
-from .control import IDLE_TIMEOUT, _ObserverFactory, snapshot
+from .control import IDLE_TIMEOUT, _ObserverFactory, _ObserverServer, snapshot
 from .core import Reactor
 from .futures import Future
 from .transport.listener import Listener, enable_request_timing
@@ -212,7 +212,7 @@ class _MetricsProtocol:
         self.transport.close()
 
 
-class MetricsServer:
+class MetricsServer(_ObserverServer):
     """``GET /metrics`` over HTTP on ``address``, in the Prometheus text format (see `metrics_text`).
 
     Made by `serve_metrics`.  Methods: `close`, `drain`, `stop_accepting`,
@@ -238,28 +238,6 @@ class MetricsServer:
 
     def __repr__(self) -> str:
         return f"<MetricsServer {self.url}>"
-
-    def stop_accepting(self) -> None:
-        """Accept no new client (the socket stays)."""
-        self._listener.stop_accepting()
-
-    def drain(self, grace: float = 0.0) -> Future[None]:
-        """Close the socket; a future that completes when the replies in flight are written (within ``grace``)."""
-        return self._listener.shutdown(grace)
-
-    def close(self) -> None:
-        """Close the socket and every metrics connection; idempotent."""
-        self._listener.close()
-
-    def statistics(self) -> dict[str, int]:
-        """Nothing: a metrics server adds nothing to the serving totals."""
-        return {}
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def serve_metrics(reactor: Reactor, address: str, *, time_requests: bool = True) -> MetricsServer:
