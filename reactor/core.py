@@ -1218,8 +1218,10 @@ class Reactor:
     ) -> Future[str]:
         """Send a request/reply request without blocking; a `Future` of the reply.
 
-        See `reactor.client.request`: the future fails with `TimeoutError`
-        after ``timeout`` seconds, with `RequestRefused` when nothing listens.
+        See `reactor.client.request`: the future fails with a
+        `~reactor.client.RequestError` whatever goes wrong (`RequestTimeout`,
+        a `TimeoutError`, after ``timeout`` seconds; `RequestRefused` when
+        nothing listens; ...); a cancelled future stays cancelled.
         As for `do_request` (and in yoton), only a ``timeout`` larger than 0 is
         one: ``None``, ``0`` and negative numbers mean no timeout (``nan``
         raises `ValueError`).  ``address`` may be a ``(host, port)`` tuple.
