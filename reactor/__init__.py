@@ -94,6 +94,11 @@ __all__ = [
 # The bridges from reactor futures to asyncio and concurrent.futures.
 __all__ += ["to_asyncio", "to_concurrent"]
 
+# Every client-side request failure is a RequestError (reactor.client).
+from .client import ReplyNotUTF8, RequestNotResolved, RequestTimeout, RequestTLSError  # noqa: E402
+
+__all__ += ["RequestTimeout", "ReplyNotUTF8", "RequestNotResolved", "RequestTLSError"]
+
 # The name of the installed distribution (the import name is ``reactor``).
 _DISTRIBUTION = "selreactor"
 

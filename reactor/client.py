@@ -23,10 +23,20 @@ A host name is resolved off the reactor's thread (`Reactor.getaddrinfo`),
 and the timeout of `request` covers the lookup: a resolver that does not
 answer fails the request on time and stalls nothing else.
 
-A refused connection raises (or fails the future with) `RequestRefused`, which
-is both a `ConnectionRefusedError` and a `RuntimeError`: yoton raised
-RuntimeError, and new code can catch the precise OS error.  A server that
-closes without replying is `RequestFailed`, never an empty reply.
+Every way a request can fail is a `RequestError` (a `RuntimeError`, as
+yoton raised), which also keeps the class it had before: a refused
+connection is `RequestRefused` (a `ConnectionRefusedError`), a timeout
+`RequestTimeout` (a `TimeoutError`), a reply over the limit `ReplyTooLarge`
+(a `ValueError`), a reply that is not UTF-8 `ReplyNotUTF8` (a
+`UnicodeDecodeError`), a host that does not resolve `RequestNotResolved` (a
+``socket.gaierror``), a failed TLS handshake a `RequestTLSError` that is
+also the `ssl.SSLError` subclass the handshake raised, a reactor closed under
+the request `RequestFailed`, and any other network error a `RequestError`
+that is also the `OSError` subclass it was (the original is its
+``__cause__``).  A server that closes without replying is `RequestFailed`,
+never an empty reply.  A cancelled request is `CancelledError`, as any
+cancelled future.  Misuse (a bad address, a request that is not a str, a
+reactor closed before the call) raises at the call site.
 
 One meaning of ``timeout`` for `request`, `Reactor.request`, `do_request` and
 ``python -m reactor request --timeout``: yoton's.  Its ``do_request`` waits
@@ -41,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ._timeouts import yoton_timeout
@@ -65,6 +76,10 @@ __all__ = [
     "RequestFailed",
     "RequestReset",
     "ReplyTooLarge",
+    "RequestTimeout",
+    "ReplyNotUTF8",
+    "RequestNotResolved",
+    "RequestTLSError",
     "ReplyProtocol",
     "DEFAULT_MAX_REPLY_SIZE",
 ]
@@ -78,7 +93,11 @@ _CRLF = b"\r\n"
 
 
 class RequestError(RuntimeError):
-    """A request failed: the base of `RequestRefused` and `RequestFailed` (a `RuntimeError`, as in yoton)."""
+    """A request failed: the base of every client-side request error (a `RuntimeError`, as in yoton).
+
+    Raised as itself for a call on a reactor that is already closed; every
+    failure of an exchange is one of its subclasses.
+    """
 
 
 class RequestRefused(ConnectionRefusedError, RequestError):
@@ -118,6 +137,83 @@ class ReplyTooLarge(RequestError, MessageTooLarge):
         self.args = (f"the reply from {address} exceeds max_reply_size={max_size} bytes ({size} bytes received)",)
 
 
+class RequestTimeout(TimeoutError, RequestError):
+    """No reply within the request's ``timeout`` (connect, TLS handshake and name lookup included).
+
+    A `TimeoutError`, as before; `do_request` returns None for it, as yoton does.
+    """
+
+
+class ReplyNotUTF8(UnicodeDecodeError, RequestError):
+    """The reply is not valid UTF-8; the connection was closed.
+
+    A `UnicodeDecodeError` (a `ValueError`), as before, with the same
+    ``encoding``, ``object``, ``start``, ``end`` and ``reason``.
+    """
+
+    def __init__(self, address: str, exc: UnicodeDecodeError) -> None:
+        super().__init__(exc.encoding, exc.object, exc.start, exc.end, exc.reason)
+        self.address = address
+
+    def __str__(self) -> str:
+        return f"the reply from {self.address} is not UTF-8: {UnicodeDecodeError.__str__(self)}"
+
+
+class RequestNotResolved(socket.gaierror, RequestError):
+    """The host of the address does not resolve (a ``socket.gaierror``, as before; the lookup's error is the cause)."""
+
+
+class RequestTLSError(RequestError):
+    """The TLS handshake failed (an untrusted certificate, a name that does not match, no client certificate).
+
+    An instance is also the `ssl.SSLError` subclass the handshake raised
+    (``ssl.SSLCertVerificationError`` for a certificate), with its ``reason``,
+    ``library`` and ``verify_message``, so ``except ssl.SSLError`` catches it
+    as before; that original error is the ``__cause__``.  The class is mixed
+    in when the error happens, since ``ssl`` is imported only when TLS is used.
+    """
+
+
+#: The classes made by `_mixed_in`: (the original class, the RequestError class) -> both.
+_MIXED: dict[tuple[type[BaseException], type[RequestError]], type[BaseException]] = {}
+
+
+def _mixed_in(exc: BaseException, kind: type[RequestError]) -> BaseException:
+    """``exc`` as an instance of both its own class and ``kind``, with ``exc`` as the cause.
+
+    The class is named ``kind[original]`` (``RequestError[ConnectionResetError]``)
+    and pickles.  Falls back to a plain ``kind`` when the original cannot be
+    rebuilt from its ``args`` (an exception class with a constructor of its own).
+    """
+    if isinstance(exc, kind):
+        return exc
+    original = type(exc)
+    try:
+        err = _rebuild(original, kind, exc.args, getattr(exc, "__dict__", {}))
+    except Exception:  # noqa: BLE001 - a class that cannot be rebuilt: say what it was instead
+        err = kind(f"{original.__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _rebuild(
+    original: type[BaseException], kind: type[RequestError], args: tuple[Any, ...], attributes: dict[str, Any]
+) -> BaseException:
+    """An instance of the class that is both ``original`` and ``kind`` (made once per pair)."""
+    mixed = _MIXED.get((original, kind))
+    if mixed is None:
+
+        def reduce(self: BaseException) -> tuple[Any, ...]:
+            return _rebuild, (original, kind, self.args, dict(self.__dict__))
+
+        name = f"{kind.__name__}[{original.__name__}]"
+        namespace = {"__module__": __name__, "__qualname__": name, "__doc__": kind.__doc__, "__reduce__": reduce}
+        mixed = _MIXED[(original, kind)] = type(name, (original, kind), namespace)
+    err = mixed(*args)
+    err.__dict__.update(attributes)
+    return err
+
+
 #: What a connection that the server closed without reading says on our side:
 #: a reset, a write into a closed pipe, or a half-close of a socket already gone.
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED})
@@ -151,6 +247,49 @@ def _reactor_closed(address: str, exc: BaseException) -> BaseException:
     return err
 
 
+def _request_error(
+    address: str, exc: BaseException, timeout: float | None, received: bool, parsed: Address | None = None
+) -> BaseException:
+    """What a request to ``address`` fails with for ``exc``: always a `RequestError`, but for a cancel.
+
+    ``received`` says whether any byte of the reply arrived (a reset before
+    that is the server refusing the request unread: `RequestReset`).
+    """
+    if isinstance(exc, RequestError) or not isinstance(exc, Exception):
+        return exc  # CancelledError (a BaseException) stays itself; so do KeyboardInterrupt and SystemExit
+    if isinstance(exc, ReactorClosedError):
+        return _reactor_closed(address, exc)
+    if isinstance(exc, TimeoutError):
+        err: BaseException = RequestTimeout(f"no reply from {address} within {timeout} s")
+        if timeout is None:  # the TLS handshake's own deadline
+            err = RequestTimeout(f"{address}: {exc}")
+        err.__cause__ = exc
+        return err
+    if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)) and parsed is not None:
+        return _refused(parsed, exc)
+    if isinstance(exc, socket.gaierror):
+        err = RequestNotResolved(exc.errno, exc.strerror or str(exc))
+        err.__cause__ = exc
+        return err
+    if isinstance(exc, OSError) and exc.errno in _RESET_ERRNOS and not received:
+        return _failed_without_reply(address, exc)
+    if _is_tls_error(exc):
+        return _mixed_in(exc, RequestTLSError)
+    if isinstance(exc, UnicodeDecodeError):
+        err = ReplyNotUTF8(address, exc)
+        err.__cause__ = exc
+        return err
+    return _mixed_in(exc, RequestError)
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """True for an ``ssl.SSLError``; ``ssl`` is only looked at if something imported it (TLS was used)."""
+    import sys
+
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(exc, ssl_module.SSLError)
+
+
 def _encode(text: str) -> bytes:
     if not isinstance(text, str):
         raise TypeError(f"a request must be a str, got {type(text).__name__}")
@@ -164,7 +303,7 @@ class ReplyProtocol:
     in-memory transport.  The reply (or the failure) goes to ``future``.
     """
 
-    __slots__ = ("future", "payload", "parser", "transport", "address", "timeout", "half_close")
+    __slots__ = ("future", "payload", "parser", "transport", "address", "timeout", "half_close", "target")
 
     def __init__(
         self,
@@ -174,7 +313,9 @@ class ReplyProtocol:
         address: str,
         timeout: float | None,
         half_close: bool = True,
+        target: Address | None = None,
     ) -> None:
+        self.target = target
         self.half_close = half_close
         self.future = future
         self.payload = payload
@@ -217,15 +358,10 @@ class ReplyProtocol:
         """A connection lost before the reply fails the future."""
         if self.future.done():
             return
-        if isinstance(exc, TimeoutError):
-            exc = TimeoutError(f"no reply from {self.address} within {self.timeout} s")
-        elif isinstance(exc, ReactorClosedError):
-            exc = _reactor_closed(self.address, exc)
-        elif exc is None:
+        if exc is None:
             exc = RequestFailed(f"the connection to {self.address} closed before the reply")
-        elif isinstance(exc, OSError) and exc.errno in _RESET_ERRNOS and not self._received_any():
-            exc = _failed_without_reply(self.address, exc)
-        self.future.set_exception(exc)
+        error = _request_error(self.address, exc, self.timeout, self._received_any(), self.target)
+        self.future.set_exception(error)
 
     def _received_any(self) -> bool:
         transport = self.transport
@@ -241,7 +377,7 @@ class ReplyProtocol:
         try:
             text = reply.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self._fail(exc)
+            self._fail(_request_error(self.address, exc, self.timeout, True))
             return
         self.transport.close()
         if not self.future.done():
@@ -267,12 +403,16 @@ def request(
     """Send ``request`` to the server at ``address``; return a `Future` of the reply.
 
     Non-blocking: connect, send, half-close and read all happen in reactor
-    callbacks.  The future fails with `TimeoutError` after ``timeout``
-    seconds, with `RequestRefused` when nothing listens, with
-    `RequestFailed` when the server closes without replying (it refused the
-    request or its handler failed), with `ReplyTooLarge` when the reply is
-    longer than ``max_reply_size``, and with the `OSError` of any other
-    network failure (a host that does not resolve: ``socket.gaierror``).
+    callbacks.  The future fails with a `RequestError` whatever goes wrong:
+    `RequestTimeout` (a `TimeoutError`) after ``timeout`` seconds,
+    `RequestRefused` when nothing listens, `RequestFailed` when the server
+    closes without replying (it refused the request or its handler failed)
+    or the reactor is closed first, `ReplyTooLarge` when the reply is longer
+    than ``max_reply_size``, `ReplyNotUTF8` for a reply that is not UTF-8,
+    `RequestNotResolved` (a ``socket.gaierror``) for a host that does not
+    resolve, `RequestTLSError` for a failed handshake, and for any other
+    network failure a `RequestError` that is also its `OSError`.  A
+    cancelled future is cancelled (`CancelledError`).
     A host name is looked up off the reactor's thread (`Reactor.getaddrinfo`),
     within ``timeout``; IP literals need no lookup.
     Cancelling the future closes the connection.  ``address`` (a string, or
@@ -297,6 +437,8 @@ def request(
     parsed = parse_address(address)
     payload = _encode(request)
     tls = _tls_options(address, parsed, ssl, server_hostname, ssl_handshake_timeout)
+    if reactor.is_closed():
+        raise RequestError(f"cannot send a request to {parsed.text}: this Reactor is closed; create a new one")
     return _exchange(reactor, parsed, payload, _seconds(timeout), max_reply_size, tls)
 
 
@@ -333,7 +475,7 @@ def _exchange(
     tls: _TLSOptions | None = None,
 ) -> Future[str]:
     future: Future[str] = reactor.create_future()
-    protocol = ReplyProtocol(future, payload, max_reply_size, parsed.text, timeout, tls is None)
+    protocol = ReplyProtocol(future, payload, max_reply_size, parsed.text, timeout, tls is None, parsed)
     factory: Any = lambda: protocol  # noqa: E731
     layer: list[TLSProtocol] = []
     if tls is not None:
@@ -359,10 +501,10 @@ def _exchange(
             if future.done() or done.cancelled():
                 return
             exc = done.exception()
-            if isinstance(exc, TimeoutError) and layer[0].transport.is_closing() and timeout is not None:
-                exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
-            if exc is not None:
-                future.set_exception(_reactor_closed(parsed.text, exc))
+            if exc is None:
+                return
+            whole = timeout if isinstance(exc, TimeoutError) and layer[0].transport.is_closing() else None
+            future.set_exception(_request_error(parsed.text, exc, whole, protocol._received_any(), parsed))
 
         handshake.add_done_callback(handshake_done)
     connecting = open_connection(reactor, parsed, factory, timeout=timeout, limits=TransportLimits(timeout=timeout))
@@ -373,11 +515,7 @@ def _exchange(
         exc = done.exception()
         if exc is None:
             return
-        if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
-            exc = _refused(parsed, exc)
-        elif isinstance(exc, TimeoutError):
-            exc = TimeoutError(f"no reply from {parsed.text} within {timeout} s")
-        future.set_exception(_reactor_closed(parsed.text, exc))
+        future.set_exception(_request_error(parsed.text, exc, timeout, False, parsed))
 
     def cancelled(done: Future[str]) -> None:
         # The caller may cancel the future: the connection goes with it.
@@ -430,11 +568,11 @@ def do_request(
     Returns the reply string, or None if ``timeout`` seconds pass first.  As
     in yoton, only a ``timeout`` larger than 0 is a timeout: ``-1`` (the
     default), ``0`` and ``None`` wait as long as the exchange takes; ``nan``
-    raises `ValueError`.  Raises
-    `RequestRefused` when nothing listens at the address, `RequestFailed`
-    when the server closes without replying (never an empty reply),
-    `ReplyTooLarge` for a reply longer than ``max_reply_size``, and the
-    `OSError` of any other network failure.
+    raises `ValueError`.  Raises the `RequestError` that `request` fails
+    with (`RequestRefused`, `RequestFailed` -- never an empty reply --,
+    `ReplyTooLarge`, `ReplyNotUTF8`, `RequestNotResolved`,
+    `RequestTLSError`, or the `OSError` of any other network failure as a
+    `RequestError`); a timeout returns None instead.
     Runs on a private reactor for the length of the call; starts no thread
     but a worker to look up a host name (the timeout covers the lookup).
     ``ssl``/``server_hostname``: over TLS, as for `request`.

@@ -732,7 +732,7 @@ class Reactor:
     # ------------------------------------------------------------- signals
     # See "Signals" in the module docstring.
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         """Call ``callback(*args)`` in a turn of this reactor each time signal ``sig`` arrives.
 
         asyncio's method: a second call for the same signal replaces the
@@ -1170,6 +1170,22 @@ class Reactor:
         ssl_handshake_timeout: float | None = 10.0,
     ) -> Future[tuple[TLSTransport, P]]: ...
 
+    @overload
+    def create_connection(  # ssl given as a context or None, not known which until run time
+        self,
+        protocol_factory: Callable[[], P],
+        address: AddressLike,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_read: int = 64 * 1024,
+        write_buffer_high: int = 64 * 1024,
+        write_buffer_low: int | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = 10.0,
+    ) -> Future[tuple[StreamTransport | TLSTransport, P]]: ...
+
     def create_connection(
         self,
         protocol_factory: Callable[[], P],
@@ -1183,7 +1199,11 @@ class Reactor:
         ssl: _ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         ssl_handshake_timeout: float | None = 10.0,
-    ) -> Future[tuple[StreamTransport, P]] | Future[tuple[TLSTransport, P]]:
+    ) -> (
+        Future[tuple[StreamTransport, P]]
+        | Future[tuple[TLSTransport, P]]
+        | Future[tuple[StreamTransport | TLSTransport, P]]
+    ):
         """Connect to ``address``; a `Future` of ``(transport, protocol)``.
 
         ``address``: an address string or a ``(host, port)`` tuple; a bad one
@@ -1218,8 +1238,10 @@ class Reactor:
     ) -> Future[str]:
         """Send a request/reply request without blocking; a `Future` of the reply.
 
-        See `reactor.client.request`: the future fails with `TimeoutError`
-        after ``timeout`` seconds, with `RequestRefused` when nothing listens.
+        See `reactor.client.request`: the future fails with a
+        `~reactor.client.RequestError` whatever goes wrong (`RequestTimeout`,
+        a `TimeoutError`, after ``timeout`` seconds; `RequestRefused` when
+        nothing listens; ...); a cancelled future stays cancelled.
         As for `do_request` (and in yoton), only a ``timeout`` larger than 0 is
         one: ``None``, ``0`` and negative numbers mean no timeout (``nan``
         raises `ValueError`).  ``address`` may be a ``(host, port)`` tuple.
@@ -1246,7 +1268,7 @@ class Reactor:
         return self._threads
 
     def run_in_executor(
-        self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
+        self, executor: concurrent.futures.Executor | None, func: Callable[[*Ts], T], *args: *Ts
     ) -> Future[T]:
         """Run ``func(*args)`` in ``executor`` (None: the reactor's worker pool); a `Future` of its result.
 

@@ -54,9 +54,11 @@ semantics (limits, partial reads, separators) are spelled out in one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
+from .addresses import AddressLike
 from .core import Reactor
 from .futures import Future, InvalidStateError
 from .streams import Server
@@ -64,6 +66,9 @@ from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
 from .transport.memory import DEFAULT_WINDOW, memory_pair
 from .transport.stream import DEFAULT_LIMITS, TransportLimits
+
+if TYPE_CHECKING:
+    import ssl as _ssl
 
 __all__ = [
     "start_server",
@@ -678,10 +683,22 @@ def _wake_all(waiters: list[Future[None]]) -> None:
 
 async def start_server(
     client_connected_cb: Callable[[StreamReader, StreamWriter], Awaitable[None] | None],
-    address: str,
+    address: AddressLike,
     *,
     limit: int = DEFAULT_LIMIT,
-    **kwargs: Any,
+    backlog: int = socket.SOMAXCONN,
+    max_connections: int = 1024,
+    idle_timeout: float | None = None,
+    timeout: float | None = None,
+    max_read: int = 64 * 1024,
+    write_buffer_high: int = 64 * 1024,
+    write_buffer_low: int | None = None,
+    reuse_port: bool = False,
+    accept_backoff: float = 0.1,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = 10.0,
+    proxy_protocol: bool = False,
+    trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
 ) -> StreamServer:
     """Listen on ``address`` and run ``client_connected_cb(reader, writer)`` as a task per connection.
 
@@ -703,15 +720,27 @@ async def start_server(
     def factory() -> _StreamProtocol:
         return _StreamProtocol(StreamReader(limit, reactor=reactor), client_connected_cb, server)
 
-    server = StreamServer(reactor.create_server(factory, address, **kwargs))
+    server = StreamServer(reactor.create_server(
+        factory, address, backlog=backlog, max_connections=max_connections, idle_timeout=idle_timeout,
+        timeout=timeout, max_read=max_read, write_buffer_high=write_buffer_high, write_buffer_low=write_buffer_low,
+        reuse_port=reuse_port, accept_backoff=accept_backoff, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+        proxy_protocol=proxy_protocol, trusted_proxies=trusted_proxies,
+    ))
     return server
 
 
 async def open_connection(
-    address: str,
+    address: AddressLike,
     *,
     limit: int = DEFAULT_LIMIT,
-    **kwargs: Any,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    max_read: int = 64 * 1024,
+    write_buffer_high: int = 64 * 1024,
+    write_buffer_low: int | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = 10.0,
 ) -> tuple[StreamReader, StreamWriter]:
     """Connect to ``address``; ``(reader, writer)`` once connected (and the TLS handshake done).
 
@@ -725,7 +754,11 @@ async def open_connection(
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit!r}")
     reader = StreamReader(limit, reactor=reactor)
-    transport, protocol = await reactor.create_connection(lambda: _StreamProtocol(reader), address, **kwargs)
+    transport, protocol = await reactor.create_connection(
+        lambda: _StreamProtocol(reader), address, timeout=timeout, idle_timeout=idle_timeout, max_read=max_read,
+        write_buffer_high=write_buffer_high, write_buffer_low=write_buffer_low, ssl=ssl,
+        server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+    )
     writer = protocol.writer = StreamWriter(transport, protocol, reader, reactor)
     return reader, writer
 

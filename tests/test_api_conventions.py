@@ -229,6 +229,22 @@ def test_the_methods_spell_out_the_options_with_the_functions_defaults() -> None
         assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
 
 
+def test_the_stream_coroutines_spell_out_the_methods_options_with_their_defaults() -> None:
+    """start_server/open_connection take exactly create_server's/create_connection's options (and ``limit``)."""
+    import inspect
+
+    from reactor import streams_async
+
+    for function, method, own in ((streams_async.start_server, Reactor.create_server, "client_connected_cb"),
+                                  (streams_async.open_connection, Reactor.create_connection, None)):
+        mine = {name: (p.kind, p.default, p.annotation) for name, p in inspect.signature(function).parameters.items()
+                if name not in ("limit", own)}
+        theirs = {name: (p.kind, p.default, p.annotation) for name, p in inspect.signature(method).parameters.items()
+                  if name not in ("self", "protocol_factory")}
+        assert mine == theirs, function.__name__
+        assert inspect.signature(function).parameters["limit"].default == streams_async.DEFAULT_LIMIT
+
+
 def test_addresses_may_be_host_port_tuples(reactor: Reactor) -> None:
     """create_server, create_connection, request and RequestServer take ('127.0.0.1', port) as asyncio does."""
     server = reactor.create_server(Protocol, ("127.0.0.1", 0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import logging
 import socket
 import socketserver as stdlib_socketserver
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from conftest import end_process, run_until
 
-from reactor import ManualClock, Reactor, RequestServer, do_request
+from reactor import ManualClock, Reactor, RequestError, RequestServer, RequestTLSError, do_request
 from reactor import socketserver as ss
 from reactor.streams import Protocol
 from reactor.transport import listener as listener_module
@@ -99,6 +100,12 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
+
+
+def statistics_reached(server: Any, want: dict[str, int]) -> bool:
+    """True when every counter in ``want`` has that value in ``server.statistics()``."""
+    stats = server.statistics()
+    return all(stats[name] == value for name, value in want.items())
 
 
 def client_rows_gone(reactor: Reactor) -> Callable[[], bool]:
@@ -282,6 +289,9 @@ def test_bad_certificates_fail_only_that_exchange(
         run_until(reactor, bad.done)
         exc = bad.exception()
         assert isinstance(exc, ssl.SSLError), exc
+        assert isinstance(exc, RequestTLSError) and isinstance(exc, RequestError)
+        cause = exc.__cause__
+        assert isinstance(cause, ssl.SSLError) and type(exc).__mro__[1] is type(cause) and exc.reason == cause.reason
         if case != "no-client-cert":
             assert isinstance(exc, ssl.SSLCertVerificationError)
             assert ("Hostname mismatch" in str(exc)) == (case == "wrong-name")
@@ -441,7 +451,8 @@ def test_failed_handshakes_are_counted_as_rejected(reactor: Reactor, tls_server:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)
             accepted = tls_server.statistics()["accepted"]
-            run_until(reactor, lambda n=accepted: tls_server.statistics()["accepted"] == n + 1 and tls_server.statistics()["active"] == 0)
+            served = {"accepted": accepted + 1, "active": 0}
+            run_until(reactor, functools.partial(statistics_reached, tls_server, served))
     stats = tls_server.statistics()
     assert (stats["rejected"], stats["timeouts"], stats["errors"]) == (2, 0, 0)
     still_answered(reactor, tls_server, certs)

@@ -27,7 +27,7 @@ SNIPPET = '''\
 import socket
 import ssl
 
-from reactor import Protocol, Reactor
+from reactor import Protocol, Reactor, StreamReader, StreamWriter, open_connection, start_server
 from reactor.easy import after, every
 
 
@@ -61,6 +61,24 @@ r.request("localhost:9", "x", 5, max_reply=10)  # E: unexpected keyword
 every(1.0, takes_int, 1, reactor=r)
 every(1.0, takes_int, "x", reactor=r)  # E: wrong type
 after(1.0, takes_int, reactor=r)  # E: too few arguments
+r.add_signal_handler(1, takes_int, 1)
+r.add_signal_handler(1, takes_int)  # E: too few arguments
+reveal_type(r.run_in_executor(None, len, "abc"))  # N: reactor.futures.Future[int]
+r.run_in_executor(None, takes_int, "x")  # E: wrong type
+maybe: ssl.SSLContext | None = None
+either = r.create_connection(Hello, "localhost:9", ssl=maybe)
+reveal_type(either)  # N: StreamTransport | reactor.transport.tls.TLSTransport, snippet.Hello]]
+
+
+async def handle(reader: StreamReader, writer: StreamWriter) -> None:
+    pass
+
+
+async def streams() -> None:
+    await start_server(handle, ("localhost", 0), idle_timeout=5, ssl=maybe)
+    await start_server(handle, "localhost:0", idle_timout=5)  # E: unexpected keyword
+    await open_connection("localhost:9", timeout=5, ssl=maybe)
+    await open_connection("localhost:9", timeout="5")  # E: wrong type
 '''
 
 
