@@ -54,7 +54,7 @@ __all__ = [
 # *Where user code runs.*  asyncio's ``_run_once`` is the model: a turn waits
 # for I/O, then dispatches, and the turn is written down as a numbered spec
 # (`Reactor.run_once`), as libuv does for ``uv_run``.  Waiting is the wait's
-# (``reactor._wait``); dispatching is ours, and one method, `Reactor._run`,
+# (``reactor._wait``); dispatching is ours, and one loop, `Reactor._dispatch`,
 # calls user code: it counts, calls, reports and times, for readers,
 # writers, timers and ready callbacks alike.  Waiting is separate from
 # dispatching, which is what makes embedding possible: a host loop waits on
@@ -64,10 +64,11 @@ __all__ = [
 # *One table of fds.*  ``Reactor._io`` maps each fd to its reader and writer
 # handles; the events the wait watches are those with a handle, and the wait
 # is told only when that changes (a replaced callback costs no system call).
-# An event collected by a wait goes to the handles in place when the turn
-# reaches it, never to a stale one: a removed or replaced handle is
-# cancelled, and one added during the turn (perhaps for a new socket that
-# took the number of one a callback just closed) carries the turn's number.
+# An event collected by a wait goes to the handles in place when the wait
+# ended, never to a stale one: the turn takes them all before it runs any
+# callback, so one added during the turn (perhaps for a new socket that took
+# the number of one a callback just closed) is not among them, and a removed
+# or replaced handle is cancelled, so it is skipped.
 #
 # *Timers* live in a heap of ``(when, seq, handle)`` tuples; ``seq`` breaks
 # ties in scheduling order.  Cancelling only marks the handle (O(1)); the heap
@@ -111,7 +112,7 @@ __all__ = [
 # never observed (asyncio times each handle, but only in debug mode; trio
 # leaves it to an optional instrument); "time each callback only after a slow
 # turn" names the second offence, never a one-off in a busy turn, which is
-# exactly what a server under load produces.  So `Reactor._run` times every
+# exactly what a server under load produces.  So `Reactor._dispatch` times every
 # callback, with one clock read per callback, not two: the end of one callback
 # is the start of the next, and the gap between them (a heap pop, a cancelled
 # check) is charged to the next (the cost is measured in docs/design.md).  The
@@ -324,20 +325,6 @@ class TimerHandle(Handle):
                 self._reactor._timer_cancelled()
 
 
-class _IoHandle(Handle):
-    """A reader's or writer's callback; ``_turn`` is the turn in which it was added.
-
-    A turn hands the events of its wait only to the handles that were in
-    place when the wait ended: a handle added during the turn, perhaps for
-    a new socket that took the number of one closed a moment ago, has
-    ``_turn`` equal to the turn's and is skipped; a removed or replaced one
-    is cancelled.
-    """
-
-    __slots__ = ("_turn",)
-    _turn: int
-
-
 ExceptionHandler = Callable[["Reactor", dict[str, Any]], object]
 
 #: One entry of `socket.getaddrinfo`'s list: ``(family, type, proto, canonname, sockaddr)``.
@@ -388,7 +375,7 @@ class Reactor:
         # The one table of fds: fd -> (reader handle, writer handle), for
         # every registration but the wakeup socket's.  The events the wait
         # watches are those with a handle.
-        self._io: dict[int, tuple[_IoHandle | None, _IoHandle | None]] = {}
+        self._io: dict[int, tuple[Handle | None, Handle | None]] = {}
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_cancelled_count = 0
@@ -558,12 +545,12 @@ class Reactor:
     def add_reader(self, fd: int | FileLike, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (replaces any reader)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _READ, _IoHandle(callback, args))
+        self._add_io(_fileno(fd), _READ, Handle(callback, args))
 
     def add_writer(self, fd: int | FileLike, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (replaces any writer)."""
         self._check_closed()
-        self._add_io(_fileno(fd), _WRITE, _IoHandle(callback, args))
+        self._add_io(_fileno(fd), _WRITE, Handle(callback, args))
 
     def remove_reader(self, fd: int | FileLike) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
@@ -577,15 +564,14 @@ class Reactor:
             return False
         return self._remove_io(_fileno(fd), _WRITE)
 
-    def _add_io(self, fd: int, event: int, handle: _IoHandle) -> None:
-        # A handle that is replaced or removed is cancelled, and one added
-        # during a turn carries that turn's number (`_IoHandle`): either way
-        # an event that the turn's wait collected before the change is not
-        # delivered to it (the fd may have been closed, or even reused by a
-        # new socket, in between).
+    def _add_io(self, fd: int, event: int, handle: Handle) -> None:
+        # A handle that is replaced or removed is cancelled, and a turn takes
+        # the handles of its events before it runs any callback (`_ready_io`):
+        # either way an event that the turn's wait collected before the change
+        # is not delivered to it (the fd may have been closed, or even reused
+        # by a new socket, in between).
         if fd == self._wake_fd:
             raise ValueError("that file descriptor is the reactor's own wakeup socket")
-        handle._turn = self._turns
         old = self._io.get(fd)
         if old is None:
             self._wait.register(fd, event)
@@ -623,7 +609,7 @@ class Reactor:
             self._watch(fd, reader, writer)
         return True
 
-    def _watch(self, fd: int, reader: _IoHandle | None, writer: _IoHandle | None) -> None:
+    def _watch(self, fd: int, reader: Handle | None, writer: Handle | None) -> None:
         # A registered fd's new handles, and the events they need watched.
         try:
             self._wait.modify(fd, (_READ if reader else 0) | (_WRITE if writer else 0))
@@ -897,49 +883,61 @@ class Reactor:
         self._in_turn = True
         self._turns += 1
         before = self._callbacks_run
-        start = _perf_counter()  # the watchdog's: see `_run`
+        start = _perf_counter()  # the watchdog's: see `_dispatch`
         try:
             if events:
-                start = self._run_io(events, start)
+                start = self._dispatch(self._ready_io(events), start)
             if self._timers:
-                start = self._run_timers(start)
-            run = self._run
-            for _ in range(ntodo):
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    start = run(handle, start)
+                start = self._dispatch(self._due_timers(), start)
+            if ntodo:
+                popleft = ready.popleft
+                self._dispatch([popleft() for _ in range(ntodo)], start)
         finally:
             self._in_turn = False
         return self._callbacks_run - before
 
-    def _run(self, handle: Handle, start: float) -> float:
-        # The one place where the turn calls user code, as asyncio's
-        # ``Handle._run``: count, call, report an Exception (KeyboardInterrupt
+    def _dispatch(self, handles: list[Handle], start: float) -> float:
+        # The one place where the turn calls user code, for readers, writers,
+        # timers and ready callbacks alike (asyncio's ``Handle._run``): skip a
+        # cancelled handle, count, call, report an Exception (KeyboardInterrupt
         # and SystemExit escape), time.  ``start`` is when the previous
-        # callback ended; the return value is when this one did: one clock
-        # read per callback (see the module docstring).
-        self._callbacks_run += 1
-        callback = handle._callback
+        # callback ended; the return value is when the last one did: one clock
+        # read per callback (see the module docstring).  A loop over a list
+        # rather than a method per callback: the call cost 4-7 % of server CPU
+        # per request on persistent connections (`python -m benchmarks`,
+        # reactor-lines c=64, A/B against the tree before; docs/design.md).
+        ran = 0
+        slow = self._slow_threshold
         try:
-            callback(*handle._args)
-        except Exception as exc:
-            self._report(exc, callback)
-        end = _perf_counter()
-        if end - start > self._slow_threshold:
-            end = self._slow_callback(callback, end - start)
-        return end
+            for handle in handles:
+                if handle._cancelled:
+                    continue
+                ran += 1
+                callback = handle._callback
+                try:
+                    callback(*handle._args)
+                except Exception as exc:
+                    self._report(exc, callback)
+                end = _perf_counter()
+                if end - start > slow:
+                    end = self._slow_callback(callback, end - start)
+                start = end
+        finally:
+            self._callbacks_run += ran
+        return start
 
-    def _run_io(self, events: list[tuple[int, int]], start: float) -> float:
-        # Step 4: the callbacks of the ready fds, reader then writer.  Each
-        # fd's handles are looked up when the turn reaches its event: one
-        # removed or replaced since the wait is cancelled, one added since
-        # carries this turn's number (`_IoHandle`); neither runs.
+    def _ready_io(self, events: list[tuple[int, int]]) -> list[Handle]:
+        # Step 4: the handles of the ready fds, reader then writer, taken
+        # before any of them runs: a handle added during the turn (perhaps
+        # for a new socket that took the number of one a callback just
+        # closed) is not among them, and one removed or replaced by an
+        # earlier callback is cancelled, so `_dispatch` skips it.
         wait = self._wait
         readable, writable, invalid = wait.READABLE, wait.WRITABLE, wait.INVALID
         wake_fd = self._wake_fd
-        turn = self._turns
         get_io = self._io.get
-        run = self._run
+        handles: list[Handle] = []
+        append = handles.append
         for fd, bits in events:
             if fd == wake_fd:
                 self._drain_wakeup()
@@ -947,18 +945,19 @@ class Reactor:
                 self._closed_while_registered(fd)
             else:
                 reader, writer = get_io(fd, _NO_HANDLES)
-                if bits & readable and reader is not None and not reader._cancelled and reader._turn != turn:
-                    start = run(reader, start)
-                # The reader may have removed or replaced the writer: then it is cancelled.
-                if bits & writable and writer is not None and not writer._cancelled and writer._turn != turn:
-                    start = run(writer, start)
-        return start
+                if reader is not None and bits & readable:
+                    append(reader)
+                if writer is not None and bits & writable:
+                    append(writer)
+        return handles
 
-    def _run_timers(self, start: float) -> float:
-        # Step 5: every timer due by now, in order of due time, ties in scheduling order.
+    def _due_timers(self) -> list[Handle]:
+        # Step 5: every timer due by now, in order of due time, ties in
+        # scheduling order.  A timer that one of them schedules for now runs
+        # in the next turn, as in asyncio.
         now = self._clock()
         timers = self._timers  # compacted in place (`_timer_cancelled`), so this stays the heap
-        run = self._run
+        due: list[Handle] = []
         while timers and timers[0][0] <= now:
             timer = heapq.heappop(timers)[2]
             timer._in_heap = False
@@ -967,8 +966,8 @@ class Reactor:
             else:
                 if timer.interval is not None:
                     self._reschedule(timer, now)
-                start = run(timer, start)
-        return start
+                due.append(timer)
+        return due
 
     def _closed_while_registered(self, fd: int) -> None:
         # poll(2) says fd is not open: it was closed while registered, which
