@@ -1078,11 +1078,18 @@ class Reactor:
         self._check_closed()
         return Future(self)
 
-    def create_task(self, coro: Coroutine[Any, Any, T], *, name: object = None) -> Task[T]:
-        """Run the coroutine ``coro`` as a `reactor.tasks.Task` on this reactor; see `reactor.tasks`."""
+    def create_task(
+        self, coro: Coroutine[Any, Any, T], *, name: object = None, eager_start: bool = False
+    ) -> Task[T]:
+        """Run the coroutine ``coro`` as a `reactor.tasks.Task` on this reactor; see `reactor.tasks`.
+
+        ``eager_start``: run its first step now, inside this call, rather
+        than in the next turn; a coroutine that does not suspend is done
+        when this returns (asyncio 3.12's ``eager_start``).
+        """
         from .tasks import Task
 
-        return Task(coro, self, name=name)
+        return Task(coro, self, name=name, eager_start=eager_start)
 
     # ------------------------------------------------------ surfaces (late-bound)
     # The core never imports a protocol at module level; these methods import

@@ -35,6 +35,19 @@ came from outside.  `CancelledError` is asyncio's class (see
 `reactor.futures`), so ``except asyncio.CancelledError`` works unchanged; it is
 imported on first use only, never by ``import reactor``.
 
+*Eager start.*  A task's first step is normally queued (``call_soon``): it
+runs in the next turn.  ``eager_start=True`` (asyncio 3.12's option of the
+same name) runs it inside `Task` itself, with the task as `current_task`,
+so a coroutine that finishes without awaiting anything pending (a request
+handler that computes its reply, a read whose data is already buffered) is
+done when `create_task` returns: no queued step, no turn of delay, nothing
+left for the caller to wait for.  One that suspends is parked on what it
+awaited, exactly as after any other step, so cancellation, exceptions and
+the task registry behave the same either way.  `RequestServer` starts the
+task of an ``async def handle_request`` eagerly: without it, an async
+handler that awaits nothing cost twice the server CPU of the same handler
+written plainly (the performance notes).
+
 *The running reactor.*  `get_running_reactor` and `current_task` read the
 thread-local that the task sets around each step: O(1), and nothing at all on
 the path of a callback that is not a task.  Outside a task (a plain callback,
@@ -63,6 +76,7 @@ import itertools
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import Reactor
@@ -132,9 +146,10 @@ class Task(Future[T]):
     """A `Future` that runs a coroutine on a reactor (`Reactor.create_task`, `create_task`).
 
     Create it with `Reactor.create_task` or `create_task`; the first step runs
-    in the reactor's next turn.  The task's result is the coroutine's return
-    value, or the exception it raised.  Cancel it with `cancel`.  As for
-    every reactor future, use it from the reactor's thread only.
+    in the reactor's next turn, or at once with ``eager_start=True`` (see
+    `Task.__init__`).  The task's result is the coroutine's return value, or
+    the exception it raised.  Cancel it with `cancel`.  As for every reactor
+    future, use it from the reactor's thread only.
     """
 
     __slots__ = (
@@ -148,15 +163,29 @@ class Task(Future[T]):
         "_log_traceback",
     )
 
-    def __init__(self, coro: Coroutine[Any, Any, T], reactor: Reactor, *, name: object = None) -> None:
-        if not isinstance(coro, Coroutine):
+    def __init__(
+        self, coro: Coroutine[Any, Any, T], reactor: Reactor, *, name: object = None, eager_start: bool = False
+    ) -> None:
+        """Start running ``coro`` on ``reactor``: its first step is queued, or run now if ``eager_start``.
+
+        With ``eager_start`` (asyncio 3.12's ``Task(..., eager_start=True)``)
+        the first step runs inside this call, with the task as `current_task`:
+        a coroutine that returns (or raises) without suspending leaves the
+        task done when the call returns, and nothing was queued for it; one
+        that suspends goes on as any task, parked on what it awaited.  Call
+        it from the reactor's thread, from a reactor callback or a task.
+        """
+        # type() first: an exact coroutine is the common case, and the ABC's
+        # isinstance costs 0.22 us against 0.06 us (timeit, Python 3.11).
+        if type(coro) is not CoroutineType and not isinstance(coro, Coroutine):
             raise TypeError(f"a Task needs a coroutine (an async def function called), got {coro!r}")
-        if reactor.is_closed():
+        if reactor._closed:
             _close_coroutine(coro)
             raise RuntimeError("cannot create a task on a closed Reactor; create a new one")
-        super().__init__(reactor)
+        Future.__init__(self, reactor)
         self._coro = coro
-        self._name = f"Task-{next(_task_numbers)}" if name is None else str(name)
+        # The number is taken now (names follow creation order), the text made when asked for.
+        self._name: str | int = next(_task_numbers) if name is None else str(name)
         self._waiting_on: Future[Any] | None = None
         self._must_cancel = False
         self._cancel_message: Any = None
@@ -164,7 +193,10 @@ class Task(Future[T]):
         self._cancelled_exc: BaseException | None = None
         self._log_traceback = False
         reactor._tasks.add(self)
-        reactor.call_soon(self._step, None)
+        if eager_start:
+            self._step(None)
+        else:
+            reactor.call_soon(self._step, None)
 
     def __repr__(self) -> str:
         if self.cancelled():
@@ -175,7 +207,7 @@ class Task(Future[T]):
             state = "pending"
         coro = getattr(self._coro, "__qualname__", None) or repr(self._coro)
         waiting = f" wait_for={self._waiting_on!r}" if self._waiting_on is not None else ""
-        return f"<Task {state} name={self._name!r} coro={coro}{waiting}>"
+        return f"<Task {state} name={self.get_name()!r} coro={coro}{waiting}>"
 
     def __del__(self) -> None:
         if getattr(self, "_log_traceback", False):
@@ -197,7 +229,10 @@ class Task(Future[T]):
 
     def get_name(self) -> str:
         """The task's name (``Task-<n>`` unless one was given)."""
-        return self._name
+        name = self._name
+        if type(name) is int:
+            self._name = name = f"Task-{name}"
+        return name  # type: ignore[return-value]
 
     def set_name(self, value: object) -> None:
         """Rename the task (the value is converted with `str`)."""
@@ -407,14 +442,17 @@ def get_running_reactor() -> Reactor:
     return reactor
 
 
-def create_task(coro: Coroutine[Any, Any, T], *, name: object = None) -> Task[T]:
-    """Run ``coro`` as a new task on the running reactor (from inside a task)."""
+def create_task(coro: Coroutine[Any, Any, T], *, name: object = None, eager_start: bool = False) -> Task[T]:
+    """Run ``coro`` as a new task on the running reactor (from inside a task).
+
+    ``eager_start``: run its first step now, inside this call (see `Task`).
+    """
     try:
         reactor = get_running_reactor()
     except RuntimeError:
         _close_coroutine(coro)
         raise
-    return Task(coro, reactor, name=name)
+    return Task(coro, reactor, name=name, eager_start=eager_start)
 
 
 def _ensure_future(awaitable: Awaitable[T], reactor: Reactor) -> Future[T]:
