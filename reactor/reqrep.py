@@ -65,7 +65,7 @@ from .addresses import AddressLike, address_text, parse_address
 from .core import Reactor, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
-from .tasks import Task
+from .tasks import _start_eagerly
 from .transport.base import HANDSHAKE_TIMEOUT
 from .transport.errors import report_user_error
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
@@ -421,19 +421,20 @@ class RequestServer:
     def _run_task(self, protocol: RequestProtocol, coro: Any) -> None:
         """Run the coroutine an ``async def handle_request`` returned as a task; its result is the reply.
 
-        The task starts eagerly: its first step runs here, in the callback
-        that read the request.  A handler that returns without suspending
-        has replied (and closed) when the task is made, and nothing else
-        happens: no queued step, no deadline timer re-armed.  Measured with
-        an in-process one-shot loop over socketpairs (16 requests a turn),
-        a handler that awaits nothing cost 30 us of server CPU a request
-        with the step queued, pausing and a fresh deadline armed first,
-        against 13.5 us for the same handler written plainly.  Only a
-        handler that suspends gets what a pending reply needs: reading
-        paused and a fresh ``timeout``, as a `Future` reply gets them.
+        The first step runs here, in the callback that read the request
+        (`reactor.tasks._start_eagerly`): a handler that returns without
+        suspending has replied (and closed) when this returns, and no task,
+        queued step or re-armed deadline timer was made for it.  Only a
+        handler that suspends gets what a pending reply needs: its task held
+        by the protocol (cancelled when the connection ends), reading paused
+        and a fresh ``timeout``, as a `Future` reply gets them.  Measured
+        in-process (a one-shot loop over socketpairs, 16 requests a turn,
+        server CPU per request): an async handler that awaits nothing cost
+        2.1x the plain handler with the task started in the next turn, 1.27x
+        with this.
         """
-        task = Task(self._answer(protocol, coro), self.reactor, eager_start=True)
-        if task.done():
+        task = _start_eagerly(self._answer(protocol, coro), self.reactor)
+        if task is None or task.done():
             return
         transport = protocol.transport
         if transport.state == "CLOSED":  # closed under the first step (the server's close): end the task too

@@ -10,7 +10,7 @@ from conftest import run_until
 
 from reactor import Future, ManualClock, Protocol, Reactor, RequestServer
 from reactor.reqrep import TaskRequestProtocol
-from reactor.tasks import Task, create_task, current_task, get_running_reactor, sleep
+from reactor.tasks import Task, _start_eagerly, create_task, current_task, get_running_reactor, sleep
 from reactor.transport.memory import memory_pair
 
 
@@ -139,6 +139,90 @@ def test_cancelled_from_inside_its_own_eager_step(reactor: Reactor) -> None:
 
     task = reactor.create_task(self_cancel(), eager_start=True)
     assert task.cancelled()
+
+
+# ------------------------------------------------------------------ no task until one is needed
+
+
+def test_start_eagerly_makes_no_task_for_a_coroutine_that_returns(reactor: Reactor) -> None:
+    """The server's path: a first step that returns leaves no task, no registry entry, nothing queued."""
+    ran: list[Any] = []
+
+    async def compute() -> None:
+        ran.append(get_running_reactor())
+
+    assert _start_eagerly(compute(), reactor) is None
+    assert ran == [reactor] and not reactor._tasks and reactor.statistics()["ready"] == 0
+    assert current_task() is None
+
+
+def test_start_eagerly_makes_the_task_current_task_returned(reactor: Reactor, clock: ManualClock) -> None:
+    """current_task() in the first step makes the task; the same task goes on after the step suspends."""
+    seen: list[Any] = []
+
+    async def look() -> str:
+        seen.append(current_task())
+        await sleep(1.0)
+        seen.append(current_task())
+        return "done"
+
+    task = _start_eagerly(look(), reactor)
+    assert isinstance(task, Task) and seen == [task] and not task.done() and task in reactor._tasks
+    clock.advance(1.0)
+    assert reactor.run_until_complete(task) == "done"
+    assert seen == [task, task]
+
+
+def test_start_eagerly_returns_the_task_that_asked_for_itself_and_returned(reactor: Reactor) -> None:
+    """A first step that looked at current_task() and returned gives back that (finished) task."""
+
+    async def look() -> None:
+        assert current_task() is not None
+
+    task = _start_eagerly(look(), reactor)
+    assert task is not None and task.done() and task.result() is None and task not in reactor._tasks
+
+
+def test_start_eagerly_gives_a_failed_task_for_a_raise(reactor: Reactor) -> None:
+    """A first step that raises leaves a failed task (its exception retrievable), not an error at the call."""
+
+    async def broken() -> None:
+        raise ValueError("bad")
+
+    task = _start_eagerly(broken(), reactor)
+    assert task is not None and task.done()
+    with pytest.raises(ValueError, match="bad"):
+        task.result()
+
+
+def test_start_eagerly_suspended_task_can_be_cancelled(reactor: Reactor) -> None:
+    """A task made when the first step suspended is cancelled at its await like any other; finally runs."""
+    future: Future[None] = reactor.create_future()
+    steps: list[str] = []
+
+    async def parked() -> None:
+        try:
+            await future
+        finally:
+            steps.append("finally")
+
+    task = _start_eagerly(parked(), reactor)
+    assert task is not None and task._waiting_on is future
+    task.cancel()
+    run_until(reactor, task.done)
+    assert task.cancelled() and future.cancelled() and steps == ["finally"]
+
+
+def test_start_eagerly_refuses_a_closed_reactor(clock: ManualClock) -> None:
+    """On a closed reactor the coroutine is closed (no never-awaited warning) and RuntimeError raised."""
+    closed = Reactor(clock=clock)
+    closed.close()
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(RuntimeError, match="closed"):
+        _start_eagerly(never(), closed)
 
 
 # ------------------------------------------------------------------ the request server
