@@ -372,9 +372,6 @@ class RequestServer:
                 transport.set_timeout(self.timeout)
                 reply.add_done_callback(lambda fut: self._on_reply_future(protocol, fut))
                 return
-            if inspect.iscoroutine(reply):
-                self._run_task(protocol, reply)
-                return
             if not isinstance(reply, str):
                 message = f"handle_request returned {type(reply).__name__}, not str"
                 self._handler_failed(protocol, message, None)

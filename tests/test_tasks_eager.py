@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -325,3 +326,60 @@ def test_a_handler_whose_connection_ends_in_the_first_step_is_cancelled(reactor:
         run_until(reactor, lambda: raw.lost and server.finished)
         assert raw.received == b""
         run_until(reactor, lambda: not reactor._tasks)
+
+
+# ------------------------------------------------------------------ the wakeup's fast paths
+
+
+class _YieldsAsIs:
+    """An awaitable that yields the future it was given, whatever its state (as a hand-written one may)."""
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
+
+    def __await__(self) -> Any:
+        value = yield self.future
+        return value
+
+
+def test_a_task_that_yields_a_done_future_wakes_next_turn_with_its_outcome(reactor: Reactor) -> None:
+    """Parking on a future that is already done schedules the wakeup; success resumes, failure throws in."""
+    done: Future[int] = reactor.create_future()
+    done.set_result(7)
+    failed: Future[int] = reactor.create_future()
+    failed.set_exception(KeyError("k"))
+    outcomes: list[Any] = []
+
+    async def park_on_done() -> None:
+        await _YieldsAsIs(done)
+        outcomes.append(done.result())
+        try:
+            await _YieldsAsIs(failed)
+        except KeyError as exc:
+            outcomes.append(exc)
+
+    task = reactor.create_task(park_on_done())
+    run_until(reactor, task.done)
+    assert task.result() is None
+    assert outcomes[0] == 7 and isinstance(outcomes[1], KeyError)
+
+
+def test_awaiting_a_failed_task_retrieves_its_exception(reactor: Reactor) -> None:
+    """A task's failure seen through await counts as retrieved (no 'never retrieved' report)."""
+    reported: list[Any] = []
+    reactor.set_exception_handler(lambda r, context: reported.append(context))
+
+    async def broken() -> None:
+        await sleep(0)
+        raise ValueError("x")
+
+    async def waiter() -> str:
+        try:
+            await reactor.create_task(broken())
+        except ValueError:
+            return "caught"
+        return "not raised"
+
+    assert reactor.run_until_complete(reactor.create_task(waiter())) == "caught"
+    gc.collect()
+    assert reported == []
