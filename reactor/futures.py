@@ -220,6 +220,8 @@ class Future(Generic[T]):
             # A reactor task (reactor.tasks) is stepping the awaiting coroutine:
             # hand it this future to park on; it steps again once we are done.
             yield self
+            if self._state == _FINISHED and self._exception is None:  # result(), inline: see Task._wakeup
+                return self._result  # type: ignore[no-any-return]
             return self.result()
         return (yield from to_asyncio(self).__await__())
 

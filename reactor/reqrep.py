@@ -58,12 +58,14 @@ import sys
 import threading
 import warnings
 from collections.abc import Coroutine, Iterable, Sequence
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .addresses import AddressLike, address_text, parse_address
 from .core import Reactor, get_default_reactor
 from .framing import LineParser, MessageTooLarge, split_request
 from .futures import Future
+from .tasks import _start_eagerly
 from .transport.base import HANDSHAKE_TIMEOUT
 from .transport.errors import report_user_error
 from .transport.listener import ACCEPT_BACKOFF, Listener, ServerStatistics
@@ -362,13 +364,13 @@ class RequestServer:
         if transport.state == "CLOSED":
             return
         if type(reply) is not str:
+            if type(reply) is CoroutineType:  # an async def handle_request: checked first, as it is a hot path
+                self._run_task(protocol, reply)
+                return
             if isinstance(reply, Future):
                 transport.pause_reading()
                 transport.set_timeout(self.timeout)
                 reply.add_done_callback(lambda fut: self._on_reply_future(protocol, fut))
-                return
-            if inspect.iscoroutine(reply):
-                self._run_task(protocol, reply)
                 return
             if not isinstance(reply, str):
                 message = f"handle_request returned {type(reply).__name__}, not str"
@@ -414,13 +416,31 @@ class RequestServer:
         transport.abort()
 
     def _run_task(self, protocol: RequestProtocol, coro: Any) -> None:
-        """Run the coroutine an ``async def handle_request`` returned as a task; its result is the reply."""
+        """Run the coroutine an ``async def handle_request`` returned as a task; its result is the reply.
+
+        The first step runs here, in the callback that read the request
+        (`reactor.tasks._start_eagerly`): a handler that returns without
+        suspending has replied (and closed) when this returns, and no task,
+        queued step or re-armed deadline timer was made for it.  Only a
+        handler that suspends gets what a pending reply needs: its task held
+        by the protocol (cancelled when the connection ends), reading paused
+        and a fresh ``timeout``, as a `Future` reply gets them.  Measured
+        in-process (a one-shot loop over socketpairs, 16 requests a turn,
+        server CPU per request): an async handler that awaits nothing cost
+        2.1x the plain handler with the task started in the next turn, 1.27x
+        with this.
+        """
+        task = _start_eagerly(self._answer(protocol, coro), self.reactor)
+        if task is None or task.done():
+            return
         transport = protocol.transport
-        transport.pause_reading()
-        transport.set_timeout(self.timeout)
-        task = self.reactor.create_task(self._answer(protocol, coro))
+        if transport.state == "CLOSED":  # closed under the first step (the server's close): end the task too
+            task.cancel()
+            return
         if isinstance(protocol, TaskRequestProtocol):
             protocol.task = task
+        transport.pause_reading()
+        transport.set_timeout(self.timeout)
 
     async def _answer(self, protocol: RequestProtocol, coro: Any) -> None:
         """The task of one request: await the handler, then reply from this same step (no callback hop)."""

@@ -35,6 +35,21 @@ came from outside.  `CancelledError` is asyncio's class (see
 `reactor.futures`), so ``except asyncio.CancelledError`` works unchanged; it is
 imported on first use only, never by ``import reactor``.
 
+*Eager start.*  A task's first step is normally queued (``call_soon``): it
+runs in the next turn.  ``eager_start=True`` (asyncio 3.12's option of the
+same name) runs it inside `Task` itself, with the task as `current_task`,
+so a coroutine that finishes without awaiting anything pending (a request
+handler that computes its reply, a read whose data is already buffered) is
+done when `create_task` returns: no queued step, no turn of delay, nothing
+left for the caller to wait for.  One that suspends is parked on what it
+awaited, exactly as after any other step, so cancellation, exceptions and
+the task registry behave the same either way.  `RequestServer` goes one
+step further with `_start_eagerly`: the `Task`
+itself is made only when the first step needs one (it suspends, raises or
+asks for `current_task`).  Without this, an ``async def handle_request``
+that awaits nothing cost twice the server CPU of the same handler written
+plainly.
+
 *The running reactor.*  `get_running_reactor` and `current_task` read the
 thread-local that the task sets around each step: O(1), and nothing at all on
 the path of a callback that is not a task.  Outside a task (a plain callback,
@@ -63,10 +78,11 @@ import itertools
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import Reactor
-from .futures import Future, _cancelled_error, _stepping
+from .futures import _FINISHED, _PENDING, Future, _cancelled_error, _stepping
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -132,9 +148,10 @@ class Task(Future[T]):
     """A `Future` that runs a coroutine on a reactor (`Reactor.create_task`, `create_task`).
 
     Create it with `Reactor.create_task` or `create_task`; the first step runs
-    in the reactor's next turn.  The task's result is the coroutine's return
-    value, or the exception it raised.  Cancel it with `cancel`.  As for
-    every reactor future, use it from the reactor's thread only.
+    in the reactor's next turn, or at once with ``eager_start=True`` (see
+    `Task.__init__`).  The task's result is the coroutine's return value, or
+    the exception it raised.  Cancel it with `cancel`.  As for every reactor
+    future, use it from the reactor's thread only.
     """
 
     __slots__ = (
@@ -148,15 +165,38 @@ class Task(Future[T]):
         "_log_traceback",
     )
 
-    def __init__(self, coro: Coroutine[Any, Any, T], reactor: Reactor, *, name: object = None) -> None:
-        if not isinstance(coro, Coroutine):
+    def __init__(
+        self, coro: Coroutine[Any, Any, T], reactor: Reactor, *, name: object = None, eager_start: bool = False
+    ) -> None:
+        """Start running ``coro`` on ``reactor``: its first step is queued, or run now if ``eager_start``.
+
+        With ``eager_start`` (asyncio 3.12's ``Task(..., eager_start=True)``)
+        the first step runs inside this call, with the task as `current_task`:
+        a coroutine that returns (or raises) without suspending leaves the
+        task done when the call returns, and nothing was queued for it; one
+        that suspends goes on as any task, parked on what it awaited.  Call
+        it from the reactor's thread, from a reactor callback or a task.
+        """
+        # type() first: an exact coroutine is the common case, and the ABC's
+        # isinstance costs 0.22 us against 0.06 us (timeit, Python 3.11).
+        if type(coro) is not CoroutineType and not isinstance(coro, Coroutine):
             raise TypeError(f"a Task needs a coroutine (an async def function called), got {coro!r}")
-        if reactor.is_closed():
+        if reactor._closed:
             _close_coroutine(coro)
             raise RuntimeError("cannot create a task on a closed Reactor; create a new one")
-        super().__init__(reactor)
+        self._setup(coro, reactor, name)
+        if eager_start:
+            self._step(None)
+        else:
+            reactor.call_soon(self._step, None)
+
+    def _setup(self, coro: Coroutine[Any, Any, T], reactor: Reactor, name: object) -> None:
+        # The state of a task that has not stepped yet (or whose first step is running
+        # under `_start_eagerly`), registered with its reactor; nothing scheduled.
+        Future.__init__(self, reactor)
         self._coro = coro
-        self._name = f"Task-{next(_task_numbers)}" if name is None else str(name)
+        # The number is taken now (names follow creation order), the text made when asked for.
+        self._name: str | int = next(_task_numbers) if name is None else str(name)
         self._waiting_on: Future[Any] | None = None
         self._must_cancel = False
         self._cancel_message: Any = None
@@ -164,7 +204,6 @@ class Task(Future[T]):
         self._cancelled_exc: BaseException | None = None
         self._log_traceback = False
         reactor._tasks.add(self)
-        reactor.call_soon(self._step, None)
 
     def __repr__(self) -> str:
         if self.cancelled():
@@ -175,7 +214,7 @@ class Task(Future[T]):
             state = "pending"
         coro = getattr(self._coro, "__qualname__", None) or repr(self._coro)
         waiting = f" wait_for={self._waiting_on!r}" if self._waiting_on is not None else ""
-        return f"<Task {state} name={self._name!r} coro={coro}{waiting}>"
+        return f"<Task {state} name={self.get_name()!r} coro={coro}{waiting}>"
 
     def __del__(self) -> None:
         if getattr(self, "_log_traceback", False):
@@ -197,7 +236,10 @@ class Task(Future[T]):
 
     def get_name(self) -> str:
         """The task's name (``Task-<n>`` unless one was given)."""
-        return self._name
+        name = self._name
+        if type(name) is int:
+            self._name = name = f"Task-{name}"
+        return name  # type: ignore[return-value]
 
     def set_name(self, value: object) -> None:
         """Rename the task (the value is converted with `str`)."""
@@ -279,7 +321,7 @@ class Task(Future[T]):
 
     def _step(self, exc: BaseException | None = None) -> None:
         # One step of the coroutine: from a reactor callback, never re-entrantly.
-        if self.done():
+        if self._state != _PENDING:  # done(), inline: see _wakeup
             return
         if self._must_cancel:
             self._must_cancel = False
@@ -295,25 +337,35 @@ class Task(Future[T]):
             else:
                 yielded = self._coro.throw(exc)
         except StopIteration as stop:
-            if self._must_cancel:  # cancelled during the step that returned
-                self._must_cancel = False
-                self._finish_cancelled(None)
-            else:
-                self._reactor._tasks.discard(self)
-                Future.set_result(self, stop.value)
+            self._returned(stop.value)
         except (KeyboardInterrupt, SystemExit) as fatal:
-            self._reactor._tasks.discard(self)
-            Future.set_exception(self, fatal)  # it escapes the turn too: not "never retrieved"
+            self._raised(fatal)
             raise
         except BaseException as error:
-            if _is_cancelled_error(error):
-                self._finish_cancelled(error)
-            else:
-                self._finish_failed(error)
+            self._raised(error)
         else:
             self._park(yielded)
         finally:
             stepping.task = previous
+
+    # What a step ended with; `_step` and `_start_eagerly` share them.
+
+    def _returned(self, value: Any) -> None:
+        if self._must_cancel:  # cancelled during the step that returned
+            self._must_cancel = False
+            self._finish_cancelled(None)
+        else:
+            self._reactor._tasks.discard(self)
+            Future.set_result(self, value)
+
+    def _raised(self, error: BaseException) -> None:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            self._reactor._tasks.discard(self)
+            Future.set_exception(self, error)  # it escapes the turn too: not "never retrieved"
+        elif _is_cancelled_error(error):
+            self._finish_cancelled(error)
+        else:
+            self._finish_failed(error)
 
     def _finish_cancelled(self, exc: BaseException | None) -> None:
         self._reactor._tasks.discard(self)
@@ -336,7 +388,6 @@ class Task(Future[T]):
             except Exception as exc:
                 reactor.call_soon(self._step, exc)
                 return
-        assert isinstance(yielded, Future)
         if yielded._reactor is not reactor:
             reactor.call_soon(
                 self._step, ValueError(f"{yielded!r} belongs to another reactor than the task awaiting it")
@@ -346,11 +397,24 @@ class Task(Future[T]):
             reactor.call_soon(self._step, RuntimeError(f"a task cannot await itself: {self!r}"))
             return
         self._waiting_on = yielded
-        yielded.add_done_callback(self._wakeup)
+        if yielded._state == _PENDING:  # add_done_callback, inline: see _wakeup
+            yielded._callbacks.append(self._wakeup)
+        else:
+            reactor.call_soon(self._wakeup, yielded)
         if self._must_cancel and _cancel_future(yielded, self._cancel_message):
             self._must_cancel = False
 
     def _wakeup(self, future: Future[Any]) -> None:
+        # Every await of a pending future ends here.  The success test below,
+        # the inline done() in _step and add_done_callback in _park (and
+        # Future.__await__'s inline result()) are copies made for speed:
+        # four calls less per wakeup: 6.42 -> 6.25 us per line (-2.6 %; an
+        # in-process A/B, old and new alternating, of a task reading lines
+        # with StreamReader.readline fed by a reactor callback, one line a
+        # turn, epoll wait included; the best of 25 rounds, median of 4 runs).
+        if future._state == _FINISHED and future._exception is None:
+            self._step(None)
+            return
         try:
             future.result()
         except BaseException as failure:
@@ -376,6 +440,76 @@ def _cancelled_error_of(future: Future[Any]) -> BaseException:
     return _cancelled_error()()
 
 
+# ------------------------------------------------------------------ a first step with no task yet
+
+
+class _EagerFrame:
+    """What `_stepping` holds during `_start_eagerly`'s first step: the task, once someone needs it.
+
+    `Future.__await__` and `get_running_reactor` need only to know that a
+    task is stepping and on which reactor; `current_task` makes the task
+    (`materialize`), which then goes on as the same object.
+    """
+
+    __slots__ = ("_reactor", "_coro", "task")
+
+    def __init__(self, reactor: Reactor, coro: Coroutine[Any, Any, Any]) -> None:
+        self._reactor = reactor
+        self._coro = coro
+        self.task: Task[Any] | None = None
+
+    def materialize(self) -> Task[Any]:
+        task = self.task
+        if task is None:
+            task = self.task = Task.__new__(Task)
+            task._setup(self._coro, self._reactor, None)
+            if _stepping.task is self:
+                _stepping.task = task
+        return task
+
+
+def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any] | None:
+    """Run ``coro``'s first step now; None if it returned (its value dropped), else its `Task`.
+
+    `Task` with ``eager_start=True`` without the task where none is needed:
+    a coroutine that returns in its first step, without asking for
+    `current_task`, never had a `Task` (nor a registry entry, a result or a
+    finalizer).  One that suspends, raises, or looks at `current_task` gets
+    its task, made at that point, which then goes on exactly as one made by
+    ``create_task(coro, eager_start=True)``.  The request server's
+    ``async def handle_request`` runs through here: measured with an
+    in-process one-shot loop over socketpairs (16 requests a turn), the
+    Task made and finished cost about 2 us a request on top of the 13.5 us
+    of the plain handler.  Call it from the reactor's thread.
+    """
+    if reactor._closed:
+        _close_coroutine(coro)
+        raise RuntimeError("cannot create a task on a closed Reactor; create a new one")
+    frame = _EagerFrame(reactor, coro)
+    stepping = _stepping
+    previous = stepping.task
+    stepping.task = frame
+    try:
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            task = frame.task
+            if task is not None:
+                task._returned(stop.value)
+            return task
+        except BaseException as error:
+            task = frame.materialize()
+            task._raised(error)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            return task
+        task = frame.materialize()
+        task._park(yielded)
+        return task
+    finally:
+        stepping.task = previous
+
+
 # ------------------------------------------------------------------ the running reactor
 
 
@@ -384,10 +518,15 @@ def current_task(reactor: Reactor | None = None) -> Task[Any] | None:
 
     With ``reactor``, only a task of that reactor counts.
     """
-    task: Task[Any] | None = _stepping.task
-    if task is not None and reactor is not None and task._reactor is not reactor:
+    task = _stepping.task
+    if task is None:
         return None
-    return task
+    if type(task) is _EagerFrame:
+        task = task.materialize()
+    if reactor is not None and task._reactor is not reactor:
+        return None
+    result: Task[Any] = task
+    return result
 
 
 def get_running_reactor() -> Reactor:
@@ -407,14 +546,17 @@ def get_running_reactor() -> Reactor:
     return reactor
 
 
-def create_task(coro: Coroutine[Any, Any, T], *, name: object = None) -> Task[T]:
-    """Run ``coro`` as a new task on the running reactor (from inside a task)."""
+def create_task(coro: Coroutine[Any, Any, T], *, name: object = None, eager_start: bool = False) -> Task[T]:
+    """Run ``coro`` as a new task on the running reactor (from inside a task).
+
+    ``eager_start``: run its first step now, inside this call (see `Task`).
+    """
     try:
         reactor = get_running_reactor()
     except RuntimeError:
         _close_coroutine(coro)
         raise
-    return Task(coro, reactor, name=name)
+    return Task(coro, reactor, name=name, eager_start=eager_start)
 
 
 def _ensure_future(awaitable: Awaitable[T], reactor: Reactor) -> Future[T]:
