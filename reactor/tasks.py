@@ -333,7 +333,7 @@ class Task(Future[T]):
         stepping.task = self
         try:
             if exc is None:
-                yielded = self._coro.send(None)
+                yielded = self._coro.send(None)  # socket-ok: a coroutine's send
             else:
                 yielded = self._coro.throw(exc)
         except StopIteration as stop:
@@ -491,7 +491,7 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any
     stepping.task = frame
     try:
         try:
-            yielded = coro.send(None)
+            yielded = coro.send(None)  # socket-ok: a coroutine's send
         except StopIteration as stop:
             task = frame.task
             if task is not None:
