@@ -923,6 +923,7 @@ class Reactor:
         # reactor-lines c=64, A/B against the tree before; docs/design.md).
         ran = 0
         slow = self._slow_threshold
+        handle: Handle | None = None
         try:
             for handle in handles:
                 if handle._cancelled:
@@ -937,6 +938,14 @@ class Reactor:
                 if end - start > slow:
                     end = self._slow_callback(callback, end - start)
                 start = end
+        except BaseException:
+            # KeyboardInterrupt or SystemExit leaves the turn: the handles this
+            # step took and has not run yet go first into the next turn, so
+            # nothing is lost (a reader run then without its event finds
+            # nothing to read, as a spurious wakeup does).
+            done = handles.index(handle) + 1 if handle is not None else 0
+            self._ready.extendleft(reversed(handles[done:]))
+            raise
         finally:
             self._callbacks_run += ran
         return start

@@ -890,6 +890,44 @@ def test_keyboard_interrupt_escapes(reactor: Reactor) -> None:
         reactor.run_once(0)
 
 
+
+def test_keyboard_interrupt_loses_no_callback_timer_or_reader(reactor: Reactor, clock: ManualClock) -> None:
+    """What a turn took and did not run when KeyboardInterrupt left it runs in the next turn."""
+    ran: list[str] = []
+
+    def interrupt(name: str) -> None:
+        ran.append(name)
+        raise KeyboardInterrupt
+
+    r, w = socket.socketpair()
+    try:
+        w.send(b"x")
+        reactor.add_reader(r, interrupt, "reader")
+        reactor.add_writer(r, ran.append, "writer")
+        with pytest.raises(KeyboardInterrupt):
+            reactor.run_once(0)
+        reactor.remove_reader(r)
+        reactor.run_once(0)
+        assert ran == ["reader", "writer", "writer"]  # after its turn's, the next wait's event
+        reactor.remove_writer(r)
+    finally:
+        r.close()
+        w.close()
+    ran.clear()
+    reactor.call_at(clock() - 2, interrupt, "timer 1")
+    reactor.call_at(clock() - 1, ran.append, "timer 2")
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    reactor.run_once(0)
+    assert ran == ["timer 1", "timer 2"]
+    ran.clear()
+    reactor.call_soon(interrupt, "first")
+    reactor.call_soon(ran.append, "second")
+    with pytest.raises(KeyboardInterrupt):
+        reactor.run_once(0)
+    reactor.run_once(0)
+    assert ran == ["first", "second"]
+
 # ---------------------------------------------------------------- closing
 
 
