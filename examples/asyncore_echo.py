@@ -27,6 +27,7 @@ Run:
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -198,11 +199,13 @@ def main(argv: list[str]) -> int:
     reactor = asyncore.get_reactor()
     echo, lines, requests = start(reactor, *ports)
     reactor.call_every(60.0, lambda: print(f"{len(asyncore.socket_map) - 2} asyncore connections open", flush=True))
+    # Ctrl-C (or SIGTERM) in a turn of the reactor, never in the middle of other
+    # code: close every dispatcher, and loop() ends with an empty map.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        reactor.add_signal_handler(sig, asyncore.close_all)
     print(f"echo on {HOST}:{ports[0]}, lines on {HOST}:{ports[1]}, RequestServer on {requests.address}", flush=True)
     try:
         asyncore.loop(timeout=30.0)
-    except KeyboardInterrupt:
-        pass
     finally:
         requests.close()
         asyncore.close_all()
