@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple, overload
 
 from ._wait import READ, WRITE, SelectorWait, Wait, default_wait
-from .futures import Future
+from .futures import Future, _turn
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -420,6 +420,8 @@ class Reactor:
         self._blocking_lookup_warned = False
         # The pending tasks (reactor.tasks.Task), strongly held: `close` cancels them.
         self._tasks: set[Any] = set()
+        # The task whose coroutine is being stepped now (set by reactor.tasks), or None.
+        self._current_task: Any = None
         # Signal number -> its handle (`add_signal_handler`); what each had
         # before, and the wakeup fd before the first one, to restore.
         self._signal_handlers: dict[int, Handle] = {}
@@ -898,6 +900,9 @@ class Reactor:
         self._in_turn = True
         self._turns += 1
         before = self._callbacks_run
+        turn = _turn  # which reactor's turn this thread runs: reactor.tasks.current_task reads it
+        outer = turn.reactor
+        turn.reactor = self
         start = _perf_counter()  # the watchdog's: see `_dispatch`
         try:
             if events:
@@ -909,6 +914,7 @@ class Reactor:
                 self._dispatch([popleft() for _ in range(ntodo)], start)
         finally:
             self._in_turn = False
+            turn.reactor = outer
         return self._callbacks_run - before
 
     def _dispatch(self, handles: list[Handle], start: float) -> float:

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from .addresses import AddressLike
 from .core import Reactor
-from .futures import Future, InvalidStateError
+from .futures import _FINISHED, _PENDING, Future, InvalidStateError, _Wakeup
 from .streams import Server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
@@ -131,7 +131,8 @@ class StreamReader:
     ``async for line in reader`` iterates over lines until the end.
     """
 
-    __slots__ = ("_reactor", "_limit", "_buffer", "_eof", "_exception", "_waiter", "_transport", "_paused")
+    __slots__ = ("_reactor", "_limit", "_buffer", "_eof", "_exception", "_waiter", "_waiter_task", "_line_wait",
+                 "_line", "_transport", "_paused")
 
     def __init__(self, limit: int = DEFAULT_LIMIT, *, reactor: Reactor | None = None) -> None:
         if limit <= 0:
@@ -142,6 +143,9 @@ class StreamReader:
         self._eof = False
         self._exception: BaseException | None = None
         self._waiter: Future[None] | None = None
+        self._waiter_task: Task[Any] | None = None  # the task parked on _waiter, if a reactor task
+        self._line_wait = False  # _waiter is readline's, on an empty buffer
+        self._line: bytes | None = None  # a whole line handed to the parked readline (see _data_received)
         self._transport: Any = None
         self._paused = False
 
@@ -184,7 +188,46 @@ class StreamReader:
                 waiter.set_result(None)
             except InvalidStateError:
                 pass  # cancelled with its task, which has not run since to forget it
-        if len(buffer) > 2 * self._limit and not self._paused and self._transport is not None:
+        if len(buffer) > 2 * self._limit:
+            self._pause()
+
+    def _data_received(self, data: bytes) -> None:
+        # The protocol's data_received: feed_data, except that the task parked on
+        # this reader is stepped here and now, inside the transport's read
+        # callback, as a protocol's data_received would run (see the module
+        # docstring, "A line costs ...").  Inside another task's step (a
+        # transport that delivers from a write), outside the reactor's turn
+        # (a test calling the protocol), or for a waiter that is not a reactor
+        # task's, the waiter is completed as feed_data does.
+        if self._eof:
+            raise RuntimeError("data received after the end of the stream")
+        buffer = self._buffer
+        waiter = self._waiter
+        if waiter is not None and waiter._state == _PENDING:
+            task = self._waiter_task
+            if task is not None and task._waiting_on is waiter and task._reactor._current_task is None \
+                    and task._reactor._in_turn:
+                if (self._line_wait and not buffer and data.find(_NL) + 1 == len(data)
+                        and len(data) <= self._limit + 1):
+                    # readline waits on an empty buffer and this is one whole line:
+                    # it gets these very bytes, never copied into the buffer and out.
+                    self._line = data
+                else:
+                    buffer += data
+                    if len(buffer) > 2 * self._limit:
+                        self._pause()  # before the step: a read that waits again resumes reading
+                waiter._state = _FINISHED  # set_result(None), without queueing the task's wakeup
+                waiter._callbacks = []
+                task._step(None)
+                return
+            waiter.set_result(None)
+        buffer += data
+        if len(buffer) > 2 * self._limit:
+            self._pause()
+
+    def _pause(self) -> None:
+        # More than twice the limit is buffered: stop reading until a read takes it down.
+        if not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
 
@@ -228,8 +271,10 @@ class StreamReader:
         reactor = self._reactor
         if reactor is None:
             reactor = self._reactor = get_running_reactor()
-        waiter: Future[None] = Future(reactor)
+        waiter: Future[None] = _Wakeup(reactor)
         self._waiter = waiter
+        self._waiter_task = reactor._current_task
+        self._line_wait = False
         try:
             await waiter
         finally:
@@ -253,26 +298,27 @@ class StreamReader:
         while True:
             if self._exception is not None:
                 raise self._exception
-            end = buffer.find(_NL, start) + 1
-            if end:
-                if end > limit + 1:
-                    del buffer[:end]
-                    self._resume_if_drained()
-                    raise ValueError("separator found, but the chunk is longer than the limit")
-                if end == len(buffer):
-                    line = bytes(buffer)
+            if len(buffer) > start:
+                end = buffer.find(_NL, start) + 1
+                if end:
+                    if end > limit + 1:
+                        del buffer[:end]
+                        self._resume_if_drained()
+                        raise ValueError("separator found, but the chunk is longer than the limit")
+                    if end == len(buffer):
+                        line = bytes(buffer)
+                        buffer.clear()
+                    else:
+                        line = bytes(buffer[:end])
+                        del buffer[:end]
+                    if self._paused:
+                        self._resume_if_drained()
+                    return line
+                start = len(buffer)
+                if start > limit:
                     buffer.clear()
-                else:
-                    line = bytes(buffer[:end])
-                    del buffer[:end]
-                if self._paused:
                     self._resume_if_drained()
-                return line
-            start = len(buffer)
-            if start > limit:
-                buffer.clear()
-                self._resume_if_drained()
-                raise ValueError("separator not found, and the chunk exceeds the limit")
+                    raise ValueError("separator not found, and the chunk exceeds the limit")
             if self._eof:
                 line = bytes(buffer)
                 buffer.clear()
@@ -285,12 +331,24 @@ class StreamReader:
             reactor = self._reactor
             if reactor is None:
                 reactor = self._reactor = get_running_reactor()
-            waiter: Future[None] = Future(reactor)
+            waiter: Future[None] = _Wakeup(reactor)
             self._waiter = waiter
+            self._waiter_task = reactor._current_task
+            self._line_wait = not buffer
             try:
                 await waiter
-            finally:
+            except BaseException:
                 self._waiter = None
+                line = self._line
+                if line is not None:  # handed over, then the task was cancelled: keep it for the next read
+                    self._line = None
+                    buffer += line
+                raise
+            self._waiter = None
+            line = self._line
+            if line is not None:  # a whole line, handed over by _data_received
+                self._line = None
+                return line
 
     async def readuntil(self, separator: bytes = _NL) -> bytes:
         """The bytes up to and including ``separator``.
@@ -399,8 +457,8 @@ class _StreamProtocol:
                  server: StreamServer | None = None) -> None:
         self.reader = reader
         # The transport hands every read to data_received: that is the reader's
-        # feed_data itself, not a method that calls it (one frame less per read).
-        self.data_received: Callable[[bytes], None] = reader.feed_data
+        # own method, not one that calls it (one frame less per read).
+        self.data_received: Callable[[bytes], None] = reader._data_received
         self.writer: StreamWriter | None = None
         self.transport: Any = None
         self.callback = callback
