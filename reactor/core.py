@@ -1452,6 +1452,9 @@ class Reactor:
         cancelled: set[Any] = set()
         was_in_turn = self._in_turn
         self._in_turn = True  # what runs here schedules without waking anyone
+        turn = _turn  # and is this reactor's turn: a task's cleanup finds its reactor
+        outer = turn.reactor
+        turn.reactor = self
         try:
             for _ in range(_CLOSE_ROUNDS):
                 for row in list(self.connections.values()):
@@ -1475,6 +1478,7 @@ class Reactor:
                         self._report(exc, handle._callback)
         finally:
             self._in_turn = was_in_turn
+            turn.reactor = outer
         if tasks:
             logger.warning(
                 "%d task(s) still pending when the reactor closed (their cleanup awaits time or I/O): %s",

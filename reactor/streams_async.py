@@ -132,7 +132,7 @@ class StreamReader:
     """
 
     __slots__ = ("_reactor", "_limit", "_buffer", "_eof", "_exception", "_waiter", "_waiter_task", "_line_wait",
-                 "_line", "_transport", "_paused")
+                 "_line", "_spare", "_transport", "_paused")
 
     def __init__(self, limit: int = DEFAULT_LIMIT, *, reactor: Reactor | None = None) -> None:
         if limit <= 0:
@@ -146,6 +146,7 @@ class StreamReader:
         self._waiter_task: Task[Any] | None = None  # the task parked on _waiter, if a reactor task
         self._line_wait = False  # _waiter is readline's, on an empty buffer
         self._line: bytes | None = None  # a whole line handed to the parked readline (see _data_received)
+        self._spare: _Wakeup | None = None  # readline's last waiter, done and reusable
         self._transport: Any = None
         self._paused = False
 
@@ -205,8 +206,9 @@ class StreamReader:
         waiter = self._waiter
         if waiter is not None and waiter._state == _PENDING:
             task = self._waiter_task
-            if task is not None and task._waiting_on is waiter and task._reactor._current_task is None \
-                    and task._reactor._in_turn:
+            parked: Future[None] = waiter  # (mypy loses the narrowing across the `is` below)
+            reactor = parked._reactor  # the task's too: a task parks only on its reactor's futures
+            if task is not None and task._waiting_on is parked and reactor._current_task is None and reactor._in_turn:
                 if (self._line_wait and not buffer and data.find(_NL) + 1 == len(data)
                         and len(data) <= self._limit + 1):
                     # readline waits on an empty buffer and this is one whole line:
@@ -216,8 +218,8 @@ class StreamReader:
                     buffer += data
                     if len(buffer) > 2 * self._limit:
                         self._pause()  # before the step: a read that waits again resumes reading
-                waiter._state = _FINISHED  # set_result(None), without queueing the task's wakeup
-                waiter._callbacks = []
+                parked._state = _FINISHED  # set_result(None), without queueing the task's wakeup
+                parked._callbacks = []
                 task._step(None)
                 return
             waiter.set_result(None)
@@ -331,24 +333,33 @@ class StreamReader:
             reactor = self._reactor
             if reactor is None:
                 reactor = self._reactor = get_running_reactor()
-            waiter: Future[None] = _Wakeup(reactor)
+            waiter = self._spare
+            if waiter is None:
+                waiter = _Wakeup(reactor)
+            else:  # the last wait's, which ended with no result and no reference left to it
+                self._spare = None
+                waiter._state = _PENDING
             self._waiter = waiter
-            self._waiter_task = reactor._current_task
+            task = self._waiter_task = reactor._current_task
             self._line_wait = not buffer
             try:
                 await waiter
             except BaseException:
                 self._waiter = None
-                line = self._line
-                if line is not None:  # handed over, then the task was cancelled: keep it for the next read
+                handed = self._line
+                if handed is not None:  # handed over, then the task was cancelled: keep it for the next read
                     self._line = None
-                    buffer += line
+                    buffer += handed
                 raise
             self._waiter = None
-            line = self._line
-            if line is not None:  # a whole line, handed over by _data_received
+            if task is not None:
+                # A task's wait ends once the waiter's one callback, the task's wakeup, has
+                # run (or was skipped by _data_received): nobody else holds the waiter.
+                self._spare = waiter
+            handed = self._line
+            if handed is not None:  # a whole line, handed over by _data_received
                 self._line = None
-                return line
+                return handed
 
     async def readuntil(self, separator: bytes = _NL) -> bytes:
         """The bytes up to and including ``separator``.

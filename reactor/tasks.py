@@ -170,6 +170,7 @@ class Task(Future[T]):
         "_cancel_requests",
         "_cancelled_exc",
         "_log_traceback",
+        "_wakeup_callback",
     )
 
     def __init__(
@@ -216,6 +217,8 @@ class Task(Future[T]):
         self._cancel_requests = 0
         self._cancelled_exc: BaseException | None = None
         self._log_traceback = False
+        # One bound method, not one per await; None once the task is done.
+        self._wakeup_callback: Callable[[Future[Any]], None] | None = self._wakeup
         reactor._tasks.add(self)
 
     def __repr__(self) -> str:
@@ -358,14 +361,14 @@ class Task(Future[T]):
             self._raised(error)
         else:
             kind = type(yielded)
-            if (kind is _Wakeup or kind is Future) and yielded._reactor is self._reactor:
+            if (kind is _Wakeup or kind is Future) and yielded._reactor is reactor:
                 # _park's common case, inline (a future of this reactor that is
                 # not a task, so not this one): one call less per await.
                 self._waiting_on = yielded
                 if yielded._state == _PENDING:
-                    yielded._callbacks.append(self._wakeup)
+                    yielded._callbacks.append(self._wakeup_callback)
                 else:
-                    self._reactor.call_soon(self._wakeup, yielded)
+                    reactor.call_soon(self._wakeup, yielded)
                 if self._must_cancel and _cancel_future(yielded, self._cancel_message):
                     self._must_cancel = False
             else:
@@ -381,11 +384,13 @@ class Task(Future[T]):
             self._finish_cancelled(None)
         else:
             self._reactor._tasks.discard(self)
+            self._wakeup_callback = None  # the task -> bound method -> task cycle, broken
             Future.set_result(self, value)
 
     def _raised(self, error: BaseException) -> None:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             self._reactor._tasks.discard(self)
+            self._wakeup_callback = None
             Future.set_exception(self, error)  # it escapes the turn too: not "never retrieved"
         elif _is_cancelled_error(error):
             self._finish_cancelled(error)
@@ -394,11 +399,13 @@ class Task(Future[T]):
 
     def _finish_cancelled(self, exc: BaseException | None) -> None:
         self._reactor._tasks.discard(self)
+        self._wakeup_callback = None
         self._cancelled_exc = exc
         Future.cancel(self)
 
     def _finish_failed(self, exc: BaseException) -> None:
         self._reactor._tasks.discard(self)
+        self._wakeup_callback = None
         Future.set_exception(self, exc)
         self._log_traceback = True
 
@@ -423,7 +430,7 @@ class Task(Future[T]):
             return
         self._waiting_on = yielded
         if yielded._state == _PENDING:  # add_done_callback, inline: see _wakeup
-            yielded._callbacks.append(self._wakeup)
+            yielded._callbacks.append(self._wakeup_callback)  # type: ignore[arg-type]
         else:
             reactor.call_soon(self._wakeup, yielded)
         if self._must_cancel and _cancel_future(yielded, self._cancel_message):

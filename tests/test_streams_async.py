@@ -1240,3 +1240,117 @@ def test_tls_handshake_failure_raises_from_open_connection(reactor: Reactor) -> 
         run(reactor, open_connection(f"localhost:{server.sockaddr[1]}", ssl=ssl.create_default_context()))
     server.close()
     run_until(reactor, lambda: not reactor.connections)
+
+
+# ------------------------------------------- the wakeup inside the read callback
+
+
+def test_data_from_the_transport_steps_the_waiting_task_in_the_same_callback(reactor: Reactor) -> None:
+    """A line delivered by the transport runs the parked readline's task inside that delivery: nothing is queued."""
+    (reader, _), (_, peer) = memory_stream_pair(reactor)
+    seen: list[bytes] = []
+
+    async def consume() -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            seen.append(line)
+
+    task = reactor.create_task(consume())
+    settle(reactor)
+    peer.write(b"one\n")
+    reactor.run_once(0)  # the memory transport delivers in this turn
+    assert seen == [b"one\n"]
+    assert len(reactor._ready) == 0  # no wakeup left queued for a later turn
+    peer.write_eof()
+    run_until(reactor, task.done, timeout=0)
+    assert task.result() is None
+
+
+def test_a_whole_line_is_handed_over_as_the_bytes_received(reactor: Reactor) -> None:
+    """readline waiting on an empty buffer gets the received bytes object itself, not a copy."""
+    (reader, _), _ = memory_stream_pair(reactor)
+    task = reactor.create_task(reader.readline())
+    settle(reactor)
+    line = b"exactly one line\n"
+    reactor.call_soon(reader._data_received, line)  # as the transport does, from inside a turn
+    run_until(reactor, task.done, timeout=0)
+    assert task.result() is line
+    assert not reader._buffer
+
+
+def test_data_that_is_not_one_whole_line_goes_through_the_buffer(reactor: Reactor) -> None:
+    """Two lines, or a partial one, in one delivery: readline returns the first, the rest stays buffered."""
+    (reader, _), _ = memory_stream_pair(reactor)
+    task = reactor.create_task(reader.readline())
+    settle(reactor)
+    reactor.call_soon(reader._data_received, b"first\nsecond\npart")
+    run_until(reactor, task.done, timeout=0)
+    assert task.result() == b"first\n"
+    assert bytes(reader._buffer) == b"second\npart"
+    assert run(reactor, reader.readline()) == b"second\n"
+
+
+def test_a_line_handed_over_to_a_task_then_cancelled_is_kept(reactor: Reactor) -> None:
+    """If the step that receives a handed-over line throws CancelledError instead, the line stays readable."""
+    (reader, _), _ = memory_stream_pair(reactor)
+    task = reactor.create_task(reader.readline())
+    settle(reactor)
+    task._must_cancel = True  # a cancellation that reaches the task at its next step
+    reactor.call_soon(reader._data_received, b"keep me\n")
+    run_until(reactor, task.done, timeout=0)
+    assert task.cancelled()
+    assert finished_without_waiting(reader.readline()) == b"keep me\n"
+
+
+def test_data_inside_another_tasks_step_is_queued_not_nested(reactor: Reactor) -> None:
+    """Data that reaches a reader while some task is being stepped wakes its reader's task through the queue."""
+    (reader, _), _ = memory_stream_pair(reactor)
+    steps: list[str] = []
+
+    async def consume() -> bytes:
+        line = await reader.readline()
+        steps.append("consumer resumed")
+        return line
+
+    async def feed() -> None:
+        reader._data_received(b"from a task\n")
+        steps.append("feeder went on")
+
+    consumer = reactor.create_task(consume())
+    settle(reactor)
+    reactor.create_task(feed())
+    run_until(reactor, consumer.done, timeout=0)
+    assert steps == ["feeder went on", "consumer resumed"]
+    assert consumer.result() == b"from a task\n"
+
+
+def test_data_outside_a_turn_wakes_the_task_in_the_next_turn(reactor: Reactor) -> None:
+    """A protocol called by plain code (not from a reactor callback) does not run the task inside that call."""
+    (reader, _), _ = memory_stream_pair(reactor)
+    task = reactor.create_task(reader.readline())
+    settle(reactor)
+    reader._data_received(b"later\n")
+    assert not task.done()
+    run_until(reactor, task.done, timeout=0)
+    assert task.result() == b"later\n"
+
+
+def test_readline_reuses_its_waiter_and_a_cancelled_wait_does_not_spoil_the_next(reactor: Reactor) -> None:
+    """Waits one after another, a cancelled one between them: every later read still gets its line."""
+    (reader, _), (_, peer) = memory_stream_pair(reactor)
+    for n in range(3):
+        task = reactor.create_task(reader.readline())
+        settle(reactor)
+        peer.write(b"line %d\n" % n)
+        run_until(reactor, task.done, timeout=0)
+        assert task.result() == b"line %d\n" % n
+    cancelled = reactor.create_task(reader.readline())
+    settle(reactor)
+    cancelled.cancel()
+    settle(reactor)
+    assert cancelled.cancelled()
+    assert reader._spare is None or reader._spare.done()
+    peer.write(b"after\n")
+    assert run(reactor, reader.readline()) == b"after\n"

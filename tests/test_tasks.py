@@ -420,3 +420,46 @@ def test_task_cancelled_before_its_first_step(reactor: Reactor) -> None:
     task.cancel()
     reactor.run_once(0)
     assert task.cancelled() and ran == []
+
+
+def test_a_task_of_one_reactor_runs_another_reactor_inside_its_step(reactor: Reactor) -> None:
+    """Each reactor knows its own stepping task: a nested reactor's task is current inside, the outer one after."""
+    seen: list[Any] = []
+
+    async def inner() -> None:
+        seen.append(("inner", current_task()))
+
+    async def outer() -> None:
+        with Reactor() as nested:
+            inner_task = nested.create_task(inner())
+            nested.run_until_complete(inner_task)
+            seen.append(("inner task", inner_task))
+        seen.append(("outer", current_task()))
+
+    task = reactor.create_task(outer())
+    reactor.run_until_complete(task)
+    inner_task = seen[1][1]
+    assert seen == [("inner", inner_task), ("inner task", inner_task), ("outer", task)]
+    assert inner_task is not task
+
+
+def test_a_finished_task_is_freed_without_the_cycle_collector(reactor: Reactor) -> None:
+    """A task that awaited futures holds no reference cycle once done: dropping it frees it at once."""
+    import gc
+    import weakref
+
+    async def waits() -> int:
+        await sleep(0)
+        future = reactor.create_future()
+        reactor.call_soon(future.set_result, 3)
+        return await future
+
+    gc.disable()
+    try:
+        task = reactor.create_task(waits())
+        assert reactor.run_until_complete(task) == 3
+        ref = weakref.ref(task)
+        del task
+        assert ref() is None
+    finally:
+        gc.enable()
