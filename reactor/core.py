@@ -422,6 +422,8 @@ class Reactor:
         self._tasks: set[Any] = set()
         # The task whose coroutine is being stepped now (set by reactor.tasks), or None.
         self._current_task: Any = None
+        # True during a turn that set `reactor.futures._turn` (this reactor had tasks).
+        self._task_turn = False
         # Signal number -> its handle (`add_signal_handler`); what each had
         # before, and the wakeup fd before the first one, to restore.
         self._signal_handlers: dict[int, Handle] = {}
@@ -900,9 +902,15 @@ class Reactor:
         self._in_turn = True
         self._turns += 1
         before = self._callbacks_run
-        turn = _turn  # which reactor's turn this thread runs: reactor.tasks.current_task reads it
-        outer = turn.reactor
-        turn.reactor = self
+        # Which reactor's turn this thread runs, for reactor.tasks.current_task: only
+        # while this reactor has tasks.  A task made during the turn is first
+        # stepped in a later one, or eagerly by code that sets this itself; and
+        # a thread-local write costs what a third of a plain callback does.
+        turn = _turn if self._tasks else None
+        if turn is not None:
+            outer = turn.reactor
+            turn.reactor = self
+            self._task_turn = True  # and a parked task may be stepped from an I/O callback
         start = _perf_counter()  # the watchdog's: see `_dispatch`
         try:
             if events:
@@ -914,7 +922,9 @@ class Reactor:
                 self._dispatch([popleft() for _ in range(ntodo)], start)
         finally:
             self._in_turn = False
-            turn.reactor = outer
+            if turn is not None:
+                turn.reactor = outer
+                self._task_turn = False
         return self._callbacks_run - before
 
     def _dispatch(self, handles: list[Handle], start: float) -> float:
@@ -1455,6 +1465,8 @@ class Reactor:
         turn = _turn  # and is this reactor's turn: a task's cleanup finds its reactor
         outer = turn.reactor
         turn.reactor = self
+        was_task_turn = self._task_turn
+        self._task_turn = True
         try:
             for _ in range(_CLOSE_ROUNDS):
                 for row in list(self.connections.values()):
@@ -1479,6 +1491,7 @@ class Reactor:
         finally:
             self._in_turn = was_in_turn
             turn.reactor = outer
+            self._task_turn = was_task_turn
         if tasks:
             logger.warning(
                 "%d task(s) still pending when the reactor closed (their cleanup awaits time or I/O): %s",

@@ -197,9 +197,10 @@ class StreamReader:
         # this reader is stepped here and now, inside the transport's read
         # callback, as a protocol's data_received would run (see the module
         # docstring, "A line costs ...").  Inside another task's step (a
-        # transport that delivers from a write), outside the reactor's turn
-        # (a test calling the protocol), or for a waiter that is not a reactor
-        # task's, the waiter is completed as feed_data does.
+        # transport that delivers from a write), outside a turn that knows
+        # this reactor has tasks (a test calling the protocol; a task started
+        # eagerly in this very turn: see Reactor.run_once), or for a waiter
+        # that is not a reactor task's, the waiter is completed as feed_data does.
         if self._eof:
             raise RuntimeError("data received after the end of the stream")
         buffer = self._buffer
@@ -208,7 +209,7 @@ class StreamReader:
             task = self._waiter_task
             parked: Future[None] = waiter  # (mypy loses the narrowing across the `is` below)
             reactor = parked._reactor  # the task's too: a task parks only on its reactor's futures
-            if task is not None and task._waiting_on is parked and reactor._current_task is None and reactor._in_turn:
+            if task is not None and task._waiting_on is parked and reactor._current_task is None and reactor._task_turn:
                 if (self._line_wait and not buffer and data.find(_NL) + 1 == len(data)
                         and len(data) <= self._limit + 1):
                     # readline waits on an empty buffer and this is one whole line:

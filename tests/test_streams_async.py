@@ -1354,3 +1354,23 @@ def test_readline_reuses_its_waiter_and_a_cancelled_wait_does_not_spoil_the_next
     assert reader._spare is None or reader._spare.done()
     peer.write(b"after\n")
     assert run(reactor, reader.readline()) == b"after\n"
+
+
+def test_a_task_started_eagerly_in_a_turn_and_fed_in_it_still_knows_its_reactor(reactor: Reactor) -> None:
+    """A task made eagerly by a callback, parked on a reader, then fed in the same turn: current_task() works."""
+    from reactor.tasks import current_task
+
+    (reader, _), _ = memory_stream_pair(reactor)
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        await reader.readline()
+        seen.append(current_task())
+
+    def start_and_feed() -> None:
+        seen.append(reactor.create_task(consume(), eager_start=True))
+        reader._data_received(b"same turn\n")
+
+    reactor.call_soon(start_and_feed)
+    run_until(reactor, lambda: len(seen) == 2, timeout=0)
+    assert seen[1] is seen[0]
