@@ -422,8 +422,10 @@ class Reactor:
         self._tasks: set[Any] = set()
         # The task whose coroutine is being stepped now (set by reactor.tasks), or None.
         self._current_task: Any = None
-        # True during a turn that set `reactor.futures._turn` (this reactor had tasks).
+        # True during a turn that set `reactor.futures._turn` (`_enter_task_turn`),
+        # whose value before is kept to restore at the turn's end.
         self._task_turn = False
+        self._turn_outer: Reactor | None = None
         # Signal number -> its handle (`add_signal_handler`); what each had
         # before, and the wakeup fd before the first one, to restore.
         self._signal_handlers: dict[int, Handle] = {}
@@ -902,15 +904,8 @@ class Reactor:
         self._in_turn = True
         self._turns += 1
         before = self._callbacks_run
-        # Which reactor's turn this thread runs, for reactor.tasks.current_task: only
-        # while this reactor has tasks.  A task made during the turn is first
-        # stepped in a later one, or eagerly by code that sets this itself; and
-        # a thread-local write costs what a third of a plain callback does.
-        turn = _turn if self._tasks else None
-        if turn is not None:
-            outer = turn.reactor
-            turn.reactor = self
-            self._task_turn = True  # and a parked task may be stepped from an I/O callback
+        if self._tasks:
+            self._enter_task_turn()
         start = _perf_counter()  # the watchdog's: see `_dispatch`
         try:
             if events:
@@ -922,10 +917,23 @@ class Reactor:
                 self._dispatch([popleft() for _ in range(ntodo)], start)
         finally:
             self._in_turn = False
-            if turn is not None:
-                turn.reactor = outer
+            if self._task_turn:  # entered above, or by a task started eagerly in this turn
                 self._task_turn = False
+                _turn.reactor = self._turn_outer
+                self._turn_outer = None
         return self._callbacks_run - before
+
+    def _enter_task_turn(self) -> None:
+        # This turn steps tasks: `reactor.futures._turn` names this reactor (for
+        # reactor.tasks.current_task) until the turn ends, and a parked task may
+        # be stepped from an I/O callback.  Only while the reactor has tasks, or
+        # from the first eager task step of the turn (reactor.tasks): a
+        # thread-local write costs what a third of a plain callback does, so
+        # plain servers never pay it, and a turn pays it once.
+        turn = _turn
+        self._turn_outer = turn.reactor
+        turn.reactor = self
+        self._task_turn = True
 
     def _dispatch(self, handles: list[Handle], start: float) -> float:
         # The one place where the turn calls user code, for readers, writers,

@@ -194,13 +194,19 @@ class Task(Future[T]):
             raise RuntimeError("cannot create a task on a closed Reactor; create a new one")
         self._setup(coro, reactor, name)
         if eager_start:
-            turn = _turn
-            outer = turn.reactor
-            turn.reactor = reactor  # current_task() works in the first step, even outside a turn
-            try:
+            if reactor._task_turn:
                 self._step(None)
-            finally:
-                turn.reactor = outer
+            elif reactor._in_turn:
+                reactor._enter_task_turn()  # until the turn ends
+                self._step(None)
+            else:  # plain code, outside any turn: current_task() works in the first step too
+                turn = _turn
+                outer = turn.reactor
+                turn.reactor = reactor
+                try:
+                    self._step(None)
+                finally:
+                    turn.reactor = outer
         else:
             reactor.call_soon(self._step, None)
 
@@ -521,9 +527,15 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any
     previous = reactor._current_task
     reactor._current_task = frame
     turn = _turn
-    outer = turn.reactor  # within a turn of this reactor, as a request server calls it
-    if outer is not reactor:
-        turn.reactor = reactor
+    outer = None
+    restore = False
+    if not reactor._task_turn:
+        if reactor._in_turn:
+            reactor._enter_task_turn()  # until the turn ends: later requests of the turn pay nothing
+        else:  # plain code, outside any turn
+            outer = turn.reactor
+            turn.reactor = reactor
+            restore = True
     try:
         try:
             yielded = coro.send(None)  # socket-ok: a coroutine's send
@@ -543,7 +555,7 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any
         return task
     finally:
         reactor._current_task = previous
-        if outer is not reactor:
+        if restore:
             turn.reactor = outer
 
 
