@@ -506,8 +506,13 @@ class _EagerFrame:
         return task
 
 
-def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any] | None:
-    """Run ``coro``'s first step now; None if it returned (its value dropped), else its `Task`.
+def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> tuple[Task[Any] | None, Any]:
+    """Run ``coro``'s first step now: ``(None, value)`` if it returned ``value``, else ``(task, value)``.
+
+    The task is None when the coroutine returned in its first step without
+    asking for `current_task`; else it is the coroutine's `Task`: done if the
+    step returned (``value`` is its result) or raised (``value`` is None),
+    pending if it suspended.
 
     `Task` with ``eager_start=True`` without the task where none is needed:
     a coroutine that returns in its first step, without asking for
@@ -543,16 +548,16 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> Task[Any
             task = frame.task
             if task is not None:
                 task._returned(stop.value)
-            return task
+            return task, stop.value
         except BaseException as error:
             task = frame.materialize()
             task._raised(error)
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
-            return task
+            return task, None
         task = frame.materialize()
         task._park(yielded)
-        return task
+        return task, None
     finally:
         reactor._current_task = previous
         if restore:

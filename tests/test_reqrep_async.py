@@ -151,3 +151,44 @@ def test_async_handler_with_worker_threads_is_refused(reactor: Reactor) -> None:
     """async_=True (worker threads) makes no sense for a coroutine handler: ValueError at construction."""
     with pytest.raises(ValueError, match="coroutine"):
         Sleepy("127.0.0.1:0", async_=True, reactor=reactor)
+
+
+def test_an_async_handler_that_raises_before_awaiting_is_reported_once(reactor: Reactor) -> None:
+    """A handler raising in its first step: reported once, counted, no task left, no 'never retrieved' later."""
+    import gc
+
+    reported: list[dict[str, Any]] = []
+    reactor.set_exception_handler(lambda r, ctx: reported.append(ctx))
+
+    class Broken(RequestServer):
+        async def handle_request(self, request: str) -> str:
+            raise KeyError(request)
+
+    server = Broken("127.0.0.1:0", reactor=reactor)
+    reply = reactor.request(server.address, "x", timeout=5)
+    run_until(reactor, reply.done)
+    assert reply.exception() is not None
+    gc.collect()
+    assert [type(ctx["exception"]) for ctx in reported] == [KeyError]
+    assert server.statistics()["errors"] == 1
+    assert not reactor._tasks
+    server.close()
+    run_until(reactor, lambda: not reactor.connections)
+
+
+def test_an_async_handler_that_looks_at_its_task_and_returns_replies(reactor: Reactor) -> None:
+    """current_task() in a handler that does not suspend makes a task, and the reply still goes out."""
+    from reactor.tasks import current_task
+
+    class Looking(RequestServer):
+        async def handle_request(self, request: str) -> str:
+            task = current_task()
+            assert task is not None
+            return f"{request} from {task.get_name()}"
+
+    server = Looking("127.0.0.1:0", reactor=reactor)
+    reply = reactor.request(server.address, "x", timeout=5)
+    run_until(reactor, reply.done)
+    assert reply.result().startswith("x from Task-")
+    server.close()
+    run_until(reactor, lambda: not reactor.connections)

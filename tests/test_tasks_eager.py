@@ -149,10 +149,11 @@ def test_start_eagerly_makes_no_task_for_a_coroutine_that_returns(reactor: React
     """The server's path: a first step that returns leaves no task, no registry entry, nothing queued."""
     ran: list[Any] = []
 
-    async def compute() -> None:
+    async def compute() -> int:
         ran.append(get_running_reactor())
+        return 7
 
-    assert _start_eagerly(compute(), reactor) is None
+    assert _start_eagerly(compute(), reactor) == (None, 7)
     assert ran == [reactor] and not reactor._tasks and reactor.statistics()["ready"] == 0
     assert current_task() is None
 
@@ -167,8 +168,9 @@ def test_start_eagerly_makes_the_task_current_task_returned(reactor: Reactor, cl
         seen.append(current_task())
         return "done"
 
-    task = _start_eagerly(look(), reactor)
+    task, value = _start_eagerly(look(), reactor)
     assert isinstance(task, Task) and seen == [task] and not task.done() and task in reactor._tasks
+    assert value is None
     clock.advance(1.0)
     assert reactor.run_until_complete(task) == "done"
     assert seen == [task, task]
@@ -177,11 +179,13 @@ def test_start_eagerly_makes_the_task_current_task_returned(reactor: Reactor, cl
 def test_start_eagerly_returns_the_task_that_asked_for_itself_and_returned(reactor: Reactor) -> None:
     """A first step that looked at current_task() and returned gives back that (finished) task."""
 
-    async def look() -> None:
+    async def look() -> str:
         assert current_task() is not None
+        return "seen"
 
-    task = _start_eagerly(look(), reactor)
-    assert task is not None and task.done() and task.result() is None and task not in reactor._tasks
+    task, value = _start_eagerly(look(), reactor)
+    assert task is not None and task.done() and task.result() == "seen" and task not in reactor._tasks
+    assert value == "seen"
 
 
 def test_start_eagerly_gives_a_failed_task_for_a_raise(reactor: Reactor) -> None:
@@ -190,8 +194,8 @@ def test_start_eagerly_gives_a_failed_task_for_a_raise(reactor: Reactor) -> None
     async def broken() -> None:
         raise ValueError("bad")
 
-    task = _start_eagerly(broken(), reactor)
-    assert task is not None and task.done()
+    task, value = _start_eagerly(broken(), reactor)
+    assert task is not None and task.done() and value is None
     with pytest.raises(ValueError, match="bad"):
         task.result()
 
@@ -207,7 +211,7 @@ def test_start_eagerly_suspended_task_can_be_cancelled(reactor: Reactor) -> None
         finally:
             steps.append("finally")
 
-    task = _start_eagerly(parked(), reactor)
+    task, _ = _start_eagerly(parked(), reactor)
     assert task is not None and task._waiting_on is future
     task.cancel()
     run_until(reactor, task.done)
