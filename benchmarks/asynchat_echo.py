@@ -113,10 +113,32 @@ def serve_lines(asyncore: Any, asynchat: Any, port: int, ready: Any) -> None:
         def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
             LineChannel(sock)
 
+    class Wakeup(asyncore.dispatcher):  # type: ignore[misc]
+        """The read end of the process's signal wakeup fd, so a signal always ends the poll.
+
+        Python runs a signal's handler only when the main thread next runs
+        bytecode: a signal that lands just before ``poll()`` blocks would
+        wait for the next event or the loop's timeout.  The C-level handler
+        writes the wakeup fd at once; reading it here lets the handler run.
+        """
+
+        def handle_read(self) -> None:
+            try:
+                self.socket.recv(4096)
+            except BlockingIOError:
+                pass
+
+        def writable(self) -> bool:
+            return False
+
     def stop(signum: int, frame: Any) -> None:
         raise asyncore.ExitNow()
 
     server = LineServer()
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    wakeup = Wakeup(wake_r)
+    previous_fd = signal.set_wakeup_fd(wake_w.fileno())
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     ready(server.socket.getsockname()[1])
@@ -125,6 +147,9 @@ def serve_lines(asyncore: Any, asynchat: Any, port: int, ready: Any) -> None:
     except asyncore.ExitNow:
         pass
     finally:
+        signal.set_wakeup_fd(previous_fd)
+        wakeup.close()
+        wake_w.close()
         asyncore.close_all()
 
 

@@ -76,7 +76,22 @@ def _ready(port: int) -> None:
     sys.stdout.flush()
 
 
-def _stop_on_signals(stop: Callable[[], object]) -> None:
+def _stop_on_signals(stop: Callable[[], object], reactor: Any = None) -> None:
+    """Call ``stop()`` on SIGTERM and SIGINT.
+
+    With ``reactor``, through `Reactor.add_signal_handler` (the signal writes
+    the reactor's wakeup fd).  A plain `signal.signal` handler runs only when
+    the main thread next executes Python code: a signal that lands after the
+    loop's last check and before its wait blocks is handled when the wait
+    returns, which for a reactor with nothing to do is never.  Without
+    ``reactor`` (the socketserver kinds, whose ``serve_forever`` polls every
+    0.5 s), a plain handler.
+    """
+    if reactor is not None:
+        reactor.add_signal_handler(signal.SIGTERM, stop)
+        reactor.add_signal_handler(signal.SIGINT, stop)
+        return
+
     def handler(signum: int, frame: object) -> None:
         stop()
 
@@ -108,8 +123,7 @@ def serve_reactor(port: int, tls: ssl.SSLContext | None = None, *, timed: bool =
         if timed:
             enable_request_timing(reactor)
         server = _bench_request_server(reactor, port, tls)
-        # stop() from a signal handler writes the wakeup a blocked select() needs.
-        _stop_on_signals(reactor.stop)
+        _stop_on_signals(reactor.stop, reactor)
         _ready(server.server_address[1])
         try:
             server.run()
@@ -161,7 +175,7 @@ def serve_reactor_lines(port: int, tls: ssl.SSLContext | None = None) -> None:
         # As for RequestServer: lift the 1,024-connection default so the
         # idle workload's 10,000 connections are all accepted.
         server = reactor.create_server(Reply, f"127.0.0.1:{port}", max_connections=1 << 20, ssl=tls)
-        _stop_on_signals(reactor.stop)
+        _stop_on_signals(reactor.stop, reactor)
         _ready(server.sockaddr[1])
         try:
             reactor.run()

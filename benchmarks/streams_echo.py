@@ -55,7 +55,7 @@ def serve_reactor_streams(port: int, ready: Callable[[int], None], stop_on_signa
     with Reactor() as reactor:
         # As for the other benchmark servers: no connection limit below the idle workload's.
         server = reactor.run_until_complete(start_server(handle, f"127.0.0.1:{port}", max_connections=1 << 20))
-        stop_on_signals(reactor.stop)
+        stop_on_signals(reactor.stop, reactor)
         ready(server.sockaddr[1])
         try:
             reactor.run()
@@ -78,7 +78,7 @@ def serve_reactor_async(port: int, ready: Callable[[int], None], stop_on_signals
 
     with Reactor() as reactor:
         server = AsyncEcho(f"127.0.0.1:{port}", reactor=reactor, max_connections=1 << 20, timeout=3600.0)
-        stop_on_signals(reactor.stop)
+        stop_on_signals(reactor.stop, reactor)
         ready(server.server_address[1])
         try:
             server.run()

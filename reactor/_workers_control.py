@@ -214,7 +214,10 @@ def _merged_main(directory: str, control: str | None, metrics: str | None, statu
             }
             os.write(status_w, f"ready {json.dumps(where)}\n".encode())
             os.close(status_w)
-            signal.signal(signal.SIGTERM, lambda signum, frame: reactor.call_soon_threadsafe(reactor.stop))
+            # Through the reactor's wakeup fd: a plain Python handler runs only once the
+            # main thread executes bytecode again, so a SIGTERM that lands just before
+            # the wait blocks would wait for the next event, perhaps forever.
+            reactor.add_signal_handler(signal.SIGTERM, reactor.stop)
 
             def on_life() -> None:
                 try:

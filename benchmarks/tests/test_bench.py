@@ -555,3 +555,42 @@ def test_asynchat_table_and_targets() -> None:
     # 64 busy beside 936 idle: a row of its own, without a target.
     assert "| asynchat c=64 +idle 936 | asynchat | 50,000 | 400 | 900 | 8.0 | 2.50× |" in table
     assert not [t for t in judged if "936" in t]
+
+
+@pytest.mark.timeout(30)
+def test_a_signal_taken_by_another_thread_still_stops_a_bench_reactor() -> None:
+    """SIGTERM handled in a thread other than the one blocked in the wait still stops the server.
+
+    The C-level handler runs in the thread the signal went to; the Python
+    handler only once the main thread runs bytecode again.  A plain
+    ``signal.signal`` handler therefore leaves a reactor with nothing to do
+    blocked in its wait (the bench servers hung so after SIGTERM); through
+    the reactor's wakeup fd, the wait returns.
+    """
+    import signal
+    import threading
+
+    from reactor.core import Reactor
+
+    from benchmarks.servers import _stop_on_signals
+
+    wchan = Path(f"/proc/self/task/{threading.main_thread().native_id}/wchan")
+    if not wchan.exists():
+        pytest.skip("needs /proc/self/task/<tid>/wchan (Linux) to see the main thread blocked")
+
+    def kick() -> None:
+        # Once the main thread sleeps in its wait (bounded: 10 s), signal this thread.
+        deadline = time.monotonic() + 10
+        while "poll" not in wchan.read_text() and "epoll" not in wchan.read_text():
+            assert time.monotonic() < deadline, "the main thread never blocked in its wait"
+            time.sleep(0.001)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with Reactor() as reactor:
+        _stop_on_signals(reactor.stop, reactor)
+        kicker = threading.Thread(target=kick)
+        reactor.call_soon(kicker.start)  # from a turn: the main thread then blocks in a wait with no deadline
+        reactor.run()  # returns only if the signal stopped it
+        kicker.join()
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
