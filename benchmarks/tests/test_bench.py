@@ -570,9 +570,8 @@ def test_a_signal_taken_by_another_thread_still_stops_a_bench_reactor() -> None:
     import signal
     import threading
 
-    from reactor.core import Reactor
-
     from benchmarks.servers import _stop_on_signals
+    from reactor.core import Reactor
 
     wchan = Path(f"/proc/self/task/{threading.main_thread().native_id}/wchan")
     if not wchan.exists():
