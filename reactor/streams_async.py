@@ -12,15 +12,26 @@ code written for ``asyncio.start_server`` moves with an import change::
 
 What can go wrong, and what we chose
 ------------------------------------
-*A line costs a scan, a copy and, when nothing is buffered, a wakeup.*  A
-reader keeps one ``bytearray``; `StreamReader.readline` looks for the
-separator once in what is buffered and returns without suspending when it is
-there (no future, no hop through the ready queue).  Only when it must wait
-does it park its task on one reactor `Future`, and while it waits it searches
-only the bytes that arrived since the last look (the scan never restarts at
-the start of a long line).  The transport calls the reader's protocol
-directly, and the protocol appends to the buffer and completes the waiting
-future, whose callback steps the task: the one hop a wakeup costs.
+*A line costs a scan and, when nothing is buffered, a wakeup.*  A reader
+keeps one ``bytearray``; `StreamReader.readline` looks for the separator
+once in what is buffered and returns without suspending when it is there (no
+future, no hop through the ready queue).  Only when it must wait does it
+park its task on a reactor future (readline reuses its last one), and while
+it waits it searches only the bytes that arrived since the last look (the
+scan never restarts at the start of a long line).  The transport calls the
+reader's protocol directly, and when a reactor task is parked on the reader
+the protocol steps that task there and then, inside the read callback, as
+a protocol's ``data_received`` runs its code: the future is completed
+without queueing the task's wakeup, so a line costs no hop through the
+ready queue.  A whole line that arrives while ``readline`` waits on an empty
+buffer is handed over as the ``bytes`` object the transport read, never
+copied into the buffer and out.  Neither shortcut is taken inside another
+task's step (a transport that delivers while a task writes), outside a turn
+of the reactor (a test calling the protocol), or for a waiter that is not a
+reactor task's: then the future is completed and the task wakes in a later
+turn, as with `StreamReader.feed_data`.  Measured with the ``streams``
+workload of ``python -m benchmarks`` (64 connections, one coroutine each,
+the C generator): 15.2 -> 12.8 us of server CPU per line.
 
 *Memory is bounded both ways.*  Input: a reader holds at most about twice its
 ``limit`` before it pauses reading on the transport (asyncio's rule), and

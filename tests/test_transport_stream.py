@@ -689,3 +689,27 @@ def test_a_failed_shutdown_after_the_data_is_a_normal_close(
         assert (server.statistics()["errors"], server.statistics()["active"]) == (0, 0) and reactor.connections == {}
         assert c.recv(100) == b"all of it"
         c.close()
+
+
+def test_a_closed_connection_is_freed_without_the_cycle_collector(reactor: Reactor) -> None:
+    """Once connection_lost is delivered the transport lets go of its protocol: no cycle is left to collect."""
+    import gc
+    import weakref
+
+    class Keeper(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+    left, right = socket.socketpair()
+    gc.disable()
+    try:
+        protocol = Keeper()
+        transport = attach_socket(reactor, left, protocol)
+        gone = weakref.ref(protocol)
+        transport.close()
+        run_until(reactor, lambda: transport.get_protocol() is None)
+        del protocol, transport
+        assert gone() is None
+    finally:
+        gc.enable()
+        right.close()

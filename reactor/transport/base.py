@@ -307,6 +307,11 @@ class TransportBase(_WaterMarks):
             protocol.connection_lost(exc)
         except Exception as err:
             report_user_error(self.reactor, "exception in connection_lost", err, protocol=protocol, transport=self)
+        # The protocol is told; let go of it, as asyncio's transports do.  A
+        # protocol that keeps its transport (most do) made a reference cycle
+        # with it, so every closed connection was garbage for the cyclic
+        # collector instead of freed at once.
+        self.protocol = None
 
     def _call_protocol(self, name: str) -> None:
         try:
