@@ -707,7 +707,8 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector(reactor: React
         transport = attach_socket(reactor, left, protocol)
         gone = weakref.ref(protocol)
         transport.close()
-        run_until(reactor, lambda: transport.get_protocol() is None)
+        run_until(reactor, lambda: not reactor.connections)
+        assert transport.get_protocol() is None
         del protocol, transport
         assert gone() is None
     finally:
