@@ -696,9 +696,14 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector(reactor: React
     import gc
     import weakref
 
+    lost: list[BaseException | None] = []
+
     class Keeper(Protocol):
         def connection_made(self, transport: Any) -> None:
             self.transport = transport
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.append(exc)
 
     left, right = socket.socketpair()
     gc.disable()
@@ -707,7 +712,7 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector(reactor: React
         transport = attach_socket(reactor, left, protocol)
         gone = weakref.ref(protocol)
         transport.close()
-        run_until(reactor, lambda: not reactor.connections)
+        run_until(reactor, lambda: bool(lost))
         assert transport.get_protocol() is None
         del protocol, transport
         assert gone() is None
