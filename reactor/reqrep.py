@@ -371,7 +371,9 @@ class RequestServer:
         if transport.state == "CLOSED":
             return
         if type(reply) is not str:
-            if type(reply) is CoroutineType:  # an async def handle_request: checked first, as it is a hot path
+            # A reply future whose result is a coroutine; _dispatch sends an
+            # async handler's coroutine straight to _run_task.
+            if type(reply) is CoroutineType:
                 self._run_task(protocol, reply)
                 return
             if isinstance(reply, Future):
