@@ -954,8 +954,12 @@ class Reactor:
                     continue
                 ran += 1
                 callback = handle._callback
+                args = handle._args
                 try:
-                    callback(*handle._args)
+                    if args:
+                        callback(*args)
+                    else:  # a reader or writer, most of the time: a plain call, not CALL_FUNCTION_EX
+                        callback()
                 except Exception as exc:
                     self._report(exc, callback)
                 end = _perf_counter()
