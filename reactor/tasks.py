@@ -194,19 +194,12 @@ class Task(Future[T]):
             raise RuntimeError("cannot create a task on a closed Reactor; create a new one")
         self._setup(coro, reactor, name)
         if eager_start:
-            if reactor._task_turn:
+            outer = _begin_eager_step(reactor)
+            try:
                 self._step(None)
-            elif reactor._in_turn:
-                reactor._enter_task_turn()  # until the turn ends
-                self._step(None)
-            else:  # plain code, outside any turn: current_task() works in the first step too
-                turn = _turn
-                outer = turn.reactor
-                turn.reactor = reactor
-                try:
-                    self._step(None)
-                finally:
-                    turn.reactor = outer
+            finally:
+                if outer is not _KEEP_TURN:
+                    _turn.reactor = outer
         else:
             reactor.call_soon(self._step, None)
 
@@ -531,16 +524,7 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> tuple[Ta
     frame = _EagerFrame(reactor, coro)
     previous = reactor._current_task
     reactor._current_task = frame
-    turn = _turn
-    outer = None
-    restore = False
-    if not reactor._task_turn:
-        if reactor._in_turn:
-            reactor._enter_task_turn()  # until the turn ends: later requests of the turn pay nothing
-        else:  # plain code, outside any turn
-            outer = turn.reactor
-            turn.reactor = reactor
-            restore = True
+    outer = _KEEP_TURN if reactor._task_turn else _begin_eager_step(reactor)  # the call: once a turn
     try:
         try:
             yielded = coro.send(None)  # socket-ok: a coroutine's send
@@ -560,8 +544,29 @@ def _start_eagerly(coro: Coroutine[Any, Any, Any], reactor: Reactor) -> tuple[Ta
         return task, None
     finally:
         reactor._current_task = previous
-        if restore:
-            turn.reactor = outer
+        if outer is not _KEEP_TURN:
+            _turn.reactor = outer
+
+
+_KEEP_TURN: Any = object()  # what `_begin_eager_step` returns when there is nothing to restore
+
+
+def _begin_eager_step(reactor: Reactor) -> Any:
+    """Make `current_task` find ``reactor`` during a first step run from outside its own queue.
+
+    Inside a turn of ``reactor`` the turn is marked a task turn until it ends
+    (later eager steps of the turn pay nothing); from plain code, outside any
+    turn, the running reactor is set for this step only: the caller restores
+    the returned reactor afterwards, unless it is ``_KEEP_TURN``.
+    """
+    if reactor._task_turn:
+        return _KEEP_TURN
+    if reactor._in_turn:
+        reactor._enter_task_turn()
+        return _KEEP_TURN
+    outer = _turn.reactor
+    _turn.reactor = reactor
+    return outer
 
 
 # ------------------------------------------------------------------ the running reactor
