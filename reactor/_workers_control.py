@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .addresses import parse_address
 from .control import SNAPSHOT_CHUNK, Answer, ControlServer, _local_answer, merge_snapshots
@@ -167,19 +168,13 @@ def start_merged_endpoints(directory: str, control: str | None, metrics: str | N
     life_r, life_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        code = 1
-        try:
+
+        def merged() -> int:
             os.close(status_r)
             os.close(life_w)
-            code = _merged_main(directory, control, metrics, status_w, life_r)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            return _merged_main(directory, control, metrics, status_w, life_r)
+
+        exit_child(merged)
     os.close(status_w)
     os.close(life_r)
     with os.fdopen(status_r, "rb") as status:
@@ -190,6 +185,26 @@ def start_merged_endpoints(directory: str, control: str | None, metrics: str | N
         raise OSError(line.partition(" ")[2] or "the control process exited")
     where = json.loads(line[len("ready ") :])
     return MergedEndpoints(pid, life_w, where["control"], where["metrics"])
+
+
+def exit_child(body: Callable[[], int]) -> NoReturn:
+    """End a forked child with ``body()``'s exit status (1 if it raised, with the traceback printed).
+
+    ``os._exit``, never ``sys.exit``: the child must not run the parent's
+    ``atexit`` handlers or flush the parent's buffered files a second time;
+    its own stdout and stderr are flushed first.
+    """
+    code = 1
+    try:
+        code = body()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _merged_main(directory: str, control: str | None, metrics: str | None, status_w: int, life_r: int) -> int:

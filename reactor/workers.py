@@ -74,13 +74,13 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ._workers_control import exit_child
 from .addresses import Address, parse_address
 from .core import Reactor
 from .futures import Future
@@ -413,18 +413,12 @@ class _Supervisor:
             if pid != 0:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         if pid == 0:  # the child: never returns
-            code = 1
-            try:
+
+            def serve() -> int:
                 self._become_worker(status_r, control_w)
-                code = _worker_main(self.build, self.grace, self.shared, control_r, status_w)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+                return _worker_main(self.build, self.grace, self.shared, control_r, status_w)
+
+            exit_child(serve)
         os.close(status_w)
         os.close(control_r)
         os.set_blocking(status_r, False)
