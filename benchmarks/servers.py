@@ -250,17 +250,16 @@ def _lines_protocol_class() -> type[Any]:
     return Lines
 
 
-def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None, tls: ssl.SSLContext | None = None) -> None:
+def serve_on_asyncio(loop: Any, start: Callable[[], Any], ready: Callable[[int], None]) -> None:
+    """Run ``await start()`` (a listening asyncio server) on ``loop`` until SIGTERM/SIGINT; then close both."""
     import asyncio
 
     asyncio.set_event_loop(loop)
     try:
-        server = loop.run_until_complete(
-            loop.create_server(protocol or _protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN, ssl=tls)
-        )
+        server = loop.run_until_complete(start())
         loop.add_signal_handler(signal.SIGTERM, loop.stop)
         loop.add_signal_handler(signal.SIGINT, loop.stop)
-        _ready(server.sockets[0].getsockname()[1])
+        ready(server.sockets[0].getsockname()[1])
         try:
             loop.run_forever()
         finally:
@@ -268,6 +267,14 @@ def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None, tls:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def _serve_asyncio(port: int, loop: Any, protocol: type[Any] | None = None, tls: ssl.SSLContext | None = None) -> None:
+    serve_on_asyncio(
+        loop,
+        lambda: loop.create_server(protocol or _protocol_class(), "127.0.0.1", port, backlog=socket.SOMAXCONN, ssl=tls),
+        _ready,
+    )
 
 
 def serve_asyncio(port: int, tls: ssl.SSLContext | None = None) -> None:

@@ -20,7 +20,6 @@ from a plain handler) under the one-shot workloads.
 
 from __future__ import annotations
 
-import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -89,19 +88,9 @@ def serve_reactor_async(port: int, ready: Callable[[int], None], stop_on_signals
 def _serve_asyncio_streams(port: int, loop: Any, ready: Callable[[int], None]) -> None:
     import asyncio
 
-    asyncio.set_event_loop(loop)
-    try:
-        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port, backlog=socket.SOMAXCONN))
-        loop.add_signal_handler(signal.SIGTERM, loop.stop)
-        loop.add_signal_handler(signal.SIGINT, loop.stop)
-        ready(server.sockets[0].getsockname()[1])
-        try:
-            loop.run_forever()
-        finally:
-            server.close()
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    from .servers import serve_on_asyncio
+
+    serve_on_asyncio(loop, lambda: asyncio.start_server(handle, "127.0.0.1", port, backlog=socket.SOMAXCONN), ready)
 
 
 def serve_asyncio_streams(port: int, ready: Callable[[int], None], stop_on_signals: Callable[..., None]) -> None:
