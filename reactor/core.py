@@ -426,6 +426,9 @@ class Reactor:
         # whose value before is kept to restore at the turn's end.
         self._task_turn = False
         self._turn_outer: Reactor | None = None
+        # True while `run()` holds `reactor.futures._turn` for its whole length:
+        # its turns then need not write the thread-local (see `_enter_task_turn`).
+        self._turn_held = False
         # Signal number -> its handle (`add_signal_handler`); what each had
         # before, and the wakeup fd before the first one, to restore.
         self._signal_handlers: dict[int, Handle] = {}
@@ -919,8 +922,9 @@ class Reactor:
             self._in_turn = False
             if self._task_turn:  # entered above, or by a task started eagerly in this turn
                 self._task_turn = False
-                _turn.reactor = self._turn_outer
-                self._turn_outer = None
+                if not self._turn_held:
+                    _turn.reactor = self._turn_outer
+                    self._turn_outer = None
         return self._callbacks_run - before
 
     def _enter_task_turn(self) -> None:
@@ -929,11 +933,14 @@ class Reactor:
         # be stepped from an I/O callback.  Only while the reactor has tasks, or
         # from the first eager task step of the turn (reactor.tasks): a
         # thread-local write costs what a third of a plain callback does, so
-        # plain servers never pay it, and a turn pays it once.
+        # plain servers never pay it, and a turn pays it once; a turn of
+        # `run()`, which holds it throughout, not at all.
+        self._task_turn = True
+        if self._turn_held:
+            return
         turn = _turn
         self._turn_outer = turn.reactor
         turn.reactor = self
-        self._task_turn = True
 
     def _dispatch(self, handles: list[Handle], start: float) -> float:
         # The one place where the turn calls user code, for readers, writers,
@@ -1062,12 +1069,21 @@ class Reactor:
         if self._running_thread is not None:
             raise RuntimeError("this Reactor is already running")
         self._running_thread = threading.get_ident()
+        # This thread is this reactor's until run() returns: name it in
+        # `reactor.futures._turn` once, not in every turn that steps tasks.
+        # Between turns no task is being stepped, so current_task() is None
+        # and get_running_reactor() raises there, as before.
+        outer = _turn.reactor
+        _turn.reactor = self
+        self._turn_held = True
         try:
             while True:
                 self.run_once(0 if self._stopping else None)
                 if self._stopping:
                     break
         finally:
+            self._turn_held = False
+            _turn.reactor = outer
             self._stopping = False
             self._running_thread = None
 

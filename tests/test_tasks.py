@@ -443,6 +443,42 @@ def test_a_task_of_one_reactor_runs_another_reactor_inside_its_step(reactor: Rea
     assert inner_task is not task
 
 
+def test_run_names_its_reactor_for_its_tasks_only_while_it_runs(reactor: Reactor) -> None:
+    """`run()` names its reactor for the whole run, and a `run()` nested in a task's step restores the outer one.
+
+    Between turns and in plain callbacks no task is current; after `run()`
+    returns, nothing is named any more.
+    """
+    from reactor.futures import _turn
+
+    seen: list[Any] = []
+
+    async def inner(nested: Reactor) -> None:
+        await sleep(0)
+        seen.append(("inner", get_running_reactor() is nested, current_task() is not None))
+        nested.stop()
+
+    async def outer() -> None:
+        with Reactor() as nested:
+            nested.create_task(inner(nested))
+            nested.run()
+        await sleep(0)
+        seen.append(("outer", get_running_reactor() is reactor, current_task() is task))
+        reactor.call_soon(plain)
+
+    def plain() -> None:
+        seen.append(("plain", current_task()))
+        reactor.stop()
+
+    assert _turn.reactor is None
+    task = reactor.create_task(outer())
+    reactor.run()
+    assert seen == [("inner", True, True), ("outer", True, True), ("plain", None)]
+    assert task.done() and _turn.reactor is None
+    with pytest.raises(RuntimeError, match="no running reactor"):
+        get_running_reactor()
+
+
 def test_a_finished_task_is_freed_without_the_cycle_collector(reactor: Reactor) -> None:
     """A task that awaited futures holds no reference cycle once done: dropping it frees it at once."""
     import gc
