@@ -24,6 +24,7 @@ is the same bridge to a `concurrent.futures.Future`, for other threads.
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -261,6 +262,20 @@ class _Wakeup(Future[None]):
         return Future.__await__(self)
 
     __iter__ = __await__
+
+
+@types.coroutine
+def _park(future: Future[Any]) -> Generator[Any, None, None]:
+    """``await _park(future)``: hand ``future`` to the reactor task stepping the caller, and resume with None.
+
+    For a coroutine that knows a reactor task is stepping it and that
+    ``future`` ends with no result (a stream's wakeup): the task parks on
+    it and resumes the coroutine with ``send(None)``, or throws its error or
+    `CancelledError` in here.  A generator marked as a coroutine is awaited
+    without an ``__await__`` lookup and call: about 0.4 k instructions less
+    per wait than awaiting a `_Wakeup` on CPython 3.11.
+    """
+    yield future
 
 
 # The bridges to asyncio and concurrent.futures live in `reactor.embed` (the

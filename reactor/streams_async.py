@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from .addresses import AddressLike
 from .core import Reactor
-from .futures import _FINISHED, _PENDING, Future, InvalidStateError, _Wakeup
+from .futures import _FINISHED, _PENDING, Future, InvalidStateError, _park, _Wakeup
 from .streams import Server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
@@ -356,7 +356,10 @@ class StreamReader:
             task = self._waiter_task = reactor._current_task
             self._line_wait = not buffer
             try:
-                await waiter
+                if task is not None:
+                    await _park(waiter)
+                else:  # not a reactor task's (an asyncio coroutine's, say): as any future
+                    await waiter
             except BaseException:
                 self._waiter = None
                 handed = self._line

@@ -357,3 +357,30 @@ def test_a_task_in_the_reactors_thread_awaits_a_future_of_a_loop_in_another(thre
         return await asyncio.wrap_future(task)
 
     assert asyncio.run(main()) == "ACROSS"
+
+
+def test_an_asyncio_coroutine_reads_lines_from_a_reactor_stream(real_reactor: Reactor) -> None:
+    """`StreamReader.readline` awaited by an asyncio task (no reactor task stepping it) waits as any future.
+
+    The reader's wait is then an asyncio future following the reactor's,
+    and the lines arrive in order, whether buffered already or written
+    while the coroutine waits.
+    """
+    from reactor.streams_async import memory_stream_pair
+
+    (reader, _), (_, writer) = memory_stream_pair(real_reactor)
+    lines: list[bytes] = []
+
+    async def main() -> None:
+        driver = attach_asyncio(real_reactor)
+        try:
+            writer.write(b"first\n")
+            real_reactor.call_later(0.01, writer.write, b"sec")
+            real_reactor.call_later(0.02, writer.write, b"ond\nthird\n")
+            for _ in range(3):
+                lines.append(await asyncio.wait_for(reader.readline(), WAIT))
+        finally:
+            driver.close()
+
+    asyncio.run(main())
+    assert lines == [b"first\n", b"second\n", b"third\n"]
