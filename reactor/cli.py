@@ -441,11 +441,13 @@ def _check_handler_in_child(spec: str) -> str:
     is on disk then (gunicorn without ``--preload``).  This child only checks,
     before anything is bound, that the handler loads.
     """
+    from ._workers_control import exit_child
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        code = 1
-        try:
+
+        def check() -> int:
             os.close(read_fd)
             try:
                 reply = "ok " + _load_handler(spec).__name__
@@ -454,13 +456,9 @@ def _check_handler_in_child(spec: str) -> str:
             data = reply.encode()
             while data:
                 data = data[os.write(write_fd, data) :]
-            code = 0
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            return 0
+
+        exit_child(check)
     os.close(write_fd)
     chunks = []
     try:
