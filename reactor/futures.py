@@ -242,40 +242,24 @@ class Future(Generic[T]):
 
 
 
-class _Wakeup(Future[None]):
-    """A future with no result that a reactor task parks on: a stream's "data arrived".
-
-    Awaited from a reactor task, it hands itself to the task through a
-    one-item tuple iterator instead of `Future.__await__`'s generator: no
-    generator to make and no frame to resume per wait.  That is enough
-    because its result is always None: the task resumes the coroutine with
-    ``send(None)`` (the iterator ends, the ``await`` gives None) or throws
-    in the error or `CancelledError`, which the iterator passes through (it
-    has no ``throw``).  Anywhere else it is awaited as any `Future`.
-    """
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        if self._state == _PENDING and self._reactor._current_task is not None:
-            return iter((self,))  # type: ignore[return-value]
-        return Future.__await__(self)
-
-    __iter__ = __await__
-
-
 @types.coroutine
-def _park(future: Future[Any]) -> Generator[Any, None, None]:
-    """``await _park(future)``: hand ``future`` to the reactor task stepping the caller, and resume with None.
+def _park(future: Future[None], task: object) -> Generator[Any, None, None]:
+    """``await _park(future, task)`` for a future whose result is None (a stream's "data arrived").
 
-    For a coroutine that knows a reactor task is stepping it and that
-    ``future`` ends with no result (a stream's wakeup): the task parks on
-    it and resumes the coroutine with ``send(None)``, or throws its error or
-    `CancelledError` in here.  A generator marked as a coroutine is awaited
-    without an ``__await__`` lookup and call: about 0.4 k instructions less
-    per wait than awaiting a `_Wakeup` on CPython 3.11.
+    ``task`` is the reactor's ``_current_task`` as the caller found it.
+    Stepped by a reactor task, it hands ``future`` to the task, which parks
+    on it and resumes the coroutine with ``send(None)``, or throws its error
+    or `CancelledError` in here.  A generator marked as a coroutine is
+    awaited without an ``__await__`` lookup and call, and the future's own
+    ``__await__`` generator is never made: about 0.4 k instructions less per
+    wait on CPython 3.11 than awaiting a future whose ``__await__`` is a
+    Python method.  Anywhere else (an asyncio coroutine, say) the future is
+    awaited as any `Future`.
     """
-    yield future
+    if task is not None:
+        yield future
+    else:
+        yield from future.__await__()
 
 
 # The bridges to asyncio and concurrent.futures live in `reactor.embed` (the

@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 from .addresses import AddressLike
 from .core import Reactor
-from .futures import _FINISHED, _PENDING, Future, InvalidStateError, _park, _Wakeup
+from .futures import _FINISHED, _PENDING, Future, InvalidStateError, _park
 from .streams import Server
 from .tasks import Task, get_running_reactor
 from .transport.errors import report_user_error
@@ -161,7 +161,7 @@ class StreamReader:
         self._waiter_task: Task[Any] | None = None  # the task parked on _waiter, if a reactor task
         self._line_wait = False  # _waiter is readline's, on an empty buffer
         self._line: bytes | None = None  # a whole line handed to the parked readline (see _data_received)
-        self._spare: _Wakeup | None = None  # readline's last waiter, done and reusable
+        self._spare: Future[None] | None = None  # readline's last waiter, done and reusable
         self._transport: Any = None
         self._paused = False
 
@@ -289,12 +289,12 @@ class StreamReader:
         reactor = self._reactor
         if reactor is None:
             reactor = self._reactor = get_running_reactor()
-        waiter: Future[None] = _Wakeup(reactor)
+        waiter: Future[None] = Future(reactor)
         self._waiter = waiter
-        self._waiter_task = reactor._current_task
+        task = self._waiter_task = reactor._current_task
         self._line_wait = False
         try:
-            await waiter
+            await _park(waiter, task)
         finally:
             self._waiter = None
 
@@ -351,7 +351,7 @@ class StreamReader:
                 reactor = self._reactor = get_running_reactor()
             waiter = self._spare
             if waiter is None:
-                waiter = _Wakeup(reactor)
+                waiter = Future(reactor)
             else:  # the last wait's, which ended with no result and no reference left to it
                 self._spare = None
                 waiter._state = _PENDING
@@ -359,10 +359,7 @@ class StreamReader:
             task = self._waiter_task = reactor._current_task
             self._line_wait = not buffer
             try:
-                if task is not None:
-                    await _park(waiter)
-                else:  # not a reactor task's (an asyncio coroutine's, say): as any future
-                    await waiter
+                await _park(waiter, task)
             except BaseException:
                 self._waiter = None
                 handed = self._line

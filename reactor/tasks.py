@@ -89,7 +89,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import Reactor
-from .futures import _FINISHED, _PENDING, Future, _cancelled_error, _turn, _Wakeup
+from .futures import _FINISHED, _PENDING, Future, _cancelled_error, _turn
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -359,13 +359,12 @@ class Task(Future[T]):
         except BaseException as error:
             self._raised(error)
         else:
-            kind = type(yielded)
-            if (kind is _Wakeup or kind is Future) and yielded._reactor is reactor:
+            if type(yielded) is Future and yielded._reactor is reactor:
                 # _park's common case, inline (a future of this reactor that is
                 # not a task, so not this one): one call less per await.
                 self._waiting_on = yielded
                 if yielded._state == _PENDING:
-                    yielded._callbacks.append(self._wakeup_callback)
+                    yielded._callbacks.append(self._wakeup_callback)  # type: ignore[arg-type]
                 else:
                     reactor.call_soon(self._wakeup, yielded)
                 if self._must_cancel and _cancel_future(yielded, self._cancel_message):
